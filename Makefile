@@ -1,0 +1,42 @@
+# freqnn: `make demo` runs the main job, `make test` the whole suite. Both build .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_VERSION := 2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint bench clean system-deps
+
+# Debian packages the experiments use (flite builds the offline speech corpus).
+system-deps:
+	@command -v flite >/dev/null 2>&1 || { \
+	  echo "installing flite (Debian package) ..."; \
+	  (apt-get update -qq && apt-get install -y -qq flite) >/dev/null 2>&1 || \
+	  echo "warning: could not install flite; speech-corpus tests will be skipped"; }
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first: the pinned CPU wheel is available locally, any other pick downloads gigabytes
+	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install -q -e ".[experiments,dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: venv system-deps
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+demo: venv
+	$(BIN)/python -m freqnn.cli demo
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+
+bench: venv
+	$(BIN)/python benchmarks/sfm.py
+	$(BIN)/python benchmarks/transform.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

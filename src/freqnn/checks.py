@@ -1,0 +1,93 @@
+"""Argument validation shared by every public entry point.
+
+Every check raises with one wording: ``<name>: expected <what>, got <what came>``, so a user
+reading an error always learns which argument is wrong, what was expected and what was received.
+Value problems raise ``ValueError``; dtype problems raise ``TypeError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_finite",
+    "check_floating",
+    "check_integer",
+    "check_range",
+    "check_rank",
+    "check_shape",
+    "describe",
+    "fail",
+]
+
+
+def describe(x: object) -> str:
+    """Short description of a value for error messages (shape and dtype for tensors)."""
+    if isinstance(x, Tensor):
+        return f"tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
+    return f"{type(x).__name__} {x!r}"
+
+
+def fail(name: str, expected: str, got: str, error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` with the project's single wording for argument errors."""
+    raise error(f"{name}: expected {expected}, got {got}")
+
+
+def _require_tensor(x: object, name: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        fail(name, "a torch.Tensor", describe(x), TypeError)
+    return x  # type: ignore[return-value]
+
+
+def check_floating(x: object, name: str, dtype: torch.dtype | None = None) -> Tensor:
+    """Require a floating-point tensor (of ``dtype`` when given)."""
+    x = _require_tensor(x, name)
+    if not x.is_floating_point():
+        fail(name, "a floating-point tensor (float32 or float64)", describe(x), TypeError)
+    if dtype is not None and x.dtype != dtype:
+        fail(name, f"dtype {dtype} (the module's dtype)", describe(x), TypeError)
+    return x
+
+
+def check_integer(x: object, name: str) -> Tensor:
+    """Require an integer tensor."""
+    x = _require_tensor(x, name)
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        fail(name, "an integer tensor", describe(x), TypeError)
+    return x
+
+
+def check_rank(x: Tensor, name: str, ranks: Sequence[int], meaning: str) -> None:
+    """Require ``x.dim()`` in ``ranks``; ``meaning`` spells out the expected layouts."""
+    if x.dim() not in ranks:
+        fail(name, f"{' or '.join(f'{r}-D' for r in ranks)} input {meaning}", describe(x))
+
+
+def check_shape(x: Tensor, name: str, shape: Sequence[int], meaning: str = "") -> None:
+    """Require ``tuple(x.shape) == shape``."""
+    if tuple(x.shape) != tuple(shape):
+        suffix = f" {meaning}" if meaning else ""
+        fail(name, f"shape {tuple(shape)}{suffix}", describe(x))
+
+
+def check_finite(x: Tensor, name: str) -> None:
+    """Require every element to be finite (no NaN or infinity)."""
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        fail(name, "finite values", f"{bad} NaN or infinite element(s) in {describe(x)}")
+
+
+def check_range(
+    x: Tensor, name: str, low: float | None = None, high: float | None = None
+) -> None:
+    """Require ``low <= x <= high`` elementwise (either bound optional)."""
+    if x.numel() == 0:
+        return
+    lo, hi = x.min().item(), x.max().item()
+    if (low is not None and lo < low) or (high is not None and hi > high):
+        lo_s = "-inf" if low is None else f"{low:g}"
+        hi_s = "inf" if high is None else f"{high:g}"
+        fail(name, f"values in [{lo_s}, {hi_s}]", f"values in [{lo:g}, {hi:g}] ({describe(x)})")

@@ -1,0 +1,1 @@
+"""Data sets: generators, loaders for public sets, and the external ``.npz`` format."""
