@@ -1,0 +1,283 @@
+"""SFMCell and AdaptiveSFMCell: the parameters of one SFM layer and its time loop."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..checks import check_finite, check_floating, check_rank, check_shape, describe, fail
+from ..frequencies import fold_frequency, frequency_grid, phase
+from .state import SFMState, check_state, map_batch_axis, zero_state
+from .step import advance_phase, amplitude, memory_update, output, split_gates
+
+__all__ = ["AdaptiveSFMCell", "SFMCell"]
+
+
+def _check_size(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        fail(
+            name,
+            "a positive int",
+            repr(value),
+            TypeError if not isinstance(value, int) else ValueError,
+        )
+    return value  # type: ignore[return-value]
+
+
+class SFMCell(nn.Module):
+    r"""One State-Frequency Memory layer (Hu & Qi, ICML 2017), stepped one time step per call.
+
+    Parameters
+    ----------
+    input_size : int
+        N, features of x_t.
+    hidden_size : int
+        M, size of the output z_t.
+    state_size : int
+        D, number of memory states.
+    num_freqs : int
+        K, number of frequency components of each state.
+    bias : bool
+        Whether the affine maps have biases (b_ste, b_fre, b_g, b_i, b_o, b_z).
+    frequencies : {"paper", "half", "dct"} or Tensor [shape=(K,)]
+        The frequency grid (rad per unit of time), see :mod:`freqnn.frequencies`.
+    learn_frequencies : bool
+        Train the frequencies. They are stored unconstrained and used folded into [0, pi]
+        (:func:`freqnn.frequencies.fold_frequency`), which leaves the output of an SFM unchanged
+        for in-band values and keeps learned ones alias-free.
+
+    Notes
+    -----
+    ``forward(x_t, state=None, t=None) -> (z_t, state)``: ``x_t`` (B, N) or (N,); ``t`` the
+    timestamp of this step (scalar or (B,)), by default ``state.time + 1``. The state has no
+    layer dimension (see :class:`freqnn.SFMState`).
+    """
+
+    adaptive = False
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        state_size: int,
+        num_freqs: int,
+        *,
+        bias: bool = True,
+        frequencies: str | Tensor = "paper",
+        learn_frequencies: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.input_size = _check_size(input_size, "input_size")
+        self.hidden_size = _check_size(hidden_size, "hidden_size")
+        self.state_size = _check_size(state_size, "state_size")
+        self.num_freqs = _check_size(num_freqs, "num_freqs")
+        self.bias = bool(bias)
+        self.learn_frequencies = bool(learn_frequencies)
+        self._grid_spec = frequencies if isinstance(frequencies, str) else "tensor"
+        grid = frequency_grid(frequencies, num_freqs)
+        D, K, M, N = state_size, num_freqs, hidden_size, input_size
+        factory = {"device": device, "dtype": dtype}
+        rows = 3 * D + K + K * M + (K if self.adaptive else 0)
+        self.weight_ih = nn.Parameter(torch.empty(rows, N, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(rows, M, **factory))
+        self.weight_a = nn.Parameter(torch.empty(K, 2 * M, D, **factory))
+        if self.bias:
+            self.bias_ih = nn.Parameter(torch.empty(3 * D + K + K * M, **factory))
+            self.b_z = nn.Parameter(torch.empty(K, M, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("b_z", None)
+        name = "b_omega" if self.adaptive else "omega"
+        grid = grid.to(device=device, dtype=dtype or torch.get_default_dtype())
+        if self.learn_frequencies:
+            self.register_parameter(name, nn.Parameter(grid))
+        else:
+            self.register_buffer(name, grid)
+        self.register_buffer("_initial_grid", grid.clone(), persistent=False)
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ parameters
+    def reset_parameters(self) -> None:
+        """Uniform(-1/sqrt(M), 1/sqrt(M)) weights and biases as in ``nn.LSTM``; frequencies back
+        to their initial grid; A-SFM's W_omega_x, W_omega_z start at zero so that omega_t starts
+        on the grid."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        with torch.no_grad():
+            for p in (self.weight_ih, self.weight_hh, self.weight_a, self.bias_ih, self.b_z):
+                if p is not None:
+                    p.uniform_(-bound, bound)
+            if self.adaptive:
+                self.weight_ih[-self.num_freqs :].zero_()
+                self.weight_hh[-self.num_freqs :].zero_()
+            self._frequency_tensor().copy_(self._initial_grid)
+
+    def _frequency_tensor(self) -> Tensor:
+        return self.b_omega if self.adaptive else self.omega
+
+    def frequencies(self) -> Tensor:
+        """The frequencies in use (rad per unit of time), shape (K,): SFM's omega (folded into
+        [0, pi] when learned) or A-SFM's base b_omega."""
+        omega = self._frequency_tensor()
+        return fold_frequency(omega) if self.learn_frequencies and not self.adaptive else omega
+
+    def paper_parameters(self) -> dict[str, Tensor]:
+        """The parameters under the names and shapes of ``docs/sfm.md`` (views sharing storage).
+
+        Biases are absent when ``bias=False``. SFM has ``omega`` (the stored, unfolded value);
+        A-SFM has ``W_omega_z``, ``W_omega_x`` and ``b_omega`` instead.
+        """
+        D, K, M = self.state_size, self.num_freqs, self.hidden_size
+        sizes = [D, D, D, K, K * M] + ([K] if self.adaptive else [])
+        names = ["ste", "g", "i", "fre", "o"] + (["omega"] if self.adaptive else [])
+        out: dict[str, Tensor] = {}
+        for prefix, weight in (("W", self.weight_hh), ("V", self.weight_ih)):
+            for name, block in zip(names, weight.split(sizes), strict=True):
+                key = (
+                    f"W_omega_{'z' if prefix == 'W' else 'x'}"
+                    if name == "omega"
+                    else f"{prefix}_{name}"
+                )
+                out[key] = block.unflatten(0, (K, M)) if name == "o" else block
+        if self.bias_ih is not None:
+            for name, block in zip(names[:5], self.bias_ih.split(sizes[:5]), strict=True):
+                out[f"b_{name}"] = block.unflatten(0, (K, M)) if name == "o" else block
+        out["U_o"] = self.weight_a[:, :M]
+        out["W_z"] = self.weight_a[:, M:]
+        if self.b_z is not None:
+            out["b_z"] = self.b_z
+        out["b_omega" if self.adaptive else "omega"] = self._frequency_tensor()
+        return out
+
+    def extra_repr(self) -> str:
+        s = (
+            f"{self.input_size}, {self.hidden_size}, state_size={self.state_size}, "
+            f"num_freqs={self.num_freqs}, frequencies={self._grid_spec!r}"
+        )
+        if self.learn_frequencies:
+            s += ", learn_frequencies=True"
+        if not self.bias:
+            s += ", bias=False"
+        return s
+
+    # ------------------------------------------------------------------ equations
+    def input_projection(self, x: Tensor) -> Tensor:
+        """V_* x + b_* for every gate at once (any leading dims): (..., N) -> (..., G)."""
+        bias = self.bias_ih
+        if self.adaptive:
+            zeros = x.new_zeros(self.weight_ih.shape[0] - self.num_freqs)
+            bias = torch.cat([zeros if bias is None else bias, self.b_omega])
+        return F.linear(x, self.weight_ih, bias)
+
+    def scan(
+        self,
+        gx: Tensor,
+        state: SFMState,
+        times: Tensor,
+        mask: Tensor | None = None,
+    ) -> tuple[Tensor, SFMState]:
+        """Run the recurrence over a whole sequence (the reference path, one step at a time).
+
+        Parameters
+        ----------
+        gx : Tensor [shape=(T, B, G)], input projections from :meth:`input_projection`
+        state : SFMState, initial state of this layer (no layer dimension)
+        times : Tensor [shape=(T, B)], float64 timestamps of the steps
+        mask : Tensor [shape=(T, B)] bool or None, False at padded steps (they change nothing)
+
+        Returns
+        -------
+        output : Tensor [shape=(T, B, M)], z_t (zeros at padded steps)
+        state : SFMState at each sequence's last valid step
+        """
+        D, K, M = self.state_size, self.num_freqs, self.hidden_size
+        z, re, im, time, phi = state
+        if self.adaptive:
+            prev = torch.cat([time.unsqueeze(0), times[:-1]])
+            dt = (times - prev).to(gx.dtype)
+        else:
+            phases = phase(self.frequencies(), times)
+            cos_all, sin_all = torch.cos(phases), torch.sin(phases)
+        outputs = []
+        for t in range(gx.shape[0]):
+            gates = split_gates(torch.addmm(gx[t], z, self.weight_hh.t()), D, K, M)
+            if self.adaptive:
+                phi_new = advance_phase(phi, gates.omega, dt[t])
+                cos_t, sin_t = torch.cos(phi_new), torch.sin(phi_new)
+            else:
+                cos_t, sin_t = cos_all[t], sin_all[t]
+            re_new, im_new = memory_update(gates, re, im, cos_t, sin_t)
+            z_new = output(gates, amplitude(re_new, im_new), self.weight_a, self.b_z)
+            if mask is None:
+                z, re, im = z_new, re_new, im_new
+                phi = phi_new if self.adaptive else None
+                outputs.append(z)
+            else:
+                m = mask[t]
+                z = torch.where(m[:, None], z_new, z)
+                re = torch.where(m[:, None, None], re_new, re)
+                im = torch.where(m[:, None, None], im_new, im)
+                if self.adaptive:
+                    phi = torch.where(m[:, None], phi_new, phi)
+                outputs.append(z_new * m[:, None].to(z_new.dtype))
+        if mask is None:
+            time = times[-1]
+        else:
+            steps = mask.sum(0)
+            last = times.gather(0, (steps - 1).clamp(min=0).unsqueeze(0)).squeeze(0)
+            time = torch.where(steps > 0, last, state.time)
+        return torch.stack(outputs), SFMState(z, re, im, time, phi)
+
+    # ------------------------------------------------------------------ one step
+    def forward(
+        self, x: Tensor, state: SFMState | None = None, t: Tensor | float | None = None
+    ) -> tuple[Tensor, SFMState]:
+        """One step: ``x`` (B, N) or (N,) -> ``(z_t, state)`` with z_t (B, M) or (M,)."""
+        check_floating(x, "x", self.weight_ih.dtype)
+        check_rank(x, "x", (1, 2), "of shape (batch, input_size) or (input_size,)")
+        if x.shape[-1] != self.input_size:
+            fail("x", f"last dimension input_size={self.input_size}", describe(x))
+        check_finite(x, "x")
+        batch = tuple(x.shape[:-1])
+        dims = (self.hidden_size, self.state_size, self.num_freqs, self.adaptive)
+        if state is None:
+            state = zero_state((), batch, *dims, dtype=x.dtype, device=x.device)
+        else:
+            state = check_state(state, (), batch, *dims, dtype=x.dtype)
+        if t is None:
+            t = state.time + 1.0
+        else:
+            t = torch.as_tensor(t, dtype=torch.float64, device=x.device)
+            if t.dim() != 0:
+                check_shape(t, "t", batch, "(a scalar or one timestamp per sequence)")
+            check_finite(t, "t")
+            t = t.expand(batch)
+        unbatched = x.dim() == 1
+        if unbatched:
+            x, t = x.unsqueeze(0), t.unsqueeze(0)
+            state = map_batch_axis(state, 0, squeeze=False)
+        out, state = self.scan(self.input_projection(x).unsqueeze(0), state, t.unsqueeze(0))
+        if unbatched:
+            state = map_batch_axis(state, 0, squeeze=True)
+        return out[0, 0] if unbatched else out[0], state
+
+
+class AdaptiveSFMCell(SFMCell):
+    r"""Adaptive SFM layer: the frequencies follow the input,
+    omega_t = W_omega_x x_t + W_omega_z z_{t-1} + b_omega.
+
+    Phase rule: the accumulated phase phi_t = phi_{t-1} + omega_t * (t - t_{t-1}) (reduced
+    modulo 2*pi), with omega_t used at its own step (no lag: it depends only on x_t and
+    z_{t-1}, both known at step t). For a constant omega this is omega * t, so SFM is the special
+    case W_omega_x = W_omega_z = 0; at initialisation those weights are zero and b_omega holds the
+    frequency grid. omega_t is unconstrained (no nonlinearity, as in the paper). With
+    ``learn_frequencies=False`` b_omega stays fixed while W_omega_x, W_omega_z are trained; b_omega
+    is present even with ``bias=False`` (it carries the grid). The authors' released code instead
+    uses omega_t from step t + 1 on; see ``docs/sfm.md``.
+    """
+
+    adaptive = True

@@ -1,0 +1,246 @@
+"""SFM and AdaptiveSFM: multi-layer sequence modules with an ``nn.LSTM``-like interface."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..checks import (
+    check_finite,
+    check_floating,
+    check_integer,
+    check_range,
+    check_rank,
+    check_shape,
+    describe,
+    fail,
+)
+from .cell import AdaptiveSFMCell, SFMCell
+from .state import SFMState, check_state, map_batch_axis, zero_state
+
+__all__ = ["SFM", "AdaptiveSFM"]
+
+
+class SFM(nn.Module):
+    r"""State-Frequency Memory recurrent network (Hu & Qi, ICML 2017).
+
+    Each layer keeps a memory S_t in C^{D x K}: D states, each a gated, windowed Fourier
+    transform of its input stream at K frequencies; the output reads the amplitudes |S_t|.
+    The equations are in ``docs/sfm.md`` and in :mod:`freqnn.sfm.step` under the same names.
+
+    Parameters
+    ----------
+    input_size, hidden_size, state_size, num_freqs : int
+        N, M, D, K.
+    num_layers : int
+        Stacked layers; layer l > 0 reads the output z of layer l - 1.
+    bias : bool
+        Biases in every affine map.
+    batch_first : bool
+        Input and output as (B, T, ...) instead of (T, B, ...). The state is never batch-first.
+    dropout : float
+        Dropout on the outputs of every layer but the last (as ``nn.LSTM``).
+    frequencies : {"paper", "half", "dct"} or Tensor [shape=(K,)]
+        Frequency grid in rad per unit of time (:mod:`freqnn.frequencies`).
+    learn_frequencies : bool
+        Train the frequencies (kept in [0, pi] by folding).
+
+    Notes
+    -----
+    ``forward(x, state=None, *, times=None, lengths=None) -> (output, state)``
+
+    * ``x``: (T, B, N), (B, T, N) with ``batch_first``, or unbatched (T, N).
+    * ``state``: :class:`freqnn.SFMState` with a leading layer dimension; ``None`` means zeros
+      at time 0.
+    * ``times``: real timestamps of the steps, (T,) or (B, T) (also with ``batch_first=False``);
+      the phase of step t is omega * times[t]. Default: the absolute steps time + 1, time + 2, ...
+      continuing from ``state.time``. (The authors' code divides time by the sequence length;
+      pass ``times=torch.arange(1, T + 1) / T`` to reproduce it.)
+    * ``lengths``: (B,) true lengths of a padded batch, in [0, T]: padded steps change nothing,
+      their output is zero and the returned state is each sequence's state at its last step.
+    * ``output``: (T, B, M) (or batch-first / unbatched to match x), the top layer's z_t.
+    """
+
+    cell_type: type[SFMCell] = SFMCell
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        state_size: int,
+        num_freqs: int,
+        num_layers: int = 1,
+        *,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        frequencies: str | Tensor = "paper",
+        learn_frequencies: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+            fail("num_layers", "a positive int", repr(num_layers))
+        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
+            fail("dropout", "a float in [0, 1]", repr(dropout))
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.state_size = state_size
+        self.num_freqs = num_freqs
+        self.num_layers = num_layers
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.cells = nn.ModuleList(
+            self.cell_type(
+                input_size if layer == 0 else hidden_size,
+                hidden_size,
+                state_size,
+                num_freqs,
+                bias=bias,
+                frequencies=frequencies,
+                learn_frequencies=learn_frequencies,
+                device=device,
+                dtype=dtype,
+            )
+            for layer in range(num_layers)
+        )
+
+    @property
+    def adaptive(self) -> bool:
+        return self.cell_type.adaptive
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every layer (see :meth:`SFMCell.reset_parameters`)."""
+        for cell in self.cells:
+            cell.reset_parameters()
+
+    def paper_parameters(self, layer: int = 0) -> dict[str, Tensor]:
+        """Parameters of ``layer`` with the names and shapes of ``docs/sfm.md`` (shared storage)."""
+        if not 0 <= layer < self.num_layers:
+            fail("layer", f"an int in [0, {self.num_layers - 1}]", repr(layer))
+        return self.cells[layer].paper_parameters()
+
+    def extra_repr(self) -> str:
+        s = self.cells[0].extra_repr()
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        return s
+
+    # ------------------------------------------------------------------ validation
+    def _check_input(self, x: object) -> Tensor:
+        dtype = self.cells[0].weight_ih.dtype
+        x = check_floating(x, "x", dtype)
+        layout = "(batch, time, input_size)" if self.batch_first else "(time, batch, input_size)"
+        check_rank(x, "x", (2, 3), f"of shape {layout} or unbatched (time, input_size)")
+        if x.shape[-1] != self.input_size:
+            fail("x", f"last dimension input_size={self.input_size}", describe(x))
+        if x.shape[-2 if x.dim() == 2 or self.batch_first else 0] == 0:
+            fail("x", "at least one time step", describe(x))
+        check_finite(x, "x")
+        return x
+
+    @staticmethod
+    def _check_times(times: object, steps: int, batch: int, device: torch.device) -> Tensor:
+        if not isinstance(times, Tensor) or times.dtype == torch.bool or times.is_complex():
+            fail(
+                "times", "a real-valued tensor of shape (T,) or (B, T)", describe(times), TypeError
+            )
+        if tuple(times.shape) not in ((steps,), (batch, steps)):
+            fail(
+                "times",
+                f"shape ({steps},) or ({batch}, {steps}) (T={steps}, B={batch})",
+                describe(times),
+            )
+        times = times.to(device=device, dtype=torch.float64)
+        check_finite(times, "times")
+        return times.t() if times.dim() == 2 else times.unsqueeze(1).expand(steps, batch)
+
+    @staticmethod
+    def _check_lengths(lengths: object, steps: int, batch: int, device: torch.device) -> Tensor:
+        lengths = check_integer(lengths, "lengths")
+        check_shape(lengths, "lengths", (batch,), "(one length per sequence)")
+        check_range(lengths, "lengths", 0, steps)
+        return lengths.to(device)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        x: Tensor,
+        state: SFMState | None = None,
+        *,
+        times: Tensor | None = None,
+        lengths: Tensor | None = None,
+    ) -> tuple[Tensor, SFMState]:
+        x = self._check_input(x)
+        unbatched = x.dim() == 2
+        if unbatched:
+            x = x.unsqueeze(1)
+        elif self.batch_first:
+            x = x.transpose(0, 1)
+        steps, batch = x.shape[0], x.shape[1]
+        dims = (self.hidden_size, self.state_size, self.num_freqs, self.adaptive)
+        lead = (self.num_layers,)
+        if state is None:
+            state = zero_state(lead, (batch,), *dims, dtype=x.dtype, device=x.device)
+        else:
+            state = check_state(state, lead, () if unbatched else (batch,), *dims, dtype=x.dtype)
+            if unbatched:
+                state = map_batch_axis(state, 1, squeeze=False)
+        if times is None:
+            offsets = torch.arange(1, steps + 1, dtype=torch.float64, device=x.device)
+            times = state.time.unsqueeze(0) + offsets.unsqueeze(1)
+        else:
+            times = self._check_times(times, steps, batch, x.device)
+        mask = None
+        if lengths is not None:
+            lengths = self._check_lengths(lengths, steps, batch, x.device)
+            mask = torch.arange(steps, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)
+
+        finals = []
+        layer_input = x
+        for layer, cell in enumerate(self.cells):
+            layer_state = SFMState(
+                state.z[layer],
+                state.re[layer],
+                state.im[layer],
+                state.time,
+                None if state.phase is None else state.phase[layer],
+            )
+            layer_input, final = cell.scan(
+                cell.input_projection(layer_input), layer_state, times, mask
+            )
+            finals.append(final)
+            if self.dropout and layer < self.num_layers - 1:
+                layer_input = F.dropout(layer_input, self.dropout, self.training)
+
+        new_state = SFMState(
+            z=torch.stack([f.z for f in finals]),
+            re=torch.stack([f.re for f in finals]),
+            im=torch.stack([f.im for f in finals]),
+            time=finals[-1].time,
+            phase=torch.stack([f.phase for f in finals]) if self.adaptive else None,
+        )
+        out = layer_input
+        if unbatched:
+            out = out.squeeze(1)
+            new_state = map_batch_axis(new_state, 1, squeeze=True)
+        elif self.batch_first:
+            out = out.transpose(0, 1)
+        return out, new_state
+
+
+class AdaptiveSFM(SFM):
+    """Adaptive SFM (A-SFM): frequencies computed from the input at every step.
+
+    Same interface as :class:`SFM`; the per-layer phase rule is documented in
+    :class:`freqnn.AdaptiveSFMCell`. ``paper_parameters`` adds ``W_omega_z``, ``W_omega_x``,
+    ``b_omega`` (and has no ``omega``).
+    """
+
+    cell_type = AdaptiveSFMCell

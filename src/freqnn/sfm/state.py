@@ -1,0 +1,123 @@
+"""The recurrent state of SFM / A-SFM layers and its validation."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from ..checks import check_finite, check_floating, check_shape, describe, fail
+
+__all__ = ["SFMState", "check_state", "map_batch_axis", "zero_state"]
+
+
+class SFMState(NamedTuple):
+    """State of an SFM / A-SFM, everything needed to continue a sequence.
+
+    For a layer the tensors carry a leading layer dimension L; for a cell (one layer) they do not.
+    For unbatched input the batch dimension B is absent.
+
+    Attributes
+    ----------
+    z : Tensor [shape=(L, B, M)]
+        Hidden output z_t of each layer.
+    re, im : Tensor [shape=(L, B, D, K)]
+        Real and imaginary parts of the state-frequency memory S_t.
+    time : Tensor [shape=(B,)], float64
+        Timestamp of the last step taken (0 before the first step). The default time axis
+        continues from it (steps time + 1, time + 2, ...); kept in float64 so that long streams
+        keep their phase.
+    phase : Tensor [shape=(L, B, K)] or None
+        A-SFM only: accumulated phase phi_t in [0, 2*pi) of each layer. ``None`` for SFM, whose
+        phase ``omega * time`` follows from ``time``.
+    """
+
+    z: Tensor
+    re: Tensor
+    im: Tensor
+    time: Tensor
+    phase: Tensor | None = None
+
+
+def zero_state(
+    lead: tuple[int, ...],
+    batch: tuple[int, ...],
+    hidden_size: int,
+    state_size: int,
+    num_freqs: int,
+    adaptive: bool,
+    *,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> SFMState:
+    """All-zero state at time 0 for leading dims ``lead`` (layers) and ``batch`` (() or (B,))."""
+    kw = {"dtype": dtype, "device": device}
+    shape = lead + batch
+    return SFMState(
+        z=torch.zeros(*shape, hidden_size, **kw),
+        re=torch.zeros(*shape, state_size, num_freqs, **kw),
+        im=torch.zeros(*shape, state_size, num_freqs, **kw),
+        time=torch.zeros(batch, dtype=torch.float64, device=device),
+        phase=torch.zeros(*shape, num_freqs, **kw) if adaptive else None,
+    )
+
+
+def check_state(
+    state: object,
+    lead: tuple[int, ...],
+    batch: tuple[int, ...],
+    hidden_size: int,
+    state_size: int,
+    num_freqs: int,
+    adaptive: bool,
+    dtype: torch.dtype,
+    name: str = "state",
+) -> SFMState:
+    """Validate a user-supplied state against the expected shapes and dtype."""
+    if not isinstance(state, SFMState):
+        if isinstance(state, tuple) and len(state) == len(SFMState._fields):
+            state = SFMState(*state)
+        else:
+            fail(name, "an SFMState (z, re, im, time, phase) or None", describe(state), TypeError)
+    shape = lead + batch
+    layout = "(layers, batch, ...)" if lead else "(batch, ...)"
+    memory = (*shape, state_size, num_freqs)
+    for field, expected in (("z", (*shape, hidden_size)), ("re", memory), ("im", memory)):
+        value = getattr(state, field)
+        check_floating(value, f"{name}.{field}", dtype)
+        check_shape(value, f"{name}.{field}", expected, layout)
+        check_finite(value, f"{name}.{field}")
+    check_floating(state.time, f"{name}.time")
+    check_shape(state.time, f"{name}.time", batch, "(one timestamp per sequence)")
+    check_finite(state.time, f"{name}.time")
+    if adaptive:
+        if state.phase is None:
+            fail(f"{name}.phase", "a tensor (A-SFM keeps its accumulated phase)", "None")
+        check_floating(state.phase, f"{name}.phase", dtype)
+        check_shape(state.phase, f"{name}.phase", (*shape, num_freqs), layout)
+        check_finite(state.phase, f"{name}.phase")
+    elif state.phase is not None:
+        fail(f"{name}.phase", "None for SFM (its phase follows from time)", describe(state.phase))
+    return state._replace(time=state.time.to(torch.float64))
+
+
+def map_batch_axis(state: SFMState, axis: int, squeeze: bool) -> SFMState:
+    """Insert (or remove, with ``squeeze``) the batch axis of an unbatched state.
+
+    ``axis`` is the batch axis of z, re, im and phase (0 for a cell, 1 for a layer); the batch
+    axis of ``time`` is always 0.
+    """
+
+    def op(t: Tensor | None, ax: int) -> Tensor | None:
+        if t is None:
+            return None
+        return t.squeeze(ax) if squeeze else t.unsqueeze(ax)
+
+    return SFMState(
+        op(state.z, axis),
+        op(state.re, axis),
+        op(state.im, axis),
+        op(state.time, 0),
+        op(state.phase, axis),
+    )
