@@ -1,0 +1,218 @@
+"""Experiments ("tasks") the ``freqnn`` runner can train, and the interface a task implements.
+
+A task is one module under ``freqnn.tasks`` (or anywhere importable) that defines a module-level
+``TASK``: a :class:`Task`. Register it by adding one line to :data:`TASKS` (name -> module path);
+the module is imported only when the task is used, so a task with heavy dependencies (music21,
+data files) costs nothing to the others. ``freqnn train NAME --model sfm`` then works, with
+checkpoints, resume, DDP, logging and the LSTM/GRU baselines handled by :mod:`freqnn.train`.
+
+What a task module provides (see :mod:`freqnn.tasks.signal_type` for a complete example)
+-----------------------------------------------------------------------------------------
+``TASK = Task(...)`` with
+
+* ``name``, ``description``: shown by ``freqnn train --help``.
+* ``head``: ``"sequence"`` (one output per sequence, read at the last valid step: sequence
+  classification) or ``"step"`` (one output per step: next-frame prediction, forecasting).
+  The runner builds the model (:func:`freqnn.models.build_model`) from it: SFM / A-SFM / LSTM /
+  GRU followed by a linear read-out ``hidden -> output_size``.
+* ``defaults``: the task's hyper-parameters, overriding the runner's :data:`freqnn.train.DEFAULTS`
+  (``epochs``, ``batch_size``, ``lr``, ``hidden_size``, ``state_size``, ``num_freqs``, ...) and
+  declaring the task's own options (``n_train``, ``horizon``, ...). Every key may be set from a
+  YAML ``--config`` file or from the command line (``--set key=value``, or a real option
+  declared by ``add_arguments``). Precedence: runner defaults < task defaults < YAML < CLI.
+* ``build(cfg) -> TaskData``: the data. ``cfg`` is the merged configuration (a plain dict).
+  Must be deterministic given ``cfg`` (use ``cfg["data_seed"]``); it is called on every DDP rank.
+* ``loss(output, batch) -> Tensor``: scalar training loss, a MEAN over the batch's units
+  (sequences, or valid steps). DDP averages gradients over ranks, so a per-rank mean over
+  equal-size shards equals the global-batch mean of a single process.
+* ``metrics(output, batch) -> {name: (sum, count)}``: evaluation metrics as sums and counts
+  (0-d tensors) so the runner can add them over batches and DDP ranks exactly; it reports
+  ``sum / count`` as ``val_<name>`` / ``test_<name>``. Must include ``"loss"``.
+* ``monitor`` / ``mode``: the metric (a key of ``metrics``) selecting the best checkpoint and
+  driving early stopping, and whether lower (``"min"``) or higher (``"max"``) is better.
+* optional ``add_arguments(parser)``: task-specific command-line options (dest = config key,
+  default ``None`` so that only explicitly given options override the config).
+* optional ``load_external(path, cfg, info) -> Dataset``: read an external file for
+  ``freqnn eval CHECKPOINT --data FILE`` (``info`` is the :attr:`TaskData.info` saved with the
+  checkpoint, e.g. class names).
+
+Batches
+-------
+A data set item is a dict of tensors; :func:`collate` pads them into a batch:
+
+* ``"x"``: (T, N) float32 input features (N = ``TaskData.input_size``), batched (B, T, N).
+* ``"times"`` (optional): (T,) float64 real timestamps, batched (B, T). SFM / A-SFM receive them
+  as ``times=`` (the phase of a step is omega * time); LSTM / GRU receive the time since the
+  previous sample as one more input feature. Without ``"times"`` every model uses the step index.
+* ``"y"``: target. ``head="sequence"``: a 0-d int64 class; ``head="step"``: (T, ...) per step.
+* ``"lengths"``: added by :func:`collate`, (B,) int64 true lengths (padding is at the end, with
+  zeros); per-step losses must ignore steps ``>= lengths`` (:func:`step_mask`).
+
+The model's output is (B, output_size) for ``head="sequence"`` and (B, T, output_size) for
+``head="step"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+__all__ = [
+    "TASKS",
+    "Batch",
+    "Task",
+    "TaskData",
+    "TensorDataset",
+    "available_tasks",
+    "classification_loss",
+    "classification_metrics",
+    "collate",
+    "get_task",
+    "step_mask",
+]
+
+#: Task name -> module path; the module defines ``TASK``. Add your task here.
+TASKS: dict[str, str] = {
+    "signal_type": "freqnn.tasks.signal_type",
+}
+
+Batch = dict[str, Tensor]
+
+
+@dataclass
+class TaskData:
+    """The data of a task, as returned by :attr:`Task.build`.
+
+    Attributes
+    ----------
+    train, val, test : Dataset
+        Items are dicts of tensors (see the module docstring).
+    input_size : int
+        Features per step N (without the time feature the runner adds for LSTM / GRU).
+    output_size : int
+        Outputs of the read-out (classes, keys, forecast values).
+    has_times : bool
+        Whether items carry ``"times"``.
+    info : dict
+        JSON-serialisable facts saved with checkpoints and results (class names, scalers...).
+    collate : callable
+        Batch builder; the default pads (:func:`collate`).
+    """
+
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    input_size: int
+    output_size: int
+    has_times: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+    collate: Callable[[Sequence[dict[str, Tensor]]], Batch] | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """One experiment the runner can train (see the module docstring for every field)."""
+
+    name: str
+    description: str
+    head: Literal["sequence", "step"]
+    defaults: Mapping[str, Any]
+    build: Callable[[dict[str, Any]], TaskData]
+    loss: Callable[[Tensor, Batch], Tensor]
+    metrics: Callable[[Tensor, Batch], dict[str, tuple[Tensor, Tensor]]]
+    monitor: str = "loss"
+    mode: Literal["min", "max"] = "min"
+    add_arguments: Callable[[Any], None] | None = None
+    load_external: Callable[[str, dict[str, Any], dict[str, Any]], Dataset] | None = None
+
+
+def available_tasks() -> list[str]:
+    """Names of the registered tasks."""
+    return sorted(TASKS)
+
+
+def get_task(name: str) -> Task:
+    """Import the task registered as ``name`` (or a module path) and return its ``TASK``."""
+    if not isinstance(name, str):
+        raise TypeError(f"task: expected a task name (str), got {type(name).__name__} {name!r}")
+    module_path = TASKS.get(name, name if "." in name else None)
+    if module_path is None:
+        raise ValueError(f"task: expected one of {', '.join(available_tasks())}, got {name!r}")
+    module = importlib.import_module(module_path)
+    task = getattr(module, "TASK", None)
+    if not isinstance(task, Task):
+        raise TypeError(
+            f"task: expected module {module_path} to define TASK = freqnn.tasks.Task(...), "
+            f"got {type(task).__name__}"
+        )
+    return task
+
+
+class TensorDataset(Dataset):
+    """Items ``{key: tensor[i]}`` from equal-length tensors (or lists of per-item tensors)."""
+
+    def __init__(self, **columns: Tensor | Sequence[Tensor]) -> None:
+        if not columns:
+            raise ValueError("columns: expected at least one column, got none")
+        sizes = {key: len(col) for key, col in columns.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"columns: expected equal lengths, got {sizes}")
+        self.columns = columns
+        self._len = next(iter(sizes.values()))
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return {key: col[index] for key, col in self.columns.items()}
+
+
+def collate(items: Sequence[dict[str, Tensor]]) -> Batch:
+    """Stack items into a batch and add ``lengths`` (B,), the number of steps of each ``x``.
+
+    Tensors with a time axis (dim 0 as long as the item's ``x``: ``x``, ``times``, per-step
+    ``y``...) are zero-padded at the end to the longest item; others (class labels) are stacked.
+    """
+    if not items:
+        raise ValueError("items: expected a non-empty list of samples, got an empty one")
+    sizes = [int(item["x"].shape[0]) for item in items]
+    steps = max(sizes)
+    batch: Batch = {"lengths": torch.tensor(sizes, dtype=torch.long)}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        timed = all(v.dim() > 0 and v.shape[0] == n for v, n in zip(values, sizes, strict=True))
+        if not timed or len(set(sizes)) == 1:
+            batch[key] = torch.stack(values)
+            continue
+        out = values[0].new_zeros((len(values), steps, *values[0].shape[1:]))
+        for i, v in enumerate(values):
+            out[i, : v.shape[0]] = v
+        batch[key] = out
+    return batch
+
+
+def step_mask(batch: Batch) -> Tensor:
+    """(B, T) bool mask of the valid (non-padded) steps of a batch."""
+    steps = batch["x"].shape[1]
+    return torch.arange(steps, device=batch["x"].device) < batch["lengths"].unsqueeze(1)
+
+
+def classification_loss(output: Tensor, batch: Batch) -> Tensor:
+    """Mean cross-entropy of (B, C) logits against ``batch["y"]`` (B,)."""
+    return F.cross_entropy(output.float(), batch["y"])
+
+
+def classification_metrics(output: Tensor, batch: Batch) -> dict[str, tuple[Tensor, Tensor]]:
+    """Summed cross-entropy and correct predictions, with the number of sequences."""
+    y = batch["y"]
+    count = torch.tensor(float(y.shape[0]), device=output.device, dtype=torch.float64)
+    loss = F.cross_entropy(output.double(), y, reduction="sum")
+    correct = (output.argmax(-1) == y).sum().double()
+    return {"loss": (loss, count), "accuracy": (correct, count)}
