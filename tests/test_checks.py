@@ -1,0 +1,32 @@
+"""The shared argument checks and their one wording."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from freqnn import checks
+
+
+def test_wording_names_argument_expectation_and_value():
+    with pytest.raises(ValueError, match=r"^lengths: expected values in \[0, 3\], got values in"):
+        checks.check_range(torch.tensor([1, 4]), "lengths", 0, 3)
+    with pytest.raises(TypeError, match=r"^x: expected a torch.Tensor, got list"):
+        checks.check_floating([1.0], "x")
+    with pytest.raises(TypeError, match=r"^n: expected an integer tensor, got .*bool"):
+        checks.check_integer(torch.tensor([True]), "n")
+    with pytest.raises(ValueError, match=r"^v: expected finite values, got 2 NaN"):
+        checks.check_finite(torch.tensor([float("nan"), 1.0, float("inf")]), "v")
+    with pytest.raises(ValueError, match=r"^w: expected shape \(2,\) \(one per row\)"):
+        checks.check_shape(torch.ones(3), "w", (2,), "(one per row)")
+    with pytest.raises(ValueError, match=r"^y: expected 2-D or 3-D input of shape"):
+        checks.check_rank(torch.ones(2), "y", (2, 3), "of shape (T, B, N)")
+
+
+def test_checks_pass_good_input():
+    t = torch.ones(2, 3)
+    assert checks.check_floating(t, "t", torch.float32) is t
+    checks.check_finite(t, "t")
+    checks.check_shape(t, "t", (2, 3))
+    checks.check_range(torch.empty(0), "t", 0, 1)
+    checks.check_rank(t, "t", (2,), "")

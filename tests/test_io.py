@@ -1,0 +1,34 @@
+"""Atomic writes leave either the old or the new file, never a partial one."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from freqnn.io import atomic_write, sha256sum
+
+
+def test_atomic_write_replaces_and_cleans_up(tmp_path):
+    target = tmp_path / "sub" / "file.bin"
+    with atomic_write(target) as handle:
+        handle.write(b"new")
+    assert target.read_bytes() == b"new"
+    with pytest.raises(RuntimeError), atomic_write(target) as handle:
+        handle.write(b"partial")
+        raise RuntimeError("killed")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
+
+
+def test_atomic_write_rejects_append_mode(tmp_path):
+    with pytest.raises(ValueError, match="mode: expected 'w' or 'wb'"), atomic_write(
+        tmp_path / "f", "a"
+    ):
+        pass
+
+
+def test_sha256sum(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"freqnn" * 1000)
+    assert sha256sum(path, chunk=7) == hashlib.sha256(b"freqnn" * 1000).hexdigest()
