@@ -80,9 +80,7 @@ def check_finite(x: Tensor, name: str) -> None:
         fail(name, "finite values", f"{bad} NaN or infinite element(s) in {describe(x)}")
 
 
-def check_range(
-    x: Tensor, name: str, low: float | None = None, high: float | None = None
-) -> None:
+def check_range(x: Tensor, name: str, low: float | None = None, high: float | None = None) -> None:
     """Require ``low <= x <= high`` elementwise (either bound optional)."""
     if x.numel() == 0:
         return

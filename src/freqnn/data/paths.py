@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["DATA_ENV", "CACHE_ENV", "cache_dir", "data_root", "repo_root"]
+__all__ = ["CACHE_ENV", "DATA_ENV", "cache_dir", "data_root", "repo_root"]
 
 DATA_ENV = "FREQNN_DATA"
 CACHE_ENV = "FREQNN_CACHE"
