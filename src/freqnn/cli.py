@@ -1,0 +1,416 @@
+"""The ``freqnn`` command.
+
+Subcommands::
+
+    freqnn train TASK --model {sfm,asfm,lstm,gru} [options | --config FILE.yaml] [--resume]
+    freqnn eval CHECKPOINT_OR_RUN_DIR [--data FILE.npz] [--split test]
+    freqnn report RUN_DIR... [--out DIR]
+    freqnn demo [--out reports/demo]
+
+Other modules add subcommands through :data:`COMMANDS` (name -> module path, imported only when
+the subcommand is used). Such a module exposes ``add_arguments(parser)`` and
+``run(args) -> int`` (the exit status), and optionally a one-line ``HELP`` string.
+Tasks are registered in :data:`freqnn.tasks.TASKS`. Input errors (bad files, options) print
+``freqnn: error: ...`` and exit with status 2; set ``FREQNN_TRACEBACK=1`` for the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COMMANDS", "build_parser", "main", "write_report"]
+
+#: Lazily imported subcommands: name -> module with ``add_arguments(parser)``, ``run(args)``.
+COMMANDS: dict[str, str] = {
+    "compression": "freqnn.tasks.compression",
+}
+
+_BUILTIN_HELP = {
+    "train": "train a model on a task (checkpoints, resume, DDP under torchrun)",
+    "eval": "evaluate a checkpoint on its task's test split or an external .npz file",
+    "report": "summarise run directories into report.md with plots",
+    "demo": "the signal-type task end to end (SFM vs LSTM), report in reports/demo",
+}
+
+
+# --------------------------------------------------------------------------- train
+def _add_train_arguments(parser: argparse.ArgumentParser, task_name: str | None) -> None:
+    from .tasks import available_tasks, get_task
+
+    parser.add_argument("task", nargs="?", help=f"one of {', '.join(available_tasks())} "
+                        "(optional with --resume: read from the run's config.yaml)")
+    parser.add_argument("--model", choices=("sfm", "asfm", "lstm", "gru"))
+    parser.add_argument("--config", help="YAML file of configuration keys")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="set any configuration key (VALUE parsed as YAML); repeatable")
+    parser.add_argument("--run-dir", help="run directory (default runs/TASK/MODEL-sSEED)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --run-dir from its last good checkpoint")
+    g = parser.add_argument_group("training")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int, help="global batch (split over DDP processes)")
+    g.add_argument("--lr", type=float)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--clip", type=float, help="gradient-norm clipping (0: off)")
+    g.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
+    g.add_argument("--precision", choices=("32", "64"))
+    g.add_argument("--accelerator", choices=("auto", "cpu", "gpu"))
+    g.add_argument("--threads", dest="num_threads", type=int, help="torch CPU threads")
+    g.add_argument("--no-progress", dest="progress", action="store_const", const=False)
+    m = parser.add_argument_group("model")
+    m.add_argument("--hidden-size", type=int, help="SFM hidden size M")
+    m.add_argument("--state-size", type=int, help="SFM states D")
+    m.add_argument("--num-freqs", type=int, help="SFM frequencies K")
+    m.add_argument("--num-layers", type=int)
+    m.add_argument("--dropout", type=float)
+    m.add_argument("--frequencies", choices=("paper", "half", "dct"))
+    m.add_argument("--learn-frequencies", action="store_const", const=True)
+    m.add_argument("--rnn-hidden-size", type=int,
+                   help="LSTM/GRU hidden size (default: matched to the SFM's parameter count)")
+    m.add_argument("--no-match-params", dest="match_params", action="store_const", const=False,
+                   help="LSTM/GRU use --hidden-size instead of the matched size")
+    if task_name is not None:
+        task = get_task(task_name)
+        if task.add_arguments is not None:
+            task.add_arguments(parser)
+
+
+_NOT_CONFIG = {"command", "run", "task", "config", "set", "resume", "run_dir"}
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"freqnn: error: --set: expected KEY=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .tasks import get_task
+    from .train import load_run_config, make_config, train
+
+    base: dict[str, Any] = {}
+    if args.resume:
+        if not args.run_dir:
+            raise SystemExit("freqnn: error: --resume needs --run-dir (the run to continue)")
+        if (Path(args.run_dir) / "config.yaml").is_file():
+            base = load_run_config(args.run_dir)
+    task_name = args.task or base.get("task")
+    if task_name is None:
+        raise SystemExit("freqnn: error: train: expected a TASK (or --resume with --run-dir)")
+    if base and base["task"] != task_name:
+        raise SystemExit(f"freqnn: error: task: expected {base['task']!r} (the run being "
+                         f"resumed), got {task_name!r}")
+    task = get_task(task_name)
+    from_yaml: dict[str, Any] = {}
+    if args.config:
+        with open(args.config) as handle:
+            from_yaml = yaml.safe_load(handle) or {}
+        if not isinstance(from_yaml, dict):
+            raise SystemExit(f"freqnn: error: {args.config}: expected a YAML mapping of "
+                             f"configuration keys, got {type(from_yaml).__name__}")
+    cli = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG and v is not None}
+    cli.update(_parse_sets(args.set))
+    base.pop("task", None)
+    cfg = make_config(task, base, from_yaml, cli)
+    cfg["run_dir"] = str(args.run_dir or base.get("run_dir") or cfg.get("run_dir") or
+                         Path("runs") / task.name / f"{cfg['model']}-s{cfg['seed']}")
+    results = train(cfg, resume=args.resume)
+    _print_results(results, cfg["run_dir"])
+    return 0
+
+
+def _print_results(results: dict[str, Any], run_dir: str) -> None:
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in results["test"].items())
+    print(f"{results['task']} / {results['model']} (seed {results['seed']}, "
+          f"{results['params']} parameters; SFM reference {results['sfm_params']}): "
+          f"test {metrics}; best epoch {results['best_epoch']} of {results['epochs_run']}; "
+          f"{results['train_wall_s']:.1f} s training")
+    print(f"run directory: {run_dir}")
+
+
+# --------------------------------------------------------------------------- eval
+def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a .ckpt file or a run directory (its best.ckpt)")
+    parser.add_argument("--data", help="external data set (.npz, see docs/runner.md)")
+    parser.add_argument("--split", choices=("train", "val", "test"), default="test",
+                        help="split of the task's own data when --data is not given")
+    parser.add_argument("--batch-size", type=int, default=64)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from .train import evaluate, model_from_checkpoint
+
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        path = path / "checkpoints" / "best.ckpt"
+    module = model_from_checkpoint(path)
+    if args.data:
+        if module.task.load_external is None:
+            raise SystemExit(f"freqnn: error: --data: task {module.task.name} reads no "
+                             "external files")
+        dataset = module.task.load_external(args.data, module.cfg, module.facts["info"])
+        source = args.data
+    else:
+        dataset = getattr(module.task.build(module.cfg), args.split)
+        source = f"{module.task.name} {args.split} split"
+    metrics = evaluate(module, dataset, batch_size=args.batch_size)
+    print(json.dumps({"checkpoint": str(path), "data": source, "sequences": len(dataset),
+                      **metrics}, indent=2))
+    return 0
+
+
+# --------------------------------------------------------------------------- report
+def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                        help="run directories, or folders holding them")
+    parser.add_argument("--out", default="reports/report", help="output folder")
+    parser.add_argument("--title", default="freqnn report")
+    parser.add_argument("--no-amplitude", dest="amplitude", action="store_false",
+                        help="skip the SFM amplitude figure")
+
+
+def _find_runs(paths: Sequence[str]) -> list[Path]:
+    runs: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "results.json").is_file():
+            runs.append(p)
+        elif p.is_dir():
+            runs.extend(sorted(r.parent for r in p.rglob("results.json")))
+        else:
+            raise SystemExit(f"freqnn: error: {p}: expected a run directory, got nothing there")
+    if not runs:
+        raise SystemExit(f"freqnn: error: no finished runs (results.json) under {list(paths)}")
+    return runs
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return mean, std
+
+
+_ORDER = {"sfm": 0, "asfm": 1, "lstm": 2, "gru": 3}
+_LABEL = {"sfm": "SFM", "asfm": "A-SFM", "lstm": "LSTM", "gru": "GRU"}
+
+
+def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "freqnn report",
+                 amplitude: bool = True, notes: str = "") -> Path:
+    """Summarise finished runs: ``report.md`` (table of test metrics, mean and sample std over
+    seeds, parameter counts, wall time), ``learning_curves.png`` and, for the signal-type task
+    with an SFM / A-SFM run, ``amplitude.png``. Returns the path of ``report.md``."""
+    from .io import atomic_write
+    from .plots import learning_curves
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = _find_runs([str(r) for r in run_dirs])
+    groups: dict[tuple[str, str], list[tuple[Path, dict[str, Any], list]]] = {}
+    for run in runs:
+        results = json.loads((run / "results.json").read_text())
+        history = json.loads((run / "history.json").read_text())
+        groups.setdefault((results["task"], results["model"]), []).append(
+            (run, results, history))
+    keys = sorted(groups, key=lambda k: (k[0], _ORDER.get(k[1], 9), k[1]))
+    metric_names = sorted({m for k in keys for _, r, _ in groups[k] for m in r["test"]})
+    lines = [f"# {title}", ""]
+    if notes:
+        lines += [notes, ""]
+    header = ["task", "model", "seeds"] + [f"test {m} (mean ± std)" for m in metric_names] + [
+        "parameters", "SFM parameters", "hidden size", "epochs (best)", "train wall time (s)"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key in keys:
+        entries = groups[key]
+        cells = [key[0], _LABEL.get(key[1], key[1]),
+                 ", ".join(str(r["seed"]) for _, r, _ in entries)]
+        for m in metric_names:
+            vals = [r["test"][m] for _, r, _ in entries if m in r["test"]]
+            mean, std = _mean_std(vals)
+            cells.append(f"{mean:.4f} ± {std:.4f}")
+        first = entries[0][1]
+        walls = [r["train_wall_s"] for _, r, _ in entries]
+        cells += [str(first["params"]), str(first["sfm_params"]), str(first["hidden_size"]),
+                  ", ".join(f"{r['epochs_run']} ({r['best_epoch'] + 1})" for _, r, _ in entries),
+                  f"{_mean_std(walls)[0]:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    hardware = groups[keys[0]][0][1]["hardware"]
+    lines += ["", "Std is the sample standard deviation over seeds (0 for one seed). "
+              "Test metrics are those of the best-on-validation checkpoint. Epochs: run "
+              "(best, 1-based). Hardware: "
+              f"{hardware.get('gpu') or hardware.get('processor') or 'cpu'}, "
+              f"{hardware['cpu_count']} CPU cores, {hardware['torch_threads']} torch threads, "
+              f"torch {hardware['torch']}, {hardware['platform']}.", ""]
+
+    tasks = sorted({k[0] for k in keys})
+    for task in tasks:
+        histories = {_LABEL.get(m, m): [h for _, _, h in groups[(t, m)]]
+                     for (t, m) in keys if t == task}
+        val_metrics = sorted({k for hs in histories.values() for h in hs for r in h for k in r
+                              if k.startswith("val_")})
+        png = learning_curves(histories, out / f"learning_curves_{task}.png",
+                              metrics=["train_loss", *val_metrics], title=task)
+        lines += [f"## Learning curves ({task})", "", f"![learning curves]({png.name})", "",
+                  "Mean over seeds, band from the minimum to the maximum; the curves stop at "
+                  "the shortest run (early stopping).", ""]
+        if amplitude and task == "signal_type":
+            sfm_runs = [(m, e[0][0]) for (t, m), e in groups.items()
+                        if t == task and m in ("sfm", "asfm")]
+            for arch, run in sorted(sfm_runs, key=lambda x: _ORDER[x[0]]):
+                png = _amplitude_png(run, out / f"amplitude_{arch}.png")
+                lines += [f"## {_LABEL[arch]} amplitude |S| per frequency over time", "",
+                          f"![amplitude]({png.name})", "",
+                          f"Run `{run}` (seed {groups[(task, arch)][0][1]['seed']}), first "
+                          "layer, one test wave of each type; mean of |S_t| over the D states "
+                          "(like figure 5 of Hu & Qi 2017).", ""]
+    lines += ["## Runs", ""] + [f"- `{r}`" for r in runs] + [""]
+    report = out / "report.md"
+    with atomic_write(report, "w") as handle:
+        handle.write("\n".join(lines))
+    return report
+
+
+def _amplitude_png(run: Path, path: Path) -> Path:
+    import torch
+
+    from .plots import amplitude_figure, sfm_amplitudes
+    from .train import model_from_checkpoint
+
+    module = model_from_checkpoint(run / "checkpoints" / "best.ckpt")
+    test = module.task.build(module.cfg).test
+    names = module.facts["info"]["class_names"]
+    examples = []
+    for label, name in enumerate(names):
+        index = next(i for i in range(len(test)) if int(test[i]["y"]) == label)
+        item = test[index]
+        cell = module.model.body.cells[0]
+        amps = sfm_amplitudes(cell, item["x"], item["times"])
+        examples.append((name, item["times"].numpy(), item["x"][:, 0].numpy(),
+                         amps.double().numpy()))
+    cell = module.model.body.cells[0]
+    freqs = None if cell.adaptive else cell.frequencies().detach().to(torch.float64).numpy()
+    return amplitude_figure(examples, freqs, path, title=f"{_LABEL[module.cfg['model']]}: |S|")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    report = write_report(args.run_dirs, args.out, args.title, args.amplitude)
+    print(f"report: {report}")
+    return 0
+
+
+# --------------------------------------------------------------------------- demo
+#: The demo's configuration: sized to finish in well under 10 minutes on 2 CPU cores.
+DEMO = {"n_train": 256, "n_val": 128, "n_test": 256, "epochs": 4, "batch_size": 32,
+        "seed": 0, "patience": 0}
+
+
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="reports/demo", help="output folder")
+    parser.add_argument("--models", default="sfm,lstm",
+                        help="comma-separated models to train (default sfm,lstm)")
+    parser.add_argument("--progress", action="store_true", help="show progress bars")
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from .tasks import get_task
+    from .train import make_config, train
+
+    start = time.perf_counter()
+    out = Path(args.out)
+    runs_dir = out / "runs"
+    if runs_dir.exists():  # the demo's own previous output
+        shutil.rmtree(runs_dir)
+    task = get_task("signal_type")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    results = {}
+    for model in models:
+        print(f"[demo] training {model} on signal_type ...", flush=True)
+        cfg = make_config(task, DEMO, {"model": model, "progress": args.progress,
+                                       "run_dir": str(runs_dir / model)})
+        results[model] = train(cfg)
+        _print_results(results[model], cfg["run_dir"])
+    command = "freqnn demo" if not sys.argv[1:2] == ["demo"] else " ".join(
+        ["freqnn", *sys.argv[1:]])
+    notes = (f"Produced by `{command}` (`make demo`): signal-type task (square vs sawtooth, "
+             f"irregular sampling, 500 samples per wave), {DEMO['n_train']} training / "
+             f"{DEMO['n_val']} validation / {DEMO['n_test']} test waves, {DEMO['epochs']} "
+             f"epochs, seed {DEMO['seed']}. A small, fast configuration: see "
+             "docs/results/signal_type.md for the full comparison (3 seeds, 4 models).")
+    report = write_report([runs_dir], out, "freqnn demo: signal type", notes=notes)
+    elapsed = time.perf_counter() - start
+    for model, res in results.items():
+        print(f"{_LABEL.get(model, model)} test accuracy: {res['test']['accuracy']:.4f}")
+    print(f"demo finished in {elapsed:.0f} s; report: {report.resolve()}")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The argument parser; ``argv`` selects which lazy subcommand / task options to load."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="freqnn", description="Frequency-domain neural "
+                                     "networks: train, evaluate and compare SFM models.")
+    parser.add_argument("--version", action="version", version=f"freqnn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    chosen = argv[0] if argv else None
+    p = sub.add_parser("train", help=_BUILTIN_HELP["train"], description=_BUILTIN_HELP["train"])
+    if chosen == "train":
+        from .tasks import TASKS
+
+        task_name = next((a for a in argv[1:] if a in TASKS), None)
+        _add_train_arguments(p, task_name)
+    p.set_defaults(run=_run_train)
+    for name, add, run in (("eval", _add_eval_arguments, _run_eval),
+                           ("report", _add_report_arguments, _run_report),
+                           ("demo", _add_demo_arguments, _run_demo)):
+        p = sub.add_parser(name, help=_BUILTIN_HELP[name], description=_BUILTIN_HELP[name])
+        add(p)
+        p.set_defaults(run=run)
+    for name, module_path in COMMANDS.items():
+        if name == chosen:
+            module = importlib.import_module(module_path)
+            helptext = getattr(module, "HELP", f"see {module_path}")
+            p = sub.add_parser(name, help=helptext, description=helptext)
+            module.add_arguments(p)
+            p.set_defaults(run=module.run)
+        else:
+            sub.add_parser(name, help=f"(from {module_path})")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``freqnn`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
+        if os.environ.get("FREQNN_TRACEBACK"):
+            raise
+        print(f"freqnn: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""Task heads on SFM / A-SFM / LSTM / GRU, and parameter-count matching of the baselines.
+
+:class:`SequenceModel` is a recurrent body followed by a linear read-out, for both kinds of task:
+
+* ``head="sequence"``: one output per sequence, read from the body's output at the last valid
+  step of each sequence (sequence classification);
+* ``head="step"``: one output per step (next-frame prediction, forecasting).
+
+Time handling is the one place where the bodies differ. With real timestamps ``times`` (B, T),
+SFM / A-SFM take them as the phase times (``times=``: the phase of a step is omega * t);
+LSTM / GRU cannot, so they get the time since the previous sample as one more input feature
+(0 for the first sample). Without ``times``, every body uses the step index.
+
+Baselines are compared at an equal budget: :func:`matched_hidden_size` picks the LSTM / GRU
+hidden size whose whole-model parameter count (body + read-out) is closest to the SFM's.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .checks import check_floating, check_integer, check_rank, describe, fail
+from .sfm import SFM, AdaptiveSFM
+
+__all__ = [
+    "ARCHS",
+    "SequenceModel",
+    "build_model",
+    "count_parameters",
+    "matched_hidden_size",
+    "rnn_parameter_count",
+    "time_deltas",
+]
+
+ARCHS = ("sfm", "asfm", "lstm", "gru")
+_GATES = {"lstm": 4, "gru": 3}
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable scalars of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def time_deltas(times: Tensor) -> Tensor:
+    """Time since the previous sample, (B, T) -> (B, T), 0 for the first sample (float64)."""
+    times = times.to(torch.float64)
+    deltas = torch.zeros_like(times)
+    deltas[:, 1:] = times[:, 1:] - times[:, :-1]
+    return deltas
+
+
+def rnn_parameter_count(
+    arch: str, input_size: int, hidden_size: int, num_layers: int = 1, output_size: int = 0
+) -> int:
+    """Parameters of ``nn.LSTM`` / ``nn.GRU`` (with biases) plus a ``Linear(hidden, output)``.
+
+    Closed form: each layer has ``gates * hidden * (layer_input + hidden + 2)`` parameters
+    (input and recurrent weights, two bias vectors), where ``gates`` is 4 (LSTM) or 3 (GRU).
+    """
+    if arch not in _GATES:
+        fail("arch", "'lstm' or 'gru'", repr(arch))
+    gates = _GATES[arch]
+    total = 0
+    for layer in range(num_layers):
+        layer_input = input_size if layer == 0 else hidden_size
+        total += gates * hidden_size * (layer_input + hidden_size + 2)
+    if output_size:
+        total += hidden_size * output_size + output_size
+    return total
+
+
+def matched_hidden_size(
+    target: int,
+    arch: str,
+    input_size: int,
+    output_size: int,
+    num_layers: int = 1,
+    max_hidden: int = 8192,
+) -> int:
+    """The LSTM / GRU hidden size whose model (body + read-out) has the parameter count closest
+    to ``target`` (ties go to the smaller size).
+
+    Parameters
+    ----------
+    target : int
+        Parameter count to match (e.g. ``count_parameters`` of the SFM model).
+    arch : {"lstm", "gru"}
+    input_size, output_size, num_layers : int
+        As the baseline will be built (``input_size`` includes the time feature if any).
+    """
+    if not isinstance(target, int) or target < 1:
+        fail("target", "a positive int parameter count", repr(target))
+    best, best_gap = 1, None
+    for hidden in range(1, max_hidden + 1):
+        count = rnn_parameter_count(arch, input_size, hidden, num_layers, output_size)
+        gap = abs(count - target)
+        if best_gap is None or gap < best_gap:
+            best, best_gap = hidden, gap
+        if count > target:  # counts grow with hidden: nothing further can be closer
+            break
+    return best
+
+
+class SequenceModel(nn.Module):
+    """A recurrent body (SFM, A-SFM, LSTM or GRU) and a linear read-out.
+
+    Parameters
+    ----------
+    arch : {"sfm", "asfm", "lstm", "gru"}
+    input_size : int
+        Features per step N of the task (the LSTM / GRU time feature is added here when
+        ``use_times``).
+    output_size : int
+        Outputs of the read-out (classes, keys...).
+    head : {"sequence", "step"}
+        One output per sequence (at the last valid step) or per step.
+    hidden_size : int
+        M: size of the body's output (SFM z_t, LSTM / GRU h_t).
+    state_size, num_freqs : int
+        D and K of SFM / A-SFM (ignored by LSTM / GRU).
+    num_layers : int
+        Stacked recurrent layers.
+    dropout : float
+        Dropout between stacked layers and before the read-out.
+    frequencies, learn_frequencies :
+        SFM frequency grid options (see :class:`freqnn.SFM`).
+    use_times : bool
+        Whether the task provides real timestamps; LSTM / GRU then get one more input feature.
+
+    Notes
+    -----
+    ``forward(x, times=None, lengths=None) -> output``: ``x`` (B, T, N) float, ``times``
+    (B, T) real timestamps, ``lengths`` (B,) int true lengths of a zero-padded batch. Output
+    (B, output_size) for ``head="sequence"``, (B, T, output_size) for ``head="step"`` (padded
+    steps are zero before the read-out, so their outputs are the read-out bias).
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        input_size: int,
+        output_size: int,
+        head: Literal["sequence", "step"] = "sequence",
+        hidden_size: int = 32,
+        state_size: int = 16,
+        num_freqs: int = 8,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        frequencies: str = "paper",
+        learn_frequencies: bool = False,
+        use_times: bool = False,
+    ) -> None:
+        super().__init__()
+        if arch not in ARCHS:
+            fail("arch", f"one of {', '.join(ARCHS)}", repr(arch))
+        if head not in ("sequence", "step"):
+            fail("head", "'sequence' or 'step'", repr(head))
+        for name, value in (
+            ("input_size", input_size),
+            ("output_size", output_size),
+            ("hidden_size", hidden_size),
+            ("num_layers", num_layers),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                fail(name, "a positive int", repr(value))
+        self.arch = arch
+        self.head = head
+        self.input_size = input_size
+        self.output_size = output_size
+        self.use_times = bool(use_times)
+        self.is_sfm = arch in ("sfm", "asfm")
+        if self.is_sfm:
+            layer = SFM if arch == "sfm" else AdaptiveSFM
+            self.body: nn.Module = layer(
+                input_size,
+                hidden_size,
+                state_size,
+                num_freqs,
+                num_layers,
+                batch_first=True,
+                dropout=dropout if num_layers > 1 else 0.0,
+                frequencies=frequencies,
+                learn_frequencies=learn_frequencies,
+            )
+        else:
+            rnn = nn.LSTM if arch == "lstm" else nn.GRU
+            self.body = rnn(
+                input_size + int(self.use_times),
+                hidden_size,
+                num_layers,
+                batch_first=True,
+                dropout=dropout if num_layers > 1 else 0.0,
+            )
+        self.dropout = nn.Dropout(dropout)
+        self.readout = nn.Linear(hidden_size, output_size)
+
+    @property
+    def body_input_size(self) -> int:
+        """Features the body reads per step (LSTM / GRU: + 1 time feature when ``use_times``)."""
+        return self.input_size + int(self.use_times and not self.is_sfm)
+
+    def forward(
+        self, x: Tensor, times: Tensor | None = None, lengths: Tensor | None = None
+    ) -> Tensor:
+        check_floating(x, "x")
+        check_rank(x, "x", (3,), "of shape (batch, time, input_size)")
+        if x.shape[-1] != self.input_size:
+            fail("x", f"last dimension input_size={self.input_size}", describe(x))
+        batch, steps = x.shape[0], x.shape[1]
+        if lengths is not None:
+            check_integer(lengths, "lengths")
+            if tuple(lengths.shape) != (batch,) or (
+                batch and (int(lengths.min()) < 1 or int(lengths.max()) > steps)
+            ):
+                fail("lengths", f"shape ({batch},) with values in [1, {steps}]", describe(lengths))
+        if times is not None and tuple(times.shape) != (batch, steps):
+            fail("times", f"shape ({batch}, {steps})", describe(times))
+        if self.use_times and times is None:
+            fail("times", "timestamps (B, T): the model was built with use_times=True", "None")
+
+        if self.is_sfm:
+            out, _ = self.body(x, times=times if self.use_times else None, lengths=lengths)
+        else:
+            if self.use_times:
+                x = torch.cat([x, time_deltas(times).to(x.dtype).unsqueeze(-1)], dim=-1)
+            if lengths is not None and bool((lengths < steps).any()):
+                packed = nn.utils.rnn.pack_padded_sequence(
+                    x, lengths.cpu(), batch_first=True, enforce_sorted=False
+                )
+                out, _ = self.body(packed)
+                out, _ = nn.utils.rnn.pad_packed_sequence(
+                    out, batch_first=True, total_length=steps
+                )
+            else:
+                out, _ = self.body(x)
+        if self.head == "sequence":
+            last = (
+                torch.full((batch,), steps - 1, device=x.device, dtype=torch.long)
+                if lengths is None
+                else lengths.to(x.device) - 1
+            )
+            out = out[torch.arange(batch, device=x.device), last]
+        return self.readout(self.dropout(out))
+
+
+def build_model(
+    arch: str,
+    input_size: int,
+    output_size: int,
+    head: Literal["sequence", "step"] = "sequence",
+    *,
+    hidden_size: int = 32,
+    state_size: int = 16,
+    num_freqs: int = 8,
+    num_layers: int = 1,
+    dropout: float = 0.0,
+    frequencies: str = "paper",
+    learn_frequencies: bool = False,
+    use_times: bool = False,
+    rnn_hidden_size: int | None = None,
+    match_params: bool = True,
+) -> tuple[SequenceModel, dict[str, int]]:
+    """Build the model of a run and report its parameter budget.
+
+    For ``arch`` in {"lstm", "gru"} the hidden size is ``rnn_hidden_size`` if given, else, when
+    ``match_params``, the size whose parameter count is closest to the SFM model built with the
+    same task and SFM sizes (:func:`matched_hidden_size`), else ``hidden_size``.
+
+    Returns
+    -------
+    model : SequenceModel
+    counts : dict
+        ``params`` (this model), ``sfm_params`` (the SFM model of the same configuration, the
+        reference of the match) and ``hidden_size`` (the hidden size used).
+    """
+    common = {
+        "head": head,
+        "num_layers": num_layers,
+        "dropout": dropout,
+        "use_times": use_times,
+    }
+    sfm_kw = {
+        "state_size": state_size,
+        "num_freqs": num_freqs,
+        "frequencies": frequencies,
+        "learn_frequencies": learn_frequencies,
+    }
+    reference = SequenceModel("sfm", input_size, output_size, hidden_size=hidden_size,
+                              **sfm_kw, **common)
+    sfm_params = count_parameters(reference)
+    if arch in _GATES:
+        if rnn_hidden_size is not None:
+            size = rnn_hidden_size
+        elif match_params:
+            size = matched_hidden_size(
+                sfm_params, arch, input_size + int(use_times), output_size, num_layers
+            )
+        else:
+            size = hidden_size
+        model = SequenceModel(arch, input_size, output_size, hidden_size=size, **common)
+    else:
+        size = hidden_size
+        model = (
+            reference
+            if arch == "sfm"
+            else SequenceModel(arch, input_size, output_size, hidden_size=size, **sfm_kw,
+                               **common)
+        )
+    return model, {"params": count_parameters(model), "sfm_params": sfm_params,
+                   "hidden_size": size}

@@ -1,0 +1,125 @@
+"""Signal type (SFM paper, experiment 1): which kind of periodic wave is this sequence?
+
+Data: :func:`freqnn.data.waves.generate_waves` (square vs sawtooth by default, ``sine`` as a
+third class; random period, amplitude, phase; irregular sampling; optional noise). Each step is
+(value, time): SFM / A-SFM use the real timestamps as phase times, LSTM / GRU get the value and
+the time since the previous sample (:class:`freqnn.models.SequenceModel`).
+
+The three splits are drawn with seeds ``data_seed``, ``data_seed + 1``, ``data_seed + 2`` and do
+not depend on the training ``seed``: every model and seed sees the same data. The metric is the
+accuracy over the test sequences; the validation loss picks the checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..data.npz import load_npz
+from ..data.waves import WAVE_TYPES, generate_waves
+from . import Task, TaskData, TensorDataset, classification_loss, classification_metrics
+
+__all__ = ["TASK", "build", "waves_dataset"]
+
+DEFAULTS: dict[str, Any] = {
+    # data
+    "n_train": 1000,
+    "n_val": 200,
+    "n_test": 500,
+    "length": 500,
+    "types": ["square", "sawtooth"],
+    "noise": 0.0,
+    "data_seed": 1234,
+    # model and training
+    "hidden_size": 16,
+    "state_size": 8,
+    "num_freqs": 8,
+    "epochs": 15,
+    "batch_size": 32,
+    "lr": 1e-2,
+    "patience": 5,
+}
+
+
+def _types(cfg: dict[str, Any]) -> tuple[str, ...]:
+    types = cfg["types"]
+    if isinstance(types, str):
+        types = [t.strip() for t in types.split(",") if t.strip()]
+    types = tuple(types)
+    if len(types) < 2 or any(t not in WAVE_TYPES for t in types) or len(set(types)) != len(types):
+        raise ValueError(f"types: expected two or more distinct names from "
+                         f"{', '.join(WAVE_TYPES)}, got {cfg['types']!r}")
+    return types
+
+
+def waves_dataset(n: int, cfg: dict[str, Any], seed: int) -> TensorDataset:
+    """``n`` waves of the configured kind as task items (``x`` (T, 1), ``times`` (T,), ``y``)."""
+    waves = generate_waves(n, types=_types(cfg), length=int(cfg["length"]),
+                           noise=float(cfg["noise"]), seed=seed)
+    return TensorDataset(
+        x=torch.from_numpy(waves.values).unsqueeze(-1),
+        times=torch.from_numpy(waves.times),
+        y=torch.from_numpy(waves.labels),
+    )
+
+
+def build(cfg: dict[str, Any]) -> TaskData:
+    """The train / validation / test waves of ``cfg`` (see the module docstring)."""
+    seed = int(cfg["data_seed"])
+    types = _types(cfg)
+    return TaskData(
+        train=waves_dataset(int(cfg["n_train"]), cfg, seed),
+        val=waves_dataset(int(cfg["n_val"]), cfg, seed + 1),
+        test=waves_dataset(int(cfg["n_test"]), cfg, seed + 2),
+        input_size=1,
+        output_size=len(types),
+        has_times=True,
+        info={"class_names": list(types)},
+    )
+
+
+def load_external(path: str, cfg: dict[str, Any], info: dict[str, Any]) -> Dataset:
+    """A ``.npz`` file (:mod:`freqnn.data.npz`) as task items; missing times are step indices."""
+    data = load_npz(path, num_features=1, num_classes=len(info["class_names"]))
+    if data.class_names is not None and list(data.class_names[: len(info["class_names"])]) != list(
+        info["class_names"]
+    ):
+        raise ValueError(f"{path}: class_names: expected {info['class_names']} (the model's "
+                         f"classes, in order), got {list(data.class_names)}")
+    steps = data.values.shape[1]
+    times = data.times if data.times is not None else np.tile(
+        np.arange(steps, dtype=np.float64), (len(data.labels), 1))
+    xs, ts = [], []
+    for i, n in enumerate(data.lengths.tolist()):
+        xs.append(torch.from_numpy(data.values[i, :n].copy()))
+        ts.append(torch.from_numpy(times[i, :n].copy()))
+    return TensorDataset(x=xs, times=ts, y=torch.from_numpy(data.labels))
+
+
+def add_arguments(parser: Any) -> None:
+    group = parser.add_argument_group("signal_type task")
+    group.add_argument("--n-train", type=int, help="training sequences (default 1000)")
+    group.add_argument("--n-val", type=int, help="validation sequences (default 200)")
+    group.add_argument("--n-test", type=int, help="test sequences (default 500)")
+    group.add_argument("--length", type=int, help="samples per sequence (default 500)")
+    group.add_argument("--types", help="comma-separated wave types (default square,sawtooth)")
+    group.add_argument("--noise", type=float, help="noise std / amplitude (default 0)")
+    group.add_argument("--data-seed", type=int, help="seed of the generated data (default 1234)")
+
+
+TASK = Task(
+    name="signal_type",
+    description="classify square / sawtooth (/ sine) waves sampled at irregular times",
+    head="sequence",
+    defaults=DEFAULTS,
+    build=build,
+    loss=classification_loss,
+    metrics=classification_metrics,
+    monitor="loss",
+    mode="min",
+    add_arguments=add_arguments,
+    load_external=load_external,
+)

@@ -1,0 +1,587 @@
+"""The trainer behind ``freqnn train``: Lightning with exact resume, atomic checkpoints and DDP.
+
+A run lives in one directory::
+
+    RUN_DIR/config.yaml         the merged configuration (what ``--resume`` re-reads)
+    RUN_DIR/checkpoints/        last.ckpt (every epoch) and best.ckpt (best validation metric)
+    RUN_DIR/logs/               metrics.csv (CSVLogger) and TensorBoard event files
+    RUN_DIR/history.json        one record per epoch: train loss, validation metrics
+    RUN_DIR/results.json        test metrics of the best checkpoint, parameter counts, wall time
+
+Guarantees and how they are kept
+--------------------------------
+* Checkpoints are written through :func:`freqnn.io.atomic_write` (:class:`AtomicCheckpointIO`):
+  a checkpoint file is either complete or absent, whenever the process dies.
+* ``resume=True`` continues from the newest checkpoint that loads (:func:`last_good_checkpoint`)
+  and gives the metrics of an uninterrupted run with the same seed: checkpoints are taken at
+  epoch ends; the data order of epoch e is a permutation drawn from (seed, e)
+  (:class:`GlobalBatchSampler`) and the global torch RNG (dropout) is reseeded from
+  (seed, e, rank) at the start of every epoch, so nothing depends on how the run got to epoch e.
+  Lightning restores the optimizer, the loop counters and the early-stopping / checkpoint
+  callbacks. A run killed mid-epoch repeats that epoch from its start.
+* DDP (``torchrun --nproc-per-node P``; gloo on CPU, nccl on GPU): every global batch of
+  ``batch_size`` sequences is the one a single process would take, split into P equal shards
+  (``batch_size`` must be divisible by P; training drops the last incomplete global batch in
+  every configuration). Losses are per-rank means, DDP averages gradients, so the update equals
+  the single-process one; evaluation metrics are sums and counts added over ranks. With
+  dropout > 0 the random masks differ from a single process' (they are drawn per rank).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import yaml
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from .io import atomic_write
+from .models import build_model
+from .tasks import Task, TaskData, collate, get_task
+
+__all__ = [
+    "DEFAULTS",
+    "AtomicCheckpointIO",
+    "GlobalBatchSampler",
+    "TaskModule",
+    "evaluate",
+    "last_good_checkpoint",
+    "load_checkpoint",
+    "load_run_config",
+    "make_config",
+    "model_from_checkpoint",
+    "train",
+]
+
+#: Runner hyper-parameters; a task's ``defaults`` override them, then YAML, then the CLI.
+DEFAULTS: dict[str, Any] = {
+    "task": None,
+    "model": "sfm",
+    "seed": 0,
+    "epochs": 10,
+    "batch_size": 32,
+    "eval_batch_size": None,  # None: batch_size
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "clip": 1.0,  # gradient-norm clipping; 0 disables
+    "patience": 5,  # early stopping on the monitored validation metric; 0 disables
+    "hidden_size": 32,
+    "state_size": 16,
+    "num_freqs": 8,
+    "num_layers": 1,
+    "dropout": 0.0,
+    "frequencies": "paper",
+    "learn_frequencies": False,
+    "rnn_hidden_size": None,  # None: matched to the SFM's parameter count (match_params)
+    "match_params": True,
+    "precision": "32",  # "32" or "64" (float64 everywhere, for exactness checks)
+    "deterministic": True,
+    "accelerator": "auto",  # "cpu", "gpu" or "auto"
+    "num_threads": None,  # torch CPU threads per process; None: torch's default
+    "progress": True,
+    "limit_train_batches": None,  # int: stop each epoch after that many global batches
+    "run_dir": None,
+}
+
+CONFIG_FILE = "config.yaml"
+RESULTS_FILE = "results.json"
+HISTORY_FILE = "history.json"
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- configuration
+def make_config(task: Task, *layers: dict[str, Any] | None) -> dict[str, Any]:
+    """Merge runner defaults, the task's defaults and ``layers`` (later wins; ``None`` values
+    in a layer mean "not given"). Unknown keys are an error (catches typos in YAML files)."""
+    cfg: dict[str, Any] = dict(DEFAULTS)
+    cfg.update(task.defaults)
+    cfg["task"] = task.name
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if key not in cfg:
+                raise ValueError(f"config: expected keys among {', '.join(sorted(cfg))}, "
+                                 f"got unknown key {key!r}")
+            if value is not None:
+                cfg[key] = value
+    if cfg["model"] not in ("sfm", "asfm", "lstm", "gru"):
+        raise ValueError(f"model: expected one of sfm, asfm, lstm, gru, got {cfg['model']!r}")
+    if str(cfg["precision"]) not in ("32", "64"):
+        raise ValueError(f"precision: expected '32' or '64', got {cfg['precision']!r}")
+    cfg["precision"] = str(cfg["precision"])
+    for key in ("epochs", "batch_size"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise ValueError(f"{key}: expected a positive int, got {cfg[key]!r}")
+    return cfg
+
+
+def load_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The configuration saved in ``run_dir`` (``config.yaml``)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no run configuration (is {run_dir} a run directory?)")
+    with open(path) as handle:
+        cfg = yaml.safe_load(handle)
+    if not isinstance(cfg, dict) or "task" not in cfg:
+        raise ValueError(f"{path}: expected a YAML mapping with a 'task' key, got {cfg!r}")
+    return cfg
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with atomic_write(path, "w") as handle:
+        json.dump(obj, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+
+
+# --------------------------------------------------------------------------- checkpoints
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O that writes through :func:`freqnn.io.atomic_write`
+    (temporary file, fsync, rename): a checkpoint is complete or absent, never half-written."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
+                        storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError("storage_options: expected None (AtomicCheckpointIO takes none), "
+                            f"got {storage_options!r}")
+        with atomic_write(path) as handle:
+            torch.save(checkpoint, handle)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a freqnn checkpoint on the CPU (it holds the run's configuration, so it is a trusted
+    pickle: only load checkpoints you wrote)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises several types for truncated / foreign files
+        raise ValueError(f"{path}: expected a freqnn checkpoint, got an unreadable file "
+                         f"({type(error).__name__}: {error})") from error
+    if not isinstance(ckpt, dict) or "freqnn" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: expected a freqnn checkpoint (with 'freqnn' and "
+                         "'state_dict'), got another kind of file")
+    return ckpt
+
+
+def last_good_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The newest (largest global step, ``last.ckpt`` first on ties) checkpoint of ``run_dir``
+    that loads; stale temporary files of interrupted writes are removed. ``None`` if none."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return None
+    for stale in folder.glob(".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    best: tuple[int, int, Path] | None = None
+    for path in folder.glob("*.ckpt"):
+        try:
+            ckpt = load_checkpoint(path)
+        except ValueError as error:
+            warnings.warn(f"skipping unreadable checkpoint: {error}", stacklevel=2)
+            continue
+        key = (int(ckpt.get("global_step", 0)), int(path.name == "last.ckpt"), path)
+        if best is None or key[:2] > best[:2]:
+            best = key
+    return None if best is None else best[2]
+
+
+# --------------------------------------------------------------------------- data
+def _seed_from(*words: int) -> int:
+    return int(np.random.SeedSequence([int(w) for w in words]).generate_state(1)[0])
+
+
+class _EpochSeed:
+    """Carries the epoch number; Lightning calls ``set_epoch`` on ``batch_sampler.sampler``."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+
+class GlobalBatchSampler:
+    """Batches of one DDP rank: rank r's shard of every global batch.
+
+    Training (``shuffle=True``): a permutation of the data set drawn from (seed, epoch) is cut
+    into global batches of ``batch_size`` (the last incomplete one dropped); rank r takes
+    entries [r*b, (r+1)*b) of each, b = batch_size / world_size. Evaluation (``shuffle=False``):
+    rank r takes indices r, r + P, ... in batches of ``batch_size`` (metrics are sums, so any
+    split works).
+    """
+
+    def __init__(self, size: int, batch_size: int, *, shuffle: bool, seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if shuffle and batch_size % world_size:
+            raise ValueError(f"batch_size: expected a multiple of the {world_size} DDP "
+                             f"processes (the global batch is split evenly), got {batch_size}")
+        if shuffle and size < batch_size:
+            raise ValueError(f"batch_size: expected at most the {size} training sequences "
+                             f"(incomplete batches are dropped), got {batch_size}")
+        self.size, self.batch_size, self.shuffle = size, batch_size, shuffle
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.sampler = _EpochSeed()
+
+    def __len__(self) -> int:
+        if self.shuffle:
+            return self.size // self.batch_size
+        mine = len(range(self.rank, self.size, self.world_size))
+        return math.ceil(mine / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        if self.shuffle:
+            rng = np.random.Generator(np.random.PCG64(_seed_from(self.seed, self.sampler.epoch)))
+            order = rng.permutation(self.size)
+            shard = self.batch_size // self.world_size
+            for b in range(len(self)):
+                start = b * self.batch_size + self.rank * shard
+                yield order[start : start + shard].tolist()
+        else:
+            mine = list(range(self.rank, self.size, self.world_size))
+            for start in range(0, len(mine), self.batch_size):
+                yield mine[start : start + self.batch_size]
+
+
+class TaskDataModule(L.LightningDataModule):
+    """Data loaders of a task with :class:`GlobalBatchSampler` (DDP-aware, resumable order)."""
+
+    def __init__(self, data: TaskData, cfg: dict[str, Any]) -> None:
+        super().__init__()
+        self.data, self.cfg = data, cfg
+
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        trainer = self.trainer
+        rank = trainer.global_rank if trainer is not None else 0
+        world = trainer.world_size if trainer is not None else 1
+        batch = self.cfg["batch_size"] if train else (
+            self.cfg["eval_batch_size"] or self.cfg["batch_size"])
+        sampler = GlobalBatchSampler(len(dataset), batch, shuffle=train,
+                                     seed=self.cfg["seed"], rank=rank, world_size=world)
+        return DataLoader(dataset, batch_sampler=sampler, num_workers=0,
+                          collate_fn=self.data.collate or collate)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.data.train, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.data.val, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.data.test, False)
+
+
+# --------------------------------------------------------------------------- model
+class TaskModule(L.LightningModule):
+    """A task's model, loss and metrics as a LightningModule.
+
+    Logs ``train_loss`` (mean of the epoch's step losses), ``val_<metric>`` and
+    ``test_<metric>`` (exact sums over batches and ranks divided by counts) and keeps
+    :attr:`history`, saved in checkpoints so a resumed run has the whole curve.
+    """
+
+    def __init__(self, cfg: dict[str, Any], data_facts: dict[str, Any]) -> None:
+        super().__init__()
+        self.cfg = dict(cfg)
+        self.facts = dict(data_facts)
+        self.task = get_task(cfg["task"])
+        self.model, self.counts = build_model(
+            cfg["model"],
+            data_facts["input_size"],
+            data_facts["output_size"],
+            self.task.head,
+            hidden_size=cfg["hidden_size"],
+            state_size=cfg["state_size"],
+            num_freqs=cfg["num_freqs"],
+            num_layers=cfg["num_layers"],
+            dropout=cfg["dropout"],
+            frequencies=cfg["frequencies"],
+            learn_frequencies=cfg["learn_frequencies"],
+            use_times=data_facts["has_times"],
+            rnn_hidden_size=cfg["rnn_hidden_size"],
+            match_params=cfg["match_params"],
+        )
+        self.history: list[dict[str, Any]] = []
+        self.elapsed = 0.0  # training seconds before this process (restored on resume)
+        self._start = time.perf_counter()
+        self._train_sum: list[Tensor] = []
+        self._sums: dict[str, list[Tensor]] = {}
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        times = batch.get("times") if self.facts["has_times"] else None
+        return self.model(batch["x"], times=times, lengths=batch["lengths"])
+
+    # training
+    def on_train_start(self) -> None:
+        self._start = time.perf_counter()  # wall time counts training, not setup
+
+    def on_train_epoch_start(self) -> None:
+        # dropout randomness depends on (seed, epoch, rank) only: resume-exact
+        torch.manual_seed(_seed_from(self.cfg["seed"], self.current_epoch, self.global_rank))
+        self._train_sum = []
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self.task.loss(self(batch), batch)
+        self._train_sum.append(loss.detach().double())
+        self.log("train_loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False,
+                 batch_size=int(batch["x"].shape[0]))
+        return loss
+
+    # evaluation
+    def _eval_step(self, batch: dict[str, Tensor]) -> None:
+        for name, (total, count) in self.task.metrics(self(batch), batch).items():
+            acc = self._sums.setdefault(name, [torch.zeros((), dtype=torch.float64,
+                                                           device=self.device)] * 2)
+            self._sums[name] = [acc[0] + total.double(), acc[1] + count.double()]
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_start(self) -> None:
+        self._sums = {}
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def _reduce_sums(self, prefix: str) -> dict[str, float]:
+        out = {}
+        for name in sorted(self._sums):
+            pair = torch.stack(self._sums[name])
+            pair = self.trainer.strategy.reduce(pair, reduce_op="sum")
+            out[f"{prefix}_{name}"] = float(pair[0] / pair[1])
+        return out
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        metrics = self._reduce_sums("val")
+        record: dict[str, Any] = {"epoch": self.current_epoch, "step": self.global_step}
+        if self._train_sum:
+            mean = torch.stack(self._train_sum).mean().reshape(1)
+            record["train_loss"] = float(self.trainer.strategy.reduce(mean, reduce_op="mean"))
+        record.update(metrics)
+        record["time_s"] = self.elapsed + time.perf_counter() - self._start
+        self.history.append(record)
+        for key, value in metrics.items():
+            self.log(key, value, prog_bar=True, sync_dist=False, rank_zero_only=False)
+        if "train_loss" in record:
+            self.log("train_loss_epoch", record["train_loss"])
+
+    def on_test_epoch_end(self) -> None:
+        self.test_metrics = self._reduce_sums("test")
+        for key, value in self.test_metrics.items():
+            self.log(key, value)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=float(self.cfg["lr"]),
+                                weight_decay=float(self.cfg["weight_decay"]))
+
+    # checkpoint state
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["freqnn"] = {
+            "config": self.cfg,
+            "facts": self.facts,
+            "counts": self.counts,
+            "history": self.history,
+            "elapsed": self.elapsed + time.perf_counter() - self._start,
+            "stopped": bool(self.trainer.should_stop),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["freqnn"]
+        self.history = list(state["history"])
+        self.elapsed = float(state["elapsed"])
+        self._start = time.perf_counter()
+
+
+def model_from_checkpoint(path: str | os.PathLike[str]) -> TaskModule:
+    """Rebuild a :class:`TaskModule` (model weights included) from a checkpoint file."""
+    ckpt = load_checkpoint(path)
+    state = ckpt["freqnn"]
+    module = TaskModule(state["config"], state["facts"])
+    module.load_state_dict(ckpt["state_dict"])
+    module.history = list(state["history"])
+    if state["config"]["precision"] == "64":
+        module.double()
+    return module.eval()
+
+
+@torch.no_grad()
+def evaluate(module: TaskModule, dataset: Dataset, batch_size: int = 64) -> dict[str, float]:
+    """Metrics of ``module`` on ``dataset`` in this process (no Lightning loop): sum / count."""
+    module.eval()
+    dtype = next(module.parameters()).dtype
+    sums: dict[str, list[float]] = {}
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    for batch in loader:
+        batch = {k: v.to(dtype) if v.is_floating_point() and k != "times" else v
+                 for k, v in batch.items()}
+        for name, (total, count) in module.task.metrics(module(batch), batch).items():
+            acc = sums.setdefault(name, [0.0, 0.0])
+            acc[0] += float(total)
+            acc[1] += float(count)
+    return {name: total / count for name, (total, count) in sorted(sums.items())}
+
+
+# --------------------------------------------------------------------------- runner
+def _distributed_env() -> tuple[int, int]:
+    """(world size, local world size) when launched by torchrun, else (1, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    return world, local
+
+
+def _hardware(accelerator: str) -> dict[str, Any]:
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "torch": torch.__version__, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "processor": platform.processor()}
+    if accelerator != "cpu" and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+                 "lightning.fabric.utilities.seed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*Checkpoint directory.*exists.*",
+                    ".*The number of training batches.*", ".*Experiment logs directory.*",
+                    ".*on_epoch=True.*", ".*`isinstance\\(treespec, LeafSpec\\)`.*",
+                    ".*LeafSpec.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def train(cfg: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
+    """Train, select the best checkpoint on validation, test it and write the run directory.
+
+    Parameters
+    ----------
+    cfg : dict
+        A configuration from :func:`make_config` (with ``run_dir`` set).
+    resume : bool
+        Continue from the last good checkpoint of ``run_dir`` (start afresh if it has none).
+
+    Returns
+    -------
+    dict
+        The content of ``results.json``.
+    """
+    _quiet_lightning()
+    if not cfg.get("run_dir"):
+        raise ValueError("run_dir: expected a directory for the run, got None")
+    run_dir = Path(cfg["run_dir"])
+    if cfg["num_threads"]:
+        torch.set_num_threads(int(cfg["num_threads"]))
+    world, local = _distributed_env()
+    accelerator = cfg["accelerator"]
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    rank = int(os.environ.get("RANK", "0"))
+
+    ckpt_path = last_good_checkpoint(run_dir) if resume else None
+    if not resume and (run_dir / "checkpoints").is_dir() and any(
+            (run_dir / "checkpoints").glob("*.ckpt")):
+        raise FileExistsError(f"run_dir: expected a new directory or resume=True (--resume), "
+                              f"got {run_dir} which already holds checkpoints")
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_write(run_dir / CONFIG_FILE, "w") as handle:
+            yaml.safe_dump(cfg, handle, sort_keys=True)
+
+    L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
+    task = get_task(cfg["task"])
+    data = task.build(cfg)
+    facts = {"input_size": data.input_size, "output_size": data.output_size,
+             "has_times": data.has_times, "info": data.info}
+    module = TaskModule(cfg, facts)
+    datamodule = TaskDataModule(data, cfg)
+
+    monitor = f"val_{task.monitor}"
+    best_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor,
+                              mode=task.mode, save_top_k=1, save_last=True,
+                              enable_version_counter=False, auto_insert_metric_name=False)
+    callbacks: list[L.Callback] = [best_cb]
+    if cfg["patience"]:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=task.mode,
+                                       patience=int(cfg["patience"])))
+    strategy: Any = "auto"
+    if world > 1:
+        from lightning.pytorch.strategies import DDPStrategy
+
+        strategy = DDPStrategy(process_group_backend="gloo" if accelerator == "cpu" else "nccl")
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=local if world > 1 else 1,
+        num_nodes=max(1, world // local),
+        strategy=strategy,
+        precision="64-true" if cfg["precision"] == "64" else "32-true",
+        max_epochs=int(cfg["epochs"]),
+        gradient_clip_val=float(cfg["clip"]) or None,
+        deterministic=bool(cfg["deterministic"]),
+        callbacks=callbacks,
+        logger=[CSVLogger(run_dir, name="logs", version=""),
+                TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False)],
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        enable_progress_bar=bool(cfg["progress"]),
+        enable_model_summary=False,
+        limit_train_batches=cfg["limit_train_batches"],
+        log_every_n_steps=1,
+    )
+    stopped = False
+    if ckpt_path is not None:
+        state = load_checkpoint(ckpt_path)
+        stopped = bool(state["freqnn"].get("stopped"))
+        if rank == 0:
+            print(f"resuming from {ckpt_path} (epoch {state['epoch']}, step "
+                  f"{state['global_step']})", file=sys.stderr)
+    if stopped:  # early stopping had ended this run: do not train past it
+        module.on_load_checkpoint(state)
+        module.load_state_dict(state["state_dict"])
+    else:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    wall = module.elapsed + time.perf_counter() - module._start
+
+    best = run_dir / "checkpoints" / "best.ckpt"
+    best_state = load_checkpoint(best)
+    history = list(module.history)
+    module.load_state_dict(best_state["state_dict"])
+    trainer.test(module, datamodule=datamodule, verbose=False)
+    best_record = best_state["freqnn"]["history"][-1]
+    results = {
+        "task": cfg["task"],
+        "model": cfg["model"],
+        "seed": cfg["seed"],
+        "params": module.counts["params"],
+        "sfm_params": module.counts["sfm_params"],
+        "hidden_size": module.counts["hidden_size"],
+        "epochs_run": len(history),
+        "best_epoch": best_record["epoch"],
+        "best_val": {k: v for k, v in best_record.items() if k.startswith("val_")},
+        "test": {k.removeprefix("test_"): v for k, v in module.test_metrics.items()},
+        "train_wall_s": round(wall, 2),
+        "world_size": world,
+        "hardware": _hardware(accelerator),
+        "info": data.info,
+    }
+    if trainer.global_rank == 0:
+        _write_json(run_dir / HISTORY_FILE, history)
+        _write_json(run_dir / RESULTS_FILE, results)
+    return results
