@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 _NORMS = ("ortho", "backward")
+SQRT2 = math.sqrt(2.0)
 # float64 elements per chunk when a basis is built or differentiated (bounds temporary memory)
 _CHUNK_ELEMENTS = 1 << 22
 
@@ -424,7 +425,7 @@ def cosine_analysis(
     x: Tensor,
     frequencies: Tensor,
     a1: Tensor | float = 1.0,
-    a2: Tensor | float = math.sqrt(2.0),
+    a2: Tensor | float = SQRT2,
     *,
     grid: int | None = None,
     fft: bool = False,
@@ -475,7 +476,7 @@ def cosine_synthesis(
     frequencies: Tensor,
     n: int,
     a3: Tensor | float = 1.0,
-    a4: Tensor | float = math.sqrt(2.0),
+    a4: Tensor | float = SQRT2,
     *,
     grid: int | None = None,
     fft: bool = False,
