@@ -25,14 +25,14 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 test: venv system-deps
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 demo: venv
 	$(BIN)/python -m freqnn.cli demo
 
 lint: venv
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check .
 
 bench: venv
 	$(BIN)/python benchmarks/sfm.py
