@@ -1,0 +1,434 @@
+"""Polyphonic music modelling (SFM paper, experiment 2): predict the next 88-key piano-roll frame.
+
+Task ``polyphonic`` (``freqnn train polyphonic --dataset jsb --model sfm``). Data:
+:mod:`freqnn.data.polyphonic`: ``--dataset`` is ``bach`` (default: offline, built from the
+music21 corpus), ``jsb``, ``musedata``, ``nottingham`` or ``piano-midi`` (read from the data
+root: ``--data-root`` or ``FREQNN_DATA``). A sequence of ``T`` frames gives the item
+``x = roll[:-1]``, ``y = roll[1:]`` (both (T - 1, 88) float32): the model reads frames ``<= t``
+and predicts frame ``t + 1``, so every sequence has ``T - 1`` predicted frames.
+
+Loss: the frame-level Bernoulli NLL (88 independent sigmoid outputs, summed over keys), averaged
+over the batch's predicted frames. Metrics (:mod:`freqnn.metrics`; reported as ``val_*`` /
+``test_*``, sums over the whole split divided by counts):
+
+* ``loss`` = ``nll``: the standard benchmark number, frame-weighted NLL in nats per frame;
+* ``nll_sequence``: the per-sequence average of the same;
+* ``accuracy``: expected frame accuracy (Boulanger-Lewandowski et al. 2012), frame-weighted;
+  ``accuracy_threshold`` / ``accuracy_pooled``: of the ``p > 1/2`` predictions;
+* ``softmax_nll``: the SFM authors' softmax score (per-sequence average, their protocol) and
+  ``softmax_nll_frame``; not comparable with the standard number (see :mod:`freqnn.metrics`).
+
+The best checkpoint is chosen on the validation ``loss``; the test split is evaluated once, on
+that checkpoint. ``train_chunk > 0`` cuts *training* sequences into pieces of that many predicted
+frames (each starting from a zero state) to shorten backpropagation on the long MuseData /
+Piano-midi pieces; validation and test always use whole sequences. Validation / test sequences
+are ordered by length so that batches hold similar lengths (sums do not depend on the order).
+
+Sampling (``freqnn sample CHECKPOINT``): this module is also the ``sample`` subcommand
+(:func:`add_arguments`, :func:`run`): it primes a trained model with the first frames of a
+validation sequence, draws the following frames one at a time from the model's 88 Bernoullis
+(feeding each sampled frame back), and writes ``sample.mid`` (:func:`write_midi`) and
+``sample.png`` (:func:`plot_piano_roll`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from ..data import polyphonic as poly
+from ..io import atomic_write
+from ..metrics import (
+    accuracy_counts,
+    frame_accuracy,
+    piano_roll_nll,
+    softmax_nll,
+)
+from . import Batch, Task, TaskData, TensorDataset
+
+__all__ = [
+    "HELP",
+    "TASK",
+    "add_arguments",
+    "build",
+    "generate",
+    "loss",
+    "metrics",
+    "plot_piano_roll",
+    "rolls_dataset",
+    "run",
+    "write_midi",
+]
+
+HELP = "generate music from a trained polyphonic checkpoint: MIDI file and piano-roll PNG"
+
+#: Frame length in quarter notes of each data set (the standard sets' authors' sampling).
+FRAME_QUARTERS = {"bach": 1.0, "jsb": 1.0, "musedata": 0.5, "nottingham": 0.5,
+                  "piano-midi": 0.5}
+
+DEFAULTS: dict[str, Any] = {
+    # data
+    "dataset": "bach",
+    "data_root": None,
+    "bach_limit": None,  # first N chorales only (quick runs)
+    "transpose": True,  # bach: transpose to C major / C minor
+    "train_chunk": 0,  # >0: cut training sequences into pieces of this many predicted frames
+    # model and training
+    "hidden_size": 64,
+    "state_size": 32,
+    "num_freqs": 4,
+    "epochs": 20,
+    "batch_size": 16,
+    "lr": 1e-3,
+    "patience": 5,
+}
+
+
+# --------------------------------------------------------------------------- data
+def rolls_dataset(rolls: Sequence[np.ndarray], chunk: int = 0, *,
+                  sort: bool = False) -> TensorDataset:
+    """Next-frame items ``x = roll[:-1]``, ``y = roll[1:]`` (float32) from (T, 88) rolls.
+
+    ``chunk > 0`` cuts each sequence's predicted frames into consecutive pieces of at most
+    ``chunk`` (every predicted frame is in exactly one piece). Sequences of one frame have
+    nothing to predict and are skipped. ``sort`` orders the items by length.
+    """
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
+        raise ValueError(f"train_chunk: expected an int >= 0, got {chunk!r}")
+    xs: list[Tensor] = []
+    ys: list[Tensor] = []
+    for roll in rolls:
+        frames = torch.from_numpy(np.asarray(roll, dtype=np.float32))
+        if frames.shape[0] < 2:
+            continue
+        x, y = frames[:-1], frames[1:]
+        step = chunk or x.shape[0]
+        for start in range(0, x.shape[0], step):
+            xs.append(x[start:start + step])
+            ys.append(y[start:start + step])
+    if not xs:
+        raise ValueError("rolls: expected at least one sequence of two or more frames, got none")
+    if sort:
+        order = sorted(range(len(xs)), key=lambda i: xs[i].shape[0])
+        xs, ys = [xs[i] for i in order], [ys[i] for i in order]
+    return TensorDataset(x=xs, y=ys)
+
+
+def load_rolls(cfg: dict[str, Any]) -> poly.PianoRolls:
+    """The data set named by ``cfg["dataset"]`` (see the module docstring)."""
+    name = poly._canonical(cfg["dataset"])
+    if name == "bach":
+        limit = cfg.get("bach_limit")
+        return poly.bach_chorales(transpose=bool(cfg.get("transpose", True)),
+                                  limit=None if limit is None else int(limit))
+    return poly.load_dataset(name, cfg.get("data_root"))
+
+
+def build(cfg: dict[str, Any]) -> TaskData:
+    """Train / validation / test items of the configured data set (deterministic)."""
+    rolls = load_rolls(cfg)
+    name = poly._canonical(cfg["dataset"])
+    return TaskData(
+        train=rolls_dataset(rolls.train, int(cfg.get("train_chunk") or 0)),
+        val=rolls_dataset(rolls.valid, sort=True),
+        test=rolls_dataset(rolls.test, sort=True),
+        input_size=poly.KEYS,
+        output_size=poly.KEYS,
+        has_times=False,
+        info={"dataset": name, "source": rolls.source, "sizes": list(rolls.sizes()),
+              "frames": {p: rolls.frames(p) for p in poly.SPLITS},
+              "frame_quarters": FRAME_QUARTERS[name]},
+    )
+
+
+def load_external(path: str, cfg: dict[str, Any], info: dict[str, Any]) -> Dataset:
+    """``freqnn eval CHECKPOINT --data FILE``: the *test* split of a ``.mat`` or pickle file."""
+    loader = poly.load_mat if str(path).lower().endswith(".mat") else poly.load_pickle
+    return rolls_dataset(loader(path).test, sort=True)
+
+
+# --------------------------------------------------------------------------- loss, metrics
+def loss(output: Tensor, batch: Batch) -> Tensor:
+    """Mean Bernoulli NLL per predicted frame of the batch (nats, summed over keys)."""
+    return piano_roll_nll(output, batch["y"], batch["lengths"], batch_first=True)
+
+
+def metrics(output: Tensor, batch: Batch) -> dict[str, tuple[Tensor, Tensor]]:
+    """Sums and counts of every score (float64; see the module docstring)."""
+    out, y, lengths = output.detach().double(), batch["y"], batch["lengths"]
+    kw: dict[str, Any] = {"batch_first": True}
+    frames = lengths.sum().double()
+    seqs = torch.tensor(float(lengths.numel()), dtype=torch.float64, device=out.device)
+    nll = piano_roll_nll(out, y, lengths, reduction="sum", **kw)
+    tp, fp, fn = accuracy_counts(out, y, lengths, **kw)
+    return {
+        "loss": (nll, frames),
+        "nll": (nll, frames),
+        "nll_sequence": (piano_roll_nll(out, y, lengths, reduction="sequence", **kw) * seqs,
+                         seqs),
+        "accuracy": (frame_accuracy(out, y, lengths, reduction="sum", **kw), frames),
+        "accuracy_threshold": (frame_accuracy(out, y, lengths, mode="threshold",
+                                              reduction="sum", **kw), frames),
+        "accuracy_pooled": (tp, tp + fp + fn),
+        "softmax_nll": (softmax_nll(out, y, lengths, reduction="sequence", **kw) * seqs, seqs),
+        "softmax_nll_frame": (softmax_nll(out, y, lengths, reduction="sum", **kw), frames),
+    }
+
+
+def _add_task_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("polyphonic task")
+    group.add_argument("--dataset", choices=poly.dataset_names(),
+                       help="data set (default bach: offline, from the music21 corpus)")
+    group.add_argument("--data-root", help="directory holding polyphonic/*.mat "
+                       "(default: FREQNN_DATA or ../shared/data)")
+    group.add_argument("--bach-limit", type=int, help="bach: use the first N chorales only")
+    group.add_argument("--no-transpose", dest="transpose", action="store_const", const=False,
+                       help="bach: keep the original keys")
+    group.add_argument("--train-chunk", type=int,
+                       help="cut training sequences into pieces of N predicted frames (0: off)")
+
+
+TASK = Task(
+    name="polyphonic",
+    description="next-frame prediction of 88-key piano rolls (Bach / JSB / MuseData / "
+                "Nottingham / Piano-midi)",
+    head="step",
+    defaults=DEFAULTS,
+    build=build,
+    loss=loss,
+    metrics=metrics,
+    monitor="loss",
+    mode="min",
+    add_arguments=_add_task_arguments,
+    load_external=load_external,
+)
+
+
+# --------------------------------------------------------------------------- MIDI and PNG
+def _check_roll(roll: object) -> np.ndarray:
+    arr = np.asarray(roll.detach().cpu() if isinstance(roll, Tensor) else roll)
+    return poly.validate_roll(arr, "roll")
+
+
+def write_midi(
+    roll: np.ndarray | Tensor,
+    path: str | os.PathLike[str],
+    *,
+    frame_seconds: float = 0.5,
+    velocity: int = 80,
+    program: int = 0,
+) -> Path:
+    """Write a (T, 88) binary piano roll as a one-track MIDI file (atomically).
+
+    A key active in consecutive frames is one held note (the piano-roll representation does not
+    distinguish a held note from repeated attacks); frame ``t`` starts at ``t * frame_seconds``.
+    ``program`` is the General MIDI instrument (0: acoustic grand piano).
+
+    Returns
+    -------
+    Path of the file written.
+    """
+    import pretty_midi
+
+    arr = _check_roll(roll)
+    if not (isinstance(frame_seconds, (int, float)) and frame_seconds > 0):
+        raise ValueError(f"frame_seconds: expected a positive number, got {frame_seconds!r}")
+    if not (isinstance(velocity, int) and 1 <= velocity <= 127):
+        raise ValueError(f"velocity: expected an int in [1, 127], got {velocity!r}")
+    midi = pretty_midi.PrettyMIDI(initial_tempo=60.0 / frame_seconds)
+    instrument = pretty_midi.Instrument(program=program, name="freqnn")
+    padded = np.concatenate([np.zeros((1, poly.KEYS), np.int8), arr.astype(np.int8),
+                             np.zeros((1, poly.KEYS), np.int8)])
+    change = np.diff(padded, axis=0)  # +1 at onsets, -1 at offsets (frame indices)
+    for key in range(poly.KEYS):
+        onsets = np.flatnonzero(change[:, key] == 1)
+        offsets = np.flatnonzero(change[:, key] == -1)
+        for on, off in zip(onsets, offsets, strict=True):
+            instrument.notes.append(pretty_midi.Note(
+                velocity=velocity, pitch=poly.LOWEST_PITCH + key,
+                start=float(on * frame_seconds), end=float(off * frame_seconds)))
+    instrument.notes.sort(key=lambda n: (n.start, n.pitch))
+    midi.instruments.append(instrument)
+    path = Path(path)
+    with atomic_write(path, "wb") as handle:
+        midi.write(handle)
+    return path
+
+
+def plot_piano_roll(
+    roll: np.ndarray | Tensor,
+    path: str | os.PathLike[str],
+    *,
+    prime: int = 0,
+    title: str = "",
+    probabilities: np.ndarray | Tensor | None = None,
+) -> Path:
+    """Draw a piano roll (time right, pitch up) as a PNG (matplotlib, no GUI; atomic).
+
+    ``prime`` frames at the start are marked as given (a line ends them). ``probabilities``
+    (T, 88), if given, are drawn in a second panel (the model's p of every key per frame).
+    """
+    from matplotlib.figure import Figure
+
+    arr = _check_roll(roll)
+    panels = 1 if probabilities is None else 2
+    fig = Figure(figsize=(max(6.0, min(16.0, arr.shape[0] / 12)), 3.2 * panels))
+    axes = fig.subplots(panels, 1, squeeze=False)[:, 0]
+    extent = (-0.5, arr.shape[0] - 0.5, poly.LOWEST_PITCH - 0.5, poly.HIGHEST_PITCH + 0.5)
+    images = [(arr, "notes", "Greys")]
+    if probabilities is not None:
+        probs = np.asarray(probabilities.detach().cpu() if isinstance(probabilities, Tensor)
+                           else probabilities, dtype=np.float64)
+        if probs.shape != arr.shape:
+            raise ValueError(f"probabilities: expected shape {arr.shape}, got {probs.shape}")
+        images.append((probs, "model probability of each key", "viridis"))
+    for ax, (data, label, cmap) in zip(axes, images, strict=True):
+        im = ax.imshow(data.T, origin="lower", aspect="auto", cmap=cmap, extent=extent,
+                       interpolation="nearest", vmin=0.0, vmax=1.0)
+        if prime:
+            ax.axvline(prime - 0.5, color="tab:red", lw=1.0, label="end of primer")
+            ax.legend(loc="upper right", fontsize=7)
+        ax.set_ylabel("MIDI pitch")
+        ax.set_title(label, fontsize=9)
+        if cmap != "Greys":
+            fig.colorbar(im, ax=ax, fraction=0.03)
+    axes[-1].set_xlabel("frame")
+    if title:
+        fig.suptitle(title)
+    path = Path(path)
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+    return path
+
+
+# --------------------------------------------------------------------------- generation
+def _step_model(model: nn.Module, frame: Tensor, state: Any) -> tuple[Tensor, Any]:
+    """One step of a :class:`freqnn.models.SequenceModel` with state passing: (1, 1, 88) in,
+    logits (1, 88) and the new state out. SFM / A-SFM keep their step count in the state, so
+    the phase times equal those of a whole-sequence forward."""
+    out, state = model.body(frame, state)
+    return model.readout(model.dropout(out))[:, -1], state
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    prime: np.ndarray | Tensor,
+    steps: int,
+    *,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Continue a primer by sampling ``steps`` frames from a next-frame model.
+
+    Parameters
+    ----------
+    model : SequenceModel
+        Trained with ``head="step"``, 88 inputs and outputs, no timestamps.
+    prime : (P, 88) binary roll, P >= 1
+        Given frames; the first sampled frame is drawn from the prediction after frame P - 1.
+    steps : int
+        Frames to sample.
+    temperature : float
+        Logits are divided by it before the sigmoid (1: the model's own distribution).
+    generator : torch.Generator, optional
+        Random source of the Bernoulli draws.
+
+    Returns
+    -------
+    roll : ndarray [shape=(P + steps, 88), uint8]
+        Primer followed by the sampled frames.
+    probs : ndarray [shape=(P + steps, 88), float64]
+        The model's key probabilities for each frame (row 0 is zero: nothing predicts it).
+    """
+    prime_arr = _check_roll(prime)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected a positive int, got {steps!r}")
+    if not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
+    model.eval()
+    param = next(model.parameters())
+    frames = [torch.from_numpy(row.astype(np.float64)).to(param) for row in prime_arr]
+    probs = [torch.zeros(poly.KEYS, dtype=torch.float64)]
+    state = None
+    total = len(frames) + steps
+    for t in range(total - 1):
+        logits, state = _step_model(model, frames[t].view(1, 1, -1), state)
+        p = torch.sigmoid(logits[0].double() / temperature)
+        probs.append(p.cpu())
+        if t + 1 >= len(frames):
+            draw = torch.rand(poly.KEYS, generator=generator, dtype=torch.float64)
+            frames.append((draw < p.cpu()).to(param))
+    roll = torch.stack(frames).cpu().numpy().astype(np.uint8)
+    return roll, torch.stack(probs).numpy()
+
+
+# --------------------------------------------------------------------------- sample command
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``freqnn sample`` (the command registry's hook; not the task's options)."""
+    parser.add_argument("checkpoint", help="a .ckpt file or a run directory (its best.ckpt)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default reports/sample/<dataset>-<model>)")
+    parser.add_argument("--steps", type=int, default=64, help="frames to generate (64)")
+    parser.add_argument("--prime", type=int, default=8,
+                        help="frames of a validation sequence given first (8)")
+    parser.add_argument("--index", type=int, default=0,
+                        help="which validation sequence primes the model (0)")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the draws (0)")
+    parser.add_argument("--qpm", type=float, default=100.0,
+                        help="tempo of the MIDI file in quarter notes per minute (100)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``freqnn sample``: prime, generate, write ``sample.mid``, ``sample.png``, ``sample.json``."""
+    from ..train import model_from_checkpoint
+
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        path = path / "checkpoints" / "best.ckpt"
+    module = model_from_checkpoint(path)
+    if module.task.name != TASK.name:
+        raise ValueError(f"checkpoint: expected a {TASK.name} run, got task "
+                         f"{module.task.name!r} ({path})")
+    if args.prime < 1:
+        raise ValueError(f"--prime: expected at least 1 frame, got {args.prime}")
+    cfg = module.cfg
+    rolls = load_rolls(cfg)
+    if not 0 <= args.index < len(rolls.valid):
+        raise ValueError(f"--index: expected 0..{len(rolls.valid) - 1} (validation sequences), "
+                         f"got {args.index}")
+    source = rolls.valid[args.index]
+    prime = source[: args.prime]
+    generator = torch.Generator().manual_seed(int(args.seed))
+    roll, probs = generate(module.model, prime, int(args.steps),
+                           temperature=float(args.temperature), generator=generator)
+    name = poly._canonical(cfg["dataset"])
+    out = Path(args.out or Path("reports") / "sample" / f"{name}-{cfg['model']}")
+    out.mkdir(parents=True, exist_ok=True)
+    frame_seconds = FRAME_QUARTERS[name] * 60.0 / float(args.qpm)
+    midi = write_midi(roll, out / "sample.mid", frame_seconds=frame_seconds)
+    title = (f"{name} / {cfg['model']}: {prime.shape[0]} primer frames (validation sequence "
+             f"{args.index}) + {args.steps} sampled, T={args.temperature:g}, seed {args.seed}")
+    png = plot_piano_roll(roll, out / "sample.png", prime=prime.shape[0], title=title,
+                          probabilities=probs)
+    facts = {"checkpoint": str(path), "dataset": name, "model": cfg["model"],
+             "prime_frames": int(prime.shape[0]), "validation_index": args.index,
+             "sampled_frames": int(args.steps), "temperature": float(args.temperature),
+             "seed": int(args.seed), "frame_seconds": frame_seconds,
+             "mean_notes_per_sampled_frame": float(roll[prime.shape[0]:].sum(1).mean()),
+             "midi": str(midi), "png": str(png)}
+    with atomic_write(out / "sample.json", "w") as handle:
+        json.dump(facts, handle, indent=2)
+        handle.write("\n")
+    print(json.dumps(facts, indent=2))
+    return 0

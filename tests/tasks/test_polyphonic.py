@@ -1,0 +1,216 @@
+"""The polyphonic task: items, loss / metrics, MIDI and PNG output, generation, train + sample."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from freqnn.data import polyphonic as poly
+from freqnn.metrics import PianoRollMetrics, piano_roll_nll
+from freqnn.models import build_model
+from freqnn.tasks import collate, get_task
+from freqnn.tasks import polyphonic as T
+
+
+def random_rolls(n: int, seed: int = 0, low: int = 2, high: int = 12) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [(rng.random((int(rng.integers(low, high)), 88)) < 0.06).astype(np.uint8)
+            for _ in range(n)]
+
+
+# ---- items ---------------------------------------------------------------------------------------
+
+def test_rolls_dataset_shifts_by_one_frame():
+    rolls = [*random_rolls(4), np.zeros((1, 88), np.uint8)]  # a 1-frame sequence is skipped
+    data = T.rolls_dataset(rolls)
+    assert len(data) == 4
+    for item, roll in zip(data, rolls, strict=False):
+        assert item["x"].dtype == torch.float32 and item["x"].shape == (roll.shape[0] - 1, 88)
+        np.testing.assert_array_equal(item["x"].numpy(), roll[:-1])
+        np.testing.assert_array_equal(item["y"].numpy(), roll[1:])
+
+
+def test_rolls_dataset_chunks_cover_every_predicted_frame_once():
+    rolls = random_rolls(3, low=10, high=30)
+    data = T.rolls_dataset(rolls, chunk=4)
+    ys = [data[i]["y"] for i in range(len(data))]
+    assert max(y.shape[0] for y in ys) == 4
+    np.testing.assert_array_equal(torch.cat(ys).numpy(), np.concatenate([r[1:] for r in rolls]))
+    xs = torch.cat([data[i]["x"] for i in range(len(data))]).numpy()
+    np.testing.assert_array_equal(xs, np.concatenate([r[:-1] for r in rolls]))
+    sorted_data = T.rolls_dataset(rolls, sort=True)
+    lengths = [sorted_data[i]["x"].shape[0] for i in range(len(sorted_data))]
+    assert lengths == sorted(lengths)
+    with pytest.raises(ValueError, match="train_chunk: expected an int >= 0"):
+        T.rolls_dataset(rolls, chunk=-1)
+    with pytest.raises(ValueError, match="rolls: expected at least one sequence"):
+        T.rolls_dataset([np.zeros((1, 88), np.uint8)])
+
+
+# ---- loss and metrics ----------------------------------------------------------------------------
+
+def test_loss_and_metrics_on_a_padded_batch():
+    data = T.rolls_dataset(random_rolls(5))
+    batch = collate([data[i] for i in range(5)])
+    gen = torch.Generator().manual_seed(0)
+    output = torch.randn(*batch["y"].shape, generator=gen) * 2
+    output[0, -1] = float("nan") if batch["lengths"][0] < output.shape[1] else output[0, -1]
+    lengths = batch["lengths"]
+    loss = T.loss(output, batch)
+    # direct: per-frame sums over keys, averaged over the valid frames only
+    total, frames = 0.0, 0
+    for b in range(5):
+        for t in range(int(lengths[b])):
+            p = torch.sigmoid(output[b, t].double())
+            y = batch["y"][b, t].double()
+            total -= float((y * p.log() + (1 - y) * (1 - p).log()).sum())
+            frames += 1
+    assert loss.item() == pytest.approx(total / frames, rel=1e-5)
+    sums = T.metrics(output, batch)
+    acc = PianoRollMetrics()
+    acc.update(output, batch["y"], lengths, batch_first=True)
+    expected = acc.compute()
+    assert set(sums) == {"loss", "nll", "nll_sequence", "accuracy", "accuracy_threshold",
+                         "accuracy_pooled", "softmax_nll", "softmax_nll_frame"}
+    for name, (s, c) in sums.items():
+        want = expected["nll"] if name == "loss" else expected[name]
+        assert (s / c).item() == pytest.approx(want, rel=1e-9), name
+    assert sums["loss"][1].item() == frames
+
+
+# ---- MIDI and PNG --------------------------------------------------------------------------------
+
+def test_write_midi_round_trip(tmp_path):
+    import pretty_midi
+
+    roll = np.zeros((6, 88), np.uint8)
+    roll[0:3, 60 - 21] = 1      # C4 held three frames: one note
+    roll[1, 64 - 21] = 1        # E4, one frame
+    roll[4:6, 64 - 21] = 1      # E4 again, to the end
+    roll[5, 0] = roll[5, 87] = 1  # A0 and C8
+    path = T.write_midi(roll, tmp_path / "x.mid", frame_seconds=0.25)
+    midi = pretty_midi.PrettyMIDI(str(path))
+    notes = sorted((n.pitch, round(n.start, 6), round(n.end, 6)) for n in
+                   midi.instruments[0].notes)
+    assert notes == [(21, 1.25, 1.5), (60, 0.0, 0.75), (64, 0.25, 0.5), (64, 1.0, 1.5),
+                     (108, 1.25, 1.5)]
+    back = midi.get_piano_roll(fs=4)[21:109, :6].T > 0
+    np.testing.assert_array_equal(back, roll.astype(bool))
+    with pytest.raises(ValueError, match="frame_seconds: expected a positive number"):
+        T.write_midi(roll, tmp_path / "y.mid", frame_seconds=0)
+    with pytest.raises(ValueError, match=r"roll: expected a \(T, 88\) piano roll"):
+        T.write_midi(np.zeros((4, 12)), tmp_path / "y.mid")
+    assert not (tmp_path / "y.mid").exists()
+
+
+def test_plot_piano_roll_writes_png(tmp_path):
+    roll = random_rolls(1, low=20, high=21)[0]
+    path = T.plot_piano_roll(roll, tmp_path / "r.png", prime=4, title="t",
+                             probabilities=np.full(roll.shape, 0.3))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="probabilities: expected shape"):
+        T.plot_piano_roll(roll, tmp_path / "s.png", probabilities=np.zeros((3, 88)))
+
+
+# ---- generation ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch", ["sfm", "asfm", "lstm", "gru"])
+def test_generation_matches_whole_sequence_forward(arch):
+    model, _ = build_model(arch, 88, 88, "step", hidden_size=12, state_size=5, num_freqs=3)
+    model = model.double()
+    prime = random_rolls(1, seed=3, low=5, high=6)[0]
+    gen = torch.Generator().manual_seed(5)
+    roll, probs = T.generate(model, prime, 7, generator=gen)
+    assert roll.shape == (12, 88) and roll.dtype == np.uint8
+    np.testing.assert_array_equal(roll[:5], prime)
+    with torch.no_grad():
+        whole = torch.sigmoid(model(torch.from_numpy(roll[:-1]).double().unsqueeze(0)))[0]
+    torch.testing.assert_close(torch.from_numpy(probs[1:]), whole, rtol=1e-10, atol=1e-12)
+    assert not probs[0].any()
+    # same seed, same music; different temperature changes the probabilities
+    again, _ = T.generate(model, prime, 7, generator=torch.Generator().manual_seed(5))
+    np.testing.assert_array_equal(again, roll)
+    _, hot = T.generate(model, prime, 7, temperature=2.0,
+                        generator=torch.Generator().manual_seed(5))
+    assert not np.allclose(hot[1:5], probs[1:5])
+    with pytest.raises(ValueError, match="steps: expected a positive int"):
+        T.generate(model, prime, 0)
+    with pytest.raises(ValueError, match="temperature: expected a positive number"):
+        T.generate(model, prime, 3, temperature=0.0)
+
+
+# ---- the task end to end: build, train, sample ---------------------------------------------------
+
+music21 = pytest.importorskip("music21", reason="music21 (experiments extra) not installed")
+
+
+def test_task_interface_and_bach_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("FREQNN_CACHE", str(tmp_path / "cache"))
+    task = get_task("freqnn.tasks.polyphonic")
+    assert task is T.TASK and task.head == "step" and task.monitor == "loss"
+    cfg = {**T.DEFAULTS, "bach_limit": 5, "train_chunk": 0}
+    data = task.build(cfg)
+    assert (data.input_size, data.output_size, data.has_times) == (88, 88, False)
+    assert (len(data.train), len(data.val), len(data.test)) == (3, 1, 1)
+    assert data.info["dataset"] == "bach" and data.info["frame_quarters"] == 1.0
+    assert data.info["sizes"] == [3, 1, 1]
+    json.dumps(data.info)  # saved with checkpoints and results
+
+
+def test_train_then_sample(tmp_path, monkeypatch, capsys):
+    from freqnn.tasks import TASKS
+    from freqnn.train import make_config, train
+
+    monkeypatch.setenv("FREQNN_CACHE", str(tmp_path / "cache"))
+    # registered by the lead in freqnn.tasks.TASKS; set here too so the test does not depend on it
+    monkeypatch.setitem(TASKS, "polyphonic", "freqnn.tasks.polyphonic")
+    cfg = make_config(T.TASK, {"bach_limit": 5, "epochs": 2, "batch_size": 2,
+                               "hidden_size": 8, "state_size": 4, "num_freqs": 2,
+                               "progress": False, "run_dir": str(tmp_path / "run"),
+                               "train_chunk": 16})
+    results = train(cfg)
+    assert results["test"]["loss"] == results["test"]["nll"]
+    assert 0 < results["test"]["accuracy"] < 1
+    assert results["info"]["dataset"] == "bach"
+    # the reported test NLL is the metric recomputed directly on the test split
+    from freqnn.train import model_from_checkpoint
+
+    module = model_from_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    test = T.build(module.cfg).test
+    with torch.no_grad():
+        item = test[0]
+        out = module.model(item["x"].unsqueeze(0))
+    assert results["test"]["nll"] == pytest.approx(
+        piano_roll_nll(out[0].double(), item["y"]).item(), rel=1e-5)
+
+    parser = argparse.ArgumentParser()
+    T.add_arguments(parser)
+    args = parser.parse_args([str(tmp_path / "run"), "--out", str(tmp_path / "sample"),
+                              "--steps", "6", "--prime", "3"])
+    assert T.run(args) == 0
+    facts = json.loads((tmp_path / "sample" / "sample.json").read_text())
+    assert facts["sampled_frames"] == 6 and facts["prime_frames"] == 3
+    assert (tmp_path / "sample" / "sample.mid").stat().st_size > 0
+    assert (tmp_path / "sample" / "sample.png").read_bytes()[:4] == b"\x89PNG"
+    assert '"dataset": "bach"' in capsys.readouterr().out
+    bad = parser.parse_args([str(tmp_path / "run"), "--index", "99"])
+    with pytest.raises(ValueError, match=r"--index: expected 0\.\.0"):
+        T.run(bad)
+
+
+def test_dataset_option_and_missing_data(tmp_path):
+    cfg = {**T.DEFAULTS, "dataset": "nottingham", "data_root": str(tmp_path)}
+    with pytest.raises(FileNotFoundError, match="FREQNN_DATA"):
+        T.build(cfg)
+    with pytest.raises(ValueError, match="name: expected one of"):
+        T.build({**T.DEFAULTS, "dataset": "mozart"})
+    parser = argparse.ArgumentParser()
+    T.TASK.add_arguments(parser)
+    args = parser.parse_args(["--dataset", "jsb", "--no-transpose", "--train-chunk", "50"])
+    assert (args.dataset, args.transpose, args.train_chunk) == ("jsb", False, 50)
+    assert parser.parse_args([]).dataset is None  # unset options do not override the config
+    assert set(poly.dataset_names()) == set(T.FRAME_QUARTERS)
