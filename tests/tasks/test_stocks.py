@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 
 from freqnn.data.stocks import StockPrices, chronological_split, split_steps
 from freqnn.tasks.stocks import (
@@ -140,3 +144,105 @@ def test_baseline_table_rows() -> None:
     split = chronological_split(400)
     test = split_steps(split, 3, "test")
     assert rows[3]["test_mse"] == pytest.approx(np.mean((x[:, test + 3] - x[:, test]) ** 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# the runner task
+
+def _paper_like_root(tmp_path: Path, plant: float | None = None) -> Path:
+    """A data root with a synthetic stocks/data.npy of the paper's shape (50, 2518)."""
+    rng = np.random.default_rng(10)
+    prices = 50 * np.exp(0.01 * np.cumsum(rng.normal(size=(50, 2518)), axis=1))
+    if plant is not None:
+        prices[:, 2266:] = plant  # the test period only
+    (tmp_path / "stocks").mkdir(parents=True)
+    np.save(tmp_path / "stocks" / "data.npy", prices.astype(np.float32))
+    return tmp_path
+
+
+@pytest.mark.parametrize("target", ["price", "change"])
+def test_task_items_hold_no_test_period_data(tmp_path: Path, target: str) -> None:
+    from freqnn.tasks.stocks import DEFAULTS, build
+
+    clean = build(dict(DEFAULTS, data_root=str(_paper_like_root(tmp_path / "a")), horizon=3,
+                       target=target))
+    planted = build(dict(DEFAULTS, data_root=str(_paper_like_root(tmp_path / "b", 1e6)),
+                         horizon=3, target=target))
+    assert clean.info["high"] == planted.info["high"]
+    for part in ("train", "val"):
+        a, b = getattr(clean, part), getattr(planted, part)
+        for i in (0, 49):
+            for key in a[i]:
+                torch.testing.assert_close(a[i][key], b[i][key], rtol=0, atol=0)
+    assert len(clean.train[0]["x"]) == 2014 and len(clean.val[0]["x"]) == 2266
+    assert int(clean.test[0]["mask"].sum()) == 252 - 3
+    # the paper's leaky scaling does move the training inputs (so the check above can fail)
+    leaky = build(dict(DEFAULTS, data_root=str(tmp_path / "b"), horizon=3, scaling="whole"))
+    assert not torch.equal(leaky.train[0]["x"], planted.train[0]["x"])
+    assert leaky.info["scaling"] == "whole"
+
+
+def test_task_metrics_match_baselines(tmp_path: Path) -> None:
+    from freqnn.data.stocks import load_paper_data
+    from freqnn.tasks import collate
+    from freqnn.tasks.stocks import DEFAULTS, build, loss, metrics
+
+    root = _paper_like_root(tmp_path)
+    prices = load_paper_data(root).prices
+    split = chronological_split(2518)
+    test = split_steps(split, 5, "test")
+    rw = paper_mse(random_walk(prices, test), prices[:, test + 5])
+    for target in ("price", "change"):
+        data = build(dict(DEFAULTS, data_root=str(root), horizon=5, target=target))
+        batch = collate([data.test[i] for i in range(50)])
+        sums = metrics(batch["y"].double(), batch)  # a perfect model
+        assert float(sums["mse"][0] / sums["mse"][1]) < 1e-6
+        assert float(sums["loss"][0]) < 1e-9
+        assert float(sums["rw_mse"][0] / sums["rw_mse"][1]) == pytest.approx(rw, rel=1e-9)
+        assert int(sums["mse"][1]) == 50 * (252 - 5)
+        zero = metrics(torch.zeros_like(batch["y"]), batch)
+        if target == "change":  # output 0 is the random walk
+            assert float(zero["mse"][0] / zero["mse"][1]) == pytest.approx(rw, rel=1e-6)
+        # the loss ignores unscored steps: garbage there changes nothing
+        out = batch["y"].clone()
+        out[~batch["mask"]] = 1e3
+        assert float(loss(out, batch)) == 0.0
+
+
+def test_task_train_chunks_cover_every_training_step(tmp_path: Path) -> None:
+    from freqnn.tasks.stocks import DEFAULTS, build
+
+    root = _paper_like_root(tmp_path)
+    whole = build(dict(DEFAULTS, data_root=str(root), horizon=1))
+    chunked = build(dict(DEFAULTS, data_root=str(root), horizon=1, train_chunk=500))
+    assert len(chunked.train) == 50 * 5  # 2014 days -> 4 x 500 + 14
+    first = torch.cat([chunked.train[i]["x"] for i in range(5)])
+    torch.testing.assert_close(first, whole.train[0]["x"], rtol=0, atol=0)
+    assert sum(int(chunked.train[i]["mask"].sum()) for i in range(5)) == 2013
+    with pytest.raises(ValueError, match="train_chunk"):
+        build(dict(DEFAULTS, data_root=str(root), train_chunk=-1))
+    with pytest.raises(ValueError, match="target"):
+        build(dict(DEFAULTS, data_root=str(root), target="returns"))
+
+
+def test_runner_trains_on_csv_files(tmp_path: Path) -> None:
+    from freqnn.tasks.stocks import main
+
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    days = np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-04-10"))
+    for name in ("AAA", "BBB"):
+        price = 20 * np.exp(0.02 * np.cumsum(rng.normal(size=days.size)))
+        lines = ["Date,Open,High,Low,Close,Adj Close,Volume"]
+        lines += [f"{d},{p:.4f},{p:.4f},{p:.4f},{p:.4f},{p:.4f},100" for d, p in
+                  zip(days, price, strict=True)]
+        (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    code = main(["train", "--model", "lstm", "--csv", str(folder), "--horizon", "3",
+                 "--epochs", "2", "--batch-size", "2", "--run-dir", str(run), "--no-progress",
+                 "--threads", "1"])
+    assert code == 0
+    results = json.loads((run / "results.json").read_text())
+    assert results["info"]["symbols"] == ["AAA", "BBB"] and results["info"]["horizon"] == 3
+    assert np.isfinite(results["test"]["mse"]) and results["test"]["rw_mse"] > 0

@@ -20,6 +20,23 @@ Baselines, the ones finance people check first:
   walk (all coefficients zero).
 
 Run ``python -m freqnn.tasks.stocks baselines`` to print the table in ``docs/results/stocks.md``.
+
+Runner task ``stocks`` (``freqnn train stocks --model sfm --horizon 3``), as the paper's code:
+every stock is one sequence of its min-max-scaled daily prices (input N = 1); the model reads
+days ``0..t`` and predicts the price of day ``t + n`` at every step (``head="step"``). Items:
+
+* train: days ``[0, train_end)`` only, the loss on the steps whose target is a training day;
+* validation: days ``[0, valid_end)`` read from day 0, scored on the validation steps;
+* test: all days read from day 0, scored on the paper's test steps (:func:`split_steps`).
+
+No validation or test price is in a training item, and with ``scaling="train"`` (default) none
+reaches the scaling statistics either; ``scaling="whole"`` is the paper's leaky protocol.
+``target="price"`` (default, the paper's) regresses the scaled price of day ``t + n``;
+``target="change"`` regresses the scaled change ``z[t + n] - z[t]`` (an output of 0 is then the
+random walk). ``train_chunk > 0`` cuts training sequences into pieces of that many days (each
+from a zero state) for more updates per epoch. Metrics (``val_*`` / ``test_*``): ``loss`` (MSE of
+the scaled target), ``mse`` (the paper's metric, prices), ``rw_mse`` (the random walk on the same
+steps). Own stocks: ``--csv FOLDER`` (one Yahoo-style CSV per ticker, ``--column``).
 """
 
 from __future__ import annotations
@@ -29,8 +46,11 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from ..checks import fail
 from ..data.stocks import (
@@ -39,19 +59,30 @@ from ..data.stocks import (
     Split,
     StockPrices,
     chronological_split,
+    fit_scaler,
+    load_csv,
     load_paper_data,
     split_steps,
 )
+from . import Batch, Task, TaskData, TensorDataset
 
 __all__ = [
     "AR_ORDERS",
+    "DEFAULTS",
+    "TASK",
     "ARModel",
     "baseline_table",
+    "build",
     "fit_ar",
+    "load_prices",
+    "loss",
+    "metrics",
     "paper_mse",
     "predict_ar",
+    "prices_from_output",
     "random_walk",
     "select_ar",
+    "stock_items",
 ]
 
 AR_ORDERS = (1, 2, 3, 5, 10, 20, 40)
@@ -226,6 +257,203 @@ def baseline_table(
     return rows
 
 
+# ----------------------------------------------------------------------------------------------
+# runner task
+
+DEFAULTS: dict[str, Any] = {
+    # data
+    "horizon": 1,
+    "scaling": "train",  # "whole": the paper's leaky min-max over the whole series
+    "target": "price",  # or "change" (z[t+n] - z[t]; 0 = random walk)
+    "data_root": None,
+    "csv": None,  # folder of Yahoo-style CSV files instead of the paper's data.npy
+    "column": "Open",
+    "missing": "error",
+    "train_chunk": 0,
+    # model and training: the paper's 1-step model has M = D = 10, K = 10, one batch of 50
+    "hidden_size": 10,
+    "state_size": 10,
+    "num_freqs": 10,
+    "batch_size": 50,
+    "epochs": 200,
+    "lr": 1e-2,
+    "patience": 0,
+}
+
+
+def load_prices(cfg: dict[str, Any]) -> StockPrices:
+    """The paper's data (default) or the CSV folder ``cfg["csv"]``."""
+    if cfg.get("csv"):
+        column = cfg.get("column") or "Open"
+        return load_csv(cfg["csv"], column, missing=cfg.get("missing") or "error")
+    return load_paper_data(cfg.get("data_root"))
+
+
+def stock_items(
+    prices: np.ndarray,
+    scaled: np.ndarray,
+    scale: np.ndarray,
+    steps: np.ndarray,
+    end: int,
+    horizon: int,
+    target: str,
+    chunk: int = 0,
+) -> TensorDataset:
+    """Items of one split: days ``[0, end)`` of every stock, targets at ``steps`` only.
+
+    Parameters
+    ----------
+    prices, scaled : ndarray [shape=(S, T)], raw and scaled prices
+    scale : ndarray [shape=(S, 2)], ``(high - low) / 2`` and ``(high + low) / 2`` per stock
+    steps : ndarray [shape=(L,)], scored steps; every ``steps + horizon < end``
+    chunk : int, > 0 cuts the ``end`` days into consecutive pieces of ``chunk`` days
+
+    Items: ``x`` (days, 1) float32; ``y`` (days, 1) float32 scaled target (0 off ``mask``);
+    ``mask`` (days,) bool; ``price`` / ``last`` (days,) float64 price at ``t + n`` / ``t``
+    (0 off ``mask``); ``base`` (days,) float64 and ``half`` () float64 with
+    ``predicted price = base + output * half`` (``base`` is the mid-range, or the price at ``t``
+    for ``target="change"``).
+    """
+    if target not in ("price", "change"):
+        fail("target", "'price' or 'change'", repr(target))
+    if steps.size and steps.max() + horizon >= end:
+        fail("steps", f"targets before day {end}", f"max target day {steps.max() + horizon}")
+    s = prices.shape[0]
+    mask = np.zeros((s, end), dtype=bool)
+    mask[:, steps] = True
+    y = np.zeros((s, end))
+    price = np.zeros((s, end))
+    last = np.zeros((s, end))
+    y[:, steps] = scaled[:, steps + horizon]
+    if target == "change":
+        y[:, steps] -= scaled[:, steps]
+    price[:, steps] = prices[:, steps + horizon]
+    last[:, steps] = prices[:, steps]
+    x = scaled[:, :end]  # nothing from day `end` on
+    base = prices[:, :end].copy() if target == "change" else np.repeat(scale[:, 1:], end, 1)
+    keys = ("x", "y", "mask", "price", "last", "base", "half")
+    columns: dict[str, list[Tensor]] = {k: [] for k in keys}
+    pieces = range(0, end, chunk) if chunk else [0]
+    for i in range(s):
+        for start in pieces:
+            stop = min(start + chunk, end) if chunk else end
+            if chunk and not mask[i, start:stop].any():
+                continue
+            columns["x"].append(torch.tensor(x[i, start:stop, None], dtype=torch.float32))
+            columns["y"].append(torch.tensor(y[i, start:stop, None], dtype=torch.float32))
+            columns["mask"].append(torch.from_numpy(mask[i, start:stop].copy()))
+            columns["price"].append(torch.from_numpy(price[i, start:stop].copy()))
+            columns["last"].append(torch.from_numpy(last[i, start:stop].copy()))
+            columns["base"].append(torch.from_numpy(base[i, start:stop].copy()))
+            columns["half"].append(torch.tensor(scale[i, 0], dtype=torch.float64))
+    return TensorDataset(**columns)
+
+
+def build(cfg: dict[str, Any]) -> TaskData:
+    """Train / validation / test items (see the module docstring); deterministic."""
+    data = load_prices(cfg)
+    horizon = int(cfg["horizon"])
+    target = str(cfg.get("target") or "price")
+    chunk = int(cfg.get("train_chunk") or 0)
+    if chunk < 0 or chunk == 1:
+        fail("train_chunk", "0 (whole sequences) or an int >= 2", repr(chunk))
+    prices = data.prices
+    split = chronological_split(prices.shape[1])
+    scaler = fit_scaler(prices, split, cfg.get("scaling") or "train")
+    scaled = scaler.transform(prices)
+    scale = np.concatenate([(scaler.high - scaler.low) / 2, (scaler.high + scaler.low) / 2], 1)
+
+    def items(part: str, end: int, piece: int = 0) -> TensorDataset:
+        steps = split_steps(split, horizon, part)  # type: ignore[arg-type]
+        return stock_items(prices, scaled, scale, steps, end, horizon, target, piece)
+
+    info = {
+        "symbols": list(data.symbols),
+        "horizon": horizon,
+        "scaling": scaler.protocol,
+        "target": target,
+        "split": [split.train_end, split.valid_end, split.length],
+        "low": scaler.low[:, 0].tolist(),
+        "high": scaler.high[:, 0].tolist(),
+        "source": str(cfg.get("csv") or "KDD 2017 data.npy"),
+        "paper_test_mse": PAPER_TEST_MSE.get(horizon),
+    }
+    return TaskData(
+        train=items("train", split.train_end, chunk),
+        val=items("valid", split.valid_end),
+        test=items("test", split.length),
+        input_size=1,
+        output_size=1,
+        has_times=False,
+        info=info,
+    )
+
+
+def loss(output: Tensor, batch: Batch) -> Tensor:
+    """Mean squared error of the scaled target over the batch's scored steps."""
+    mask = batch["mask"].bool()
+    return torch.mean((output[..., 0][mask] - batch["y"][..., 0][mask]) ** 2)
+
+
+def prices_from_output(output: Tensor, batch: Batch) -> Tensor:
+    """De-normalised predictions [shape=(B, T)], float64: ``base + output * half_range``."""
+    return batch["base"].double() + output[..., 0].double() * batch["half"].double()[:, None]
+
+
+def metrics(output: Tensor, batch: Batch) -> dict[str, tuple[Tensor, Tensor]]:
+    """Sums and counts: scaled ``loss``, price ``mse`` (the paper's), random walk ``rw_mse``."""
+    mask = batch["mask"].bool()
+    out, y = output[..., 0].double(), batch["y"][..., 0].double()
+    price, last = batch["price"].double(), batch["last"].double()
+    count = mask.sum().double()
+
+    def total(error: Tensor) -> Tensor:
+        return (error**2)[mask].sum()
+
+    return {
+        "loss": (total(out - y), count),
+        "mse": (total(prices_from_output(output, batch) - price), count),
+        "rw_mse": (total(last - price), count),
+    }
+
+
+def _add_task_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("stocks task")
+    group.add_argument("--horizon", type=int, help="days ahead to predict (1, 3, 5; default 1)")
+    group.add_argument(
+        "--scaling",
+        choices=("train", "whole"),
+        help="min-max statistics from the training days (default) or the whole series "
+        "(the paper's leaky protocol)",
+    )
+    group.add_argument(
+        "--target",
+        choices=("price", "change"),
+        help="regress the scaled price (default, the paper's) or its change from day t",
+    )
+    group.add_argument("--data-root", help="folder holding stocks/data.npy (default FREQNN_DATA)")
+    group.add_argument("--csv", help="folder of Yahoo-style CSV files, one per ticker")
+    group.add_argument("--column", help="CSV price column (default Open)")
+    group.add_argument("--missing", choices=("error", "drop"), help="CSV rows with null prices")
+    group.add_argument(
+        "--train-chunk", type=int, help="cut training sequences into pieces of N days (0: off)"
+    )
+
+
+TASK = Task(
+    name="stocks",
+    description="stock prices n days ahead at every step (KDD 2017 data or your CSV files)",
+    head="step",
+    defaults=DEFAULTS,
+    build=build,
+    loss=loss,
+    metrics=metrics,
+    monitor="mse",
+    mode="min",
+    add_arguments=_add_task_arguments,
+)
+
+
 def _markdown(rows: list[dict[str, object]]) -> str:
     lines = [
         "| model | n | AR order (valid) | valid MSE | test MSE | paper SFM test MSE |",
@@ -242,7 +470,16 @@ def _markdown(rows: list[dict[str, object]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m freqnn.tasks.stocks baselines [--data-root DIR] [--json FILE]``."""
+    """``python -m freqnn.tasks.stocks baselines [--data-root DIR] [--json FILE]`` or
+    ``python -m freqnn.tasks.stocks train ARGS...`` (= ``freqnn train stocks ARGS...``, with the
+    task registered first in case :data:`freqnn.tasks.TASKS` does not list it yet)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:
+        from ..cli import main as cli_main
+        from . import TASKS
+
+        TASKS.setdefault(TASK.name, __name__)
+        return cli_main(["train", TASK.name, *argv[1:]])
     parser = argparse.ArgumentParser(prog="python -m freqnn.tasks.stocks")
     sub = parser.add_subparsers(dest="command", required=True)
     base = sub.add_parser("baselines", help="random walk and AR baselines, paper's metric")
