@@ -139,6 +139,8 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _print_results(results: dict[str, Any], run_dir: str) -> None:
+    if os.environ.get("RANK", "0") != "0":  # DDP: rank 0 speaks
+        return
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in results["test"].items())
     print(f"{results['task']} / {results['model']} (seed {results['seed']}, "
           f"{results['params']} parameters; SFM reference {results['sfm_params']}): "

@@ -272,8 +272,10 @@ class TaskDataModule(L.LightningDataModule):
             self.cfg["eval_batch_size"] or self.cfg["batch_size"])
         sampler = GlobalBatchSampler(len(dataset), batch, shuffle=train,
                                      seed=self.cfg["seed"], rank=rank, world_size=world)
+        # own generator: creating the iterator then draws no number from the global RNG,
+        # whose state (dropout) must depend only on (seed, epoch, rank)
         return DataLoader(dataset, batch_sampler=sampler, num_workers=0,
-                          collate_fn=self.data.collate or collate)
+                          collate_fn=self.data.collate or collate, generator=torch.Generator())
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.data.train, True)
@@ -463,7 +465,7 @@ def _quiet_lightning() -> None:
     for pattern in (".*does not have many workers.*", ".*Checkpoint directory.*exists.*",
                     ".*The number of training batches.*", ".*Experiment logs directory.*",
                     ".*on_epoch=True.*", ".*`isinstance\\(treespec, LeafSpec\\)`.*",
-                    ".*LeafSpec.*"):
+                    ".*LeafSpec.*", ".*when logging on epoch level in distributed.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -513,10 +515,16 @@ def train(cfg: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
     datamodule = TaskDataModule(data, cfg)
 
     monitor = f"val_{task.monitor}"
-    best_cb = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor,
-                              mode=task.mode, save_top_k=1, save_last=True,
-                              enable_version_counter=False, auto_insert_metric_name=False)
-    callbacks: list[L.Callback] = [best_cb]
+    # two callbacks: Lightning 2.6 writes save_last only on epochs that improve the monitor;
+    # resume needs the state of every epoch
+    ckpt_dir = run_dir / "checkpoints"
+    callbacks: list[L.Callback] = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=task.mode,
+                        save_top_k=1, enable_version_counter=False,
+                        save_on_train_epoch_end=False),
+        ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                        enable_version_counter=False, save_on_train_epoch_end=False),
+    ]
     if cfg["patience"]:
         callbacks.append(EarlyStopping(monitor=monitor, mode=task.mode,
                                        patience=int(cfg["patience"])))

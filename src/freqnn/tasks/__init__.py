@@ -206,7 +206,7 @@ def step_mask(batch: Batch) -> Tensor:
 
 def classification_loss(output: Tensor, batch: Batch) -> Tensor:
     """Mean cross-entropy of (B, C) logits against ``batch["y"]`` (B,)."""
-    return F.cross_entropy(output.float(), batch["y"])
+    return F.cross_entropy(output, batch["y"])
 
 
 def classification_metrics(output: Tensor, batch: Batch) -> dict[str, tuple[Tensor, Tensor]]:

@@ -1,0 +1,178 @@
+"""The trainer: exact resume, atomic checkpoints under SIGKILL, DDP with 2 processes = 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from freqnn.tasks import get_task
+from freqnn.train import (
+    AtomicCheckpointIO,
+    GlobalBatchSampler,
+    last_good_checkpoint,
+    load_checkpoint,
+    make_config,
+    train,
+)
+
+TINY = {"n_train": 32, "n_val": 12, "n_test": 12, "length": 12, "batch_size": 8,
+        "hidden_size": 4, "state_size": 2, "num_freqs": 2, "epochs": 3, "patience": 0,
+        "progress": False, "model": "lstm", "num_threads": 1}
+
+
+def _cfg(run_dir: Path, **kw: object) -> dict:
+    return make_config(get_task("signal_type"), TINY, {"run_dir": str(run_dir), **kw})
+
+
+def _history(run_dir: Path) -> list[dict]:
+    records = json.loads((run_dir / "history.json").read_text())
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in records]
+
+
+def test_global_batch_sampler_shards_are_the_single_process_batches() -> None:
+    single = GlobalBatchSampler(21, 6, shuffle=True, seed=3)
+    shards = [GlobalBatchSampler(21, 6, shuffle=True, seed=3, rank=r, world_size=3)
+              for r in range(3)]
+    for s in (single, *shards):
+        s.sampler.set_epoch(2)
+    assert len(single) == 3 and all(len(s) == 3 for s in shards)
+    for whole, *parts in zip(single, *shards, strict=True):
+        assert [i for p in parts for i in p] == whole and all(len(p) == 2 for p in parts)
+    epoch3 = GlobalBatchSampler(21, 6, shuffle=True, seed=3)
+    epoch3.sampler.set_epoch(3)
+    assert list(epoch3) != list(single)
+    again = GlobalBatchSampler(21, 6, shuffle=True, seed=3)
+    again.sampler.set_epoch(2)
+    assert list(again) == list(single)
+    evals = [list(GlobalBatchSampler(7, 2, shuffle=False, rank=r, world_size=2)) for r in (0, 1)]
+    assert sorted(i for b in evals[0] + evals[1] for i in b) == list(range(7))
+    with pytest.raises(ValueError, match="batch_size: expected a multiple of the 4 DDP"):
+        GlobalBatchSampler(20, 6, shuffle=True, world_size=4)
+    with pytest.raises(ValueError, match="batch_size: expected at most the 5 training"):
+        GlobalBatchSampler(5, 6, shuffle=True)
+
+
+def test_atomic_checkpoint_io_leaves_target_intact_on_failure(tmp_path: Path) -> None:
+    io = AtomicCheckpointIO()
+    target = tmp_path / "a.ckpt"
+    io.save_checkpoint({"w": torch.ones(3)}, target)
+    with pytest.raises(Exception, match=r"pickle|Can't"):
+        io.save_checkpoint({"w": torch.zeros(3), "bad": lambda: None}, target)
+    torch.testing.assert_close(torch.load(target)["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["a.ckpt"]
+
+
+def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
+    # dropout and 2 layers exercise the RNG: resume must restore the data order and dropout
+    kw = {"dropout": 0.3, "num_layers": 2, "epochs": 4}
+    full = train(_cfg(tmp_path / "full", **kw))
+    train(_cfg(tmp_path / "part", **{**kw, "epochs": 2}))
+    resumed = train(_cfg(tmp_path / "part", **kw), resume=True)
+    assert _history(tmp_path / "full") == _history(tmp_path / "part")
+    assert len(_history(tmp_path / "full")) == 4
+    assert full["test"] == resumed["test"] and full["best_epoch"] == resumed["best_epoch"]
+    with pytest.raises(FileExistsError, match="already holds checkpoints"):
+        train(_cfg(tmp_path / "full", **kw))
+
+
+def test_last_checkpoint_every_epoch_even_without_improvement(tmp_path: Path) -> None:
+    train(_cfg(tmp_path / "run", lr=0.0))  # the validation loss never improves after epoch 0
+    best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert best["epoch"] == 0 and last["epoch"] == 2
+    assert last_good_checkpoint(tmp_path / "run").name == "last.ckpt"
+    assert last_good_checkpoint(tmp_path / "nothing") is None
+
+
+# The child trains TINY for 4 epochs; at the chosen moment it writes a marker and sleeps, so
+# the parent kills it exactly there: inside a checkpoint write (after the bytes, before the
+# rename) or in the middle of a training epoch.
+CHILD = r"""
+import sys, time, pathlib, torch, json
+import freqnn.train as T
+run_dir, where, marker = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
+cfg = T.make_config(T.get_task("signal_type"), json.loads(sys.argv[4]), {"run_dir": run_dir})
+saves = [0]
+real_save = torch.save
+def save(obj, f, *a, **k):
+    real_save(obj, f, *a, **k)
+    saves[0] += 1
+    if where == "save" and saves[0] == 3:  # epoch 1's first checkpoint write
+        f.flush(); marker.write_text("x"); time.sleep(600)
+torch.save = save
+real_step = T.TaskModule.training_step
+def step(self, batch, i):
+    if where == "train" and self.current_epoch == 2 and i == 1:
+        marker.write_text("x"); time.sleep(600)
+    return real_step(self, batch, i)
+T.TaskModule.training_step = step
+T.train(cfg)
+"""
+
+
+@pytest.mark.parametrize("where", ["save", "train"])
+def test_sigkill_never_corrupts_and_resume_completes(tmp_path: Path, where: str) -> None:
+    kw = {"epochs": 4, "lr": 0.01}
+    reference = tmp_path / "reference"
+    train(_cfg(reference, **kw))
+    run_dir, marker = tmp_path / "killed", tmp_path / "marker"
+    cfg = {**TINY, **kw}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(run_dir), where, str(marker),
+                              json.dumps(cfg)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert child.poll() is None, child.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "the child never reached the kill point"
+        time.sleep(0.1)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stderr.close()
+    folder = run_dir / "checkpoints"
+    if where == "save":  # killed mid-write: the partial file is a hidden temporary
+        assert list(folder.glob(".*.tmp"))
+    for ckpt in folder.glob("*.ckpt"):
+        load_checkpoint(ckpt)  # every visible checkpoint is complete
+    assert {p.name for p in folder.glob("*.ckpt")} >= {"last.ckpt"}
+    resumed = train(_cfg(run_dir, **kw), resume=True)
+    assert not list(folder.glob(".*.tmp"))
+    assert _history(run_dir) == _history(reference)
+    assert resumed["test"] == json.loads((reference / "results.json").read_text())["test"]
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name(
+    "torchrun").exists(), reason="torchrun not installed")
+def test_ddp_two_processes_equal_one(tmp_path: Path) -> None:
+    args = ["train", "signal_type", "--model", "gru", "--n-train", "32", "--n-val", "11",
+            "--n-test", "9", "--length", "12", "--epochs", "2", "--batch-size", "8",
+            "--hidden-size", "4", "--state-size", "2", "--num-freqs", "2", "--precision", "64",
+            "--threads", "1", "--no-progress", "--patience", "0"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc-per-node", "2", "-m", "freqnn.cli", *args, "--run-dir",
+                          str(tmp_path / "ddp")], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = train(make_config(get_task("signal_type"), {
+        "model": "gru", "n_train": 32, "n_val": 11, "n_test": 9, "length": 12, "epochs": 2,
+        "batch_size": 8, "hidden_size": 4, "state_size": 2, "num_freqs": 2, "precision": "64",
+        "num_threads": 1, "progress": False, "patience": 0, "run_dir": str(tmp_path / "one")}))
+    multi = json.loads((tmp_path / "ddp" / "results.json").read_text())
+    assert multi["world_size"] == 2 and single["world_size"] == 1
+    h1, h2 = _history(tmp_path / "one"), _history(tmp_path / "ddp")
+    assert len(h1) == len(h2) == 2
+    for a, b in zip(h1, h2, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-10, abs=1e-12), key
+    for key, value in single["test"].items():
+        assert multi["test"][key] == pytest.approx(value, rel=1e-10, abs=1e-12)
