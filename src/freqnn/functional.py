@@ -77,36 +77,70 @@ def _check_norm(norm: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # DCT-II sums and their inverse (the FFT kernels everything else is built from)
 # ---------------------------------------------------------------------------------------------
+_TABLES: dict[tuple, Tensor] = {}
+
+
+def _table(kind: str, n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Small per-size constants of the FFT kernels (twiddles, reorderings), built once."""
+    key = (kind, n, dtype, device)
+    table = _TABLES.get(key)
+    if table is not None:
+        return table
+    half = n // 2 + 1
+    if kind == "order":  # v = x[order]: even samples, then odd ones reversed
+        table = torch.cat([torch.arange(0, n, 2), torch.arange(1, n, 2).flip(0)])
+    elif kind == "unorder":  # x = v[unorder]
+        table = torch.argsort(_table("order", n, dtype, torch.device("cpu")))
+    elif kind in ("twiddle", "untwiddle"):
+        k = torch.arange(half, dtype=torch.float64)
+        sign = -1.0 if kind == "twiddle" else 1.0
+        table = torch.polar(torch.ones_like(k), sign * math.pi * k / (2 * n)).to(
+            torch.complex128 if dtype == torch.float64 else torch.complex64)
+    elif kind == "gather":  # S from (Re z_0, Im z_0, Re z_1, Im z_1, ...): S_k, then S_{N-k}
+        tail = torch.arange((n - 1) // 2, 0, -1)
+        table = torch.cat([2 * torch.arange(half), 2 * tail + 1])
+    elif kind == "gather_sign":
+        table = torch.ones(n, dtype=dtype)
+        table[half:] = -1.0
+    elif kind == "mirror":  # S_{N-k} for k = 0..N//2, index n reading a padded zero
+        table = torch.cat([torch.tensor([n]), torch.arange(n - 1, n - half, -1)])
+    elif kind == "ortho":
+        table = torch.full((n,), math.sqrt(2.0 / n), dtype=torch.float64)
+        table[0] = math.sqrt(1.0 / n)
+        table = table.to(dtype)
+    else:  # pragma: no cover - internal
+        raise KeyError(kind)
+    table = table.to(device)
+    if len(_TABLES) > 256:  # many sizes: keep memory bounded
+        _TABLES.clear()
+    _TABLES[key] = table
+    return table
+
+
 def _dct2_sums(x: Tensor) -> Tensor:
     """S_k = sum_n x_n cos(pi k (2n + 1) / (2N)), k = 0..N-1, in O(N log N).
 
     Reorder v = (x_0, x_2, x_4, ..., x_5, x_3, x_1); with V = FFT(v) and W = exp(-i pi / (2N)),
     S_k = Re(W^k V_k) and S_{N-k} = -Im(W^k V_k), so the half spectrum of a real FFT suffices.
     """
-    n = x.shape[-1]
-    v = torch.cat([x[..., 0::2], x[..., 1::2].flip(-1)], dim=-1)
-    spectrum = torch.fft.rfft(v, dim=-1)  # (..., N//2 + 1)
-    k = torch.arange(spectrum.shape[-1], device=x.device, dtype=x.dtype)
-    twiddle = torch.polar(torch.ones_like(k), -math.pi * k / (2 * n))
-    z = spectrum * twiddle
-    tail = -z.imag[..., 1 : (n - 1) // 2 + 1].flip(-1)  # S_{N//2+1} .. S_{N-1}
-    return torch.cat([z.real, tail], dim=-1)
+    n, dtype, device = x.shape[-1], x.dtype, x.device
+    v = x.index_select(-1, _table("order", n, dtype, device))
+    z = torch.fft.rfft(v, dim=-1) * _table("twiddle", n, dtype, device)
+    flat = torch.view_as_real(z).flatten(-2)
+    return flat.index_select(-1, _table("gather", n, dtype, device)) * _table(
+        "gather_sign", n, dtype, device)
 
 
 def _dct2_sums_inverse(s: Tensor) -> Tensor:
     """The x with ``_dct2_sums(x) == s`` (an inverse real FFT and a reordering)."""
-    n = s.shape[-1]
+    n, dtype, device = s.shape[-1], s.dtype, s.device
     half = n // 2 + 1
     # Z_k = S_k - i S_{N-k} (S_N = 0), then V_k = Z_k / W^k, then v = irfft(V)
-    mirrored = torch.cat([torch.zeros_like(s[..., :1]), s[..., n - half + 1 :].flip(-1)], dim=-1)
-    k = torch.arange(half, device=s.device, dtype=s.dtype)
-    twiddle = torch.polar(torch.ones_like(k), math.pi * k / (2 * n))
-    spectrum = torch.complex(s[..., :half], -mirrored) * twiddle
+    padded = torch.nn.functional.pad(s, (0, 1))
+    mirrored = padded.index_select(-1, _table("mirror", n, dtype, device))
+    spectrum = torch.complex(s[..., :half], -mirrored) * _table("untwiddle", n, dtype, device)
     v = torch.fft.irfft(spectrum, n=n, dim=-1)
-    x = torch.empty_like(v)
-    x[..., 0::2] = v[..., : (n + 1) // 2]
-    x[..., 1::2] = v[..., (n + 1) // 2 :].flip(-1)
-    return x
+    return v.index_select(-1, _table("unorder", n, dtype, device))
 
 
 def _dct3_sums(c: Tensor) -> Tensor:
@@ -119,9 +153,7 @@ def _dct3_sums(c: Tensor) -> Tensor:
 
 
 def _ortho_scale(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    scale = torch.full((n,), math.sqrt(2.0 / n), dtype=dtype, device=device)
-    scale[0] = math.sqrt(1.0 / n)
-    return scale
+    return _table("ortho", n, dtype, device)
 
 
 def dct(x: Tensor, norm: str = "ortho") -> Tensor:
