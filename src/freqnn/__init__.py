@@ -5,10 +5,31 @@ Core layers (torch + numpy only):
 * :class:`SFM`, :class:`AdaptiveSFM`: State-Frequency Memory networks (Hu & Qi, ICML 2017)
   with an ``nn.LSTM``-like interface; :class:`SFMCell`, :class:`AdaptiveSFMCell` step by step;
   :class:`SFMState` the recurrent state.
+* :class:`CosineTransform`: a learnable analysis/synthesis cosine pair, the orthonormal DCT at
+  initialisation; :class:`FramedTransform` frames long signals (block or half-overlap).
+* :mod:`freqnn.functional`: ``dct`` / ``idct`` and the cosine-basis builders;
+  :mod:`freqnn.metrics`: piano-roll likelihoods and accuracies; :mod:`freqnn.features`:
+  log-mel filterbanks and a learnable cosine front end.
+
+The experiment stack (runner, tasks, plots) lives in :mod:`freqnn.train`, :mod:`freqnn.tasks` and
+the ``freqnn`` command and needs the ``experiments`` extra.
 """
 
+from . import functional, metrics
 from .sfm import SFM, AdaptiveSFM, AdaptiveSFMCell, SFMCell, SFMState
+from .transform import CosineTransform, FramedTransform
 
 __version__ = "0.1.0"
 
-__all__ = ["SFM", "AdaptiveSFM", "AdaptiveSFMCell", "SFMCell", "SFMState", "__version__"]
+__all__ = [
+    "SFM",
+    "AdaptiveSFM",
+    "AdaptiveSFMCell",
+    "CosineTransform",
+    "FramedTransform",
+    "SFMCell",
+    "SFMState",
+    "__version__",
+    "functional",
+    "metrics",
+]
