@@ -246,3 +246,11 @@ def test_runner_trains_on_csv_files(tmp_path: Path) -> None:
     results = json.loads((run / "results.json").read_text())
     assert results["info"]["symbols"] == ["AAA", "BBB"] and results["info"]["horizon"] == 3
     assert np.isfinite(results["test"]["mse"]) and results["test"]["rw_mse"] > 0
+    # predictions rebuilt from the checkpoint give the runner's test metric; the plot is written
+    from freqnn.tasks.stocks import plot_predictions, predict_run
+
+    again = predict_run(run)
+    assert again["mse"] == pytest.approx(results["test"]["mse"], rel=1e-5)
+    assert again["pred"].shape == again["truth"].shape == (2, again["steps"].size)
+    png = plot_predictions({"lstm": run}, tmp_path / "plot.png", symbols=("BBB",))
+    assert png.read_bytes()[:4] == b"\x89PNG"

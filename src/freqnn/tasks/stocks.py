@@ -46,6 +46,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,7 +79,9 @@ __all__ = [
     "loss",
     "metrics",
     "paper_mse",
+    "plot_predictions",
     "predict_ar",
+    "predict_run",
     "prices_from_output",
     "random_walk",
     "select_ar",
@@ -269,13 +272,13 @@ DEFAULTS: dict[str, Any] = {
     "csv": None,  # folder of Yahoo-style CSV files instead of the paper's data.npy
     "column": "Open",
     "missing": "error",
-    "train_chunk": 0,
-    # model and training: the paper's 1-step model has M = D = 10, K = 10, one batch of 50
+    "train_chunk": 256,  # 0: whole training sequences, one update per epoch (the paper's code)
+    # model and training: the paper's 1-step model has M = D = 10, K = 10; batches of 50
     "hidden_size": 10,
     "state_size": 10,
     "num_freqs": 10,
     "batch_size": 50,
-    "epochs": 200,
+    "epochs": 100,
     "lr": 1e-2,
     "patience": 0,
 }
@@ -452,6 +455,88 @@ TASK = Task(
     mode="min",
     add_arguments=_add_task_arguments,
 )
+
+
+# ----------------------------------------------------------------------------------------------
+# predictions of trained runs, plots
+
+
+def predict_run(run_dir: str | Path, part: str = "test") -> dict[str, Any]:
+    """De-normalised predictions of a trained ``stocks`` run (its ``checkpoints/best.ckpt``).
+
+    Returns
+    -------
+    dict with ``pred`` and ``truth`` [shape=(S, L)] prices at the scored days ``steps + horizon``
+    (``steps`` [shape=(L,)]), ``last`` (the random walk), ``symbols``, ``cfg``, ``mse``.
+    """
+    from ..train import model_from_checkpoint
+    from . import TASKS, collate
+
+    TASKS.setdefault(TASK.name, __name__)
+    module = model_from_checkpoint(Path(run_dir) / "checkpoints" / "best.ckpt")
+    cfg = module.cfg
+    data = build(cfg)
+    dataset = {"test": data.test, "valid": data.val}[part]
+    batch = collate([dataset[i] for i in range(len(dataset))])
+    with torch.no_grad():
+        output = module(batch)
+    mask = batch["mask"]
+    steps = torch.nonzero(mask[0]).flatten().numpy()
+    if not bool((mask == mask[0]).all()):
+        raise ValueError(f"{run_dir}: stocks scored on different days; cannot stack them")
+    pred = prices_from_output(output, batch)[:, steps].numpy()
+    truth = batch["price"][:, steps].numpy()
+    return {
+        "pred": pred,
+        "truth": truth,
+        "last": batch["last"][:, steps].numpy(),
+        "steps": steps,
+        "symbols": list(data.info["symbols"]),
+        "cfg": cfg,
+        "mse": paper_mse(pred, truth),
+    }
+
+
+def plot_predictions(
+    runs: dict[str, str | Path],
+    path: str | Path,
+    symbols: Sequence[str] = ("AAPL", "AMZN", "GOOGL", "XOM"),
+    title: str = "",
+) -> Path:
+    """PNG of test-period truth, the random walk and each run's predictions for a few stocks.
+
+    ``runs`` maps a legend label to a run directory (all of one horizon).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    predictions = {label: predict_run(run) for label, run in runs.items()}
+    first = next(iter(predictions.values()))
+    horizon = int(first["cfg"]["horizon"])
+    fig, axes = plt.subplots(len(symbols), 1, figsize=(9, 2.4 * len(symbols)), sharex=True)
+    axes = np.atleast_1d(axes)
+    days = first["steps"] + horizon
+    for ax, symbol in zip(axes, symbols, strict=True):
+        i = first["symbols"].index(symbol)
+        ax.plot(days, first["truth"][i], color="black", lw=1.4, label="truth")
+        ax.plot(days, first["last"][i], color="grey", lw=0.9, ls="--", label="random walk")
+        for label, result in predictions.items():
+            ax.plot(days, result["pred"][i], lw=1.0, label=label)
+        ax.set_ylabel(f"{symbol} open ($)")
+        low, high = first["truth"][i].min(), first["truth"][i].max()
+        pad = 0.35 * (high - low)
+        ax.set_ylim(low - pad, high + pad)  # a diverging model must not flatten the truth
+    axes[0].legend(fontsize=7, ncol=3, loc="upper left")
+    axes[-1].set_xlabel(f"day index (test period; predicted {horizon} day(s) ahead)")
+    fig.suptitle(title or f"test period, {horizon}-day-ahead predictions", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _markdown(rows: list[dict[str, object]]) -> str:
