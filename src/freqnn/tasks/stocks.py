@@ -84,6 +84,7 @@ __all__ = [
     "predict_run",
     "prices_from_output",
     "random_walk",
+    "run_table",
     "select_ar",
     "stock_items",
 ]
@@ -554,10 +555,53 @@ def _markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def run_table(run_dirs: Sequence[str | Path]) -> str:
+    """Markdown table of trained ``stocks`` runs (their ``results.json``), by horizon and model."""
+    rows = []
+    for run in run_dirs:
+        path = Path(run) / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not a finished run (no results.json)")
+        res = json.loads(path.read_text())
+        cfg = _read_yaml(Path(run) / "config.yaml")
+        rows.append((res, cfg, Path(run).name))
+    order = {"sfm": 0, "asfm": 1, "lstm": 2, "gru": 3}
+    rows.sort(key=lambda r: (r[0]["info"]["horizon"], r[1]["scaling"] != "train",
+                             r[1]["target"], order.get(r[0]["model"], 9)))
+    lines = [
+        "| n | model | scaling | target | params | best epoch / run | valid MSE (RW) "
+        "| test MSE | RW test MSE | paper SFM | run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for res, cfg, name in rows:
+        n = res["info"]["horizon"]
+        scaling = "train" if cfg["scaling"] == "train" else "whole (leaky)"
+        val = res["best_val"]
+        lines.append(
+            f"| {n} | {res['model']} | {scaling} | {cfg['target']} | {res['params']} | "
+            f"{res['best_epoch']} / {res['epochs_run']} | {val['val_mse']:.2f} "
+            f"({val['val_rw_mse']:.2f}) | {res['test']['mse']:.2f} | {res['test']['rw_mse']:.2f} "
+            f"| {PAPER_TEST_MSE.get(n, float('nan')):.2f} | {name} |"
+        )
+    return "\n".join(lines)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m freqnn.tasks.stocks baselines [--data-root DIR] [--json FILE]`` or
-    ``python -m freqnn.tasks.stocks train ARGS...`` (= ``freqnn train stocks ARGS...``, with the
-    task registered first in case :data:`freqnn.tasks.TASKS` does not list it yet)."""
+    """Commands of ``python -m freqnn.tasks.stocks``.
+
+    * ``baselines [--data-root DIR] [--json FILE]``: random walk and AR table;
+    * ``train ARGS...``: ``freqnn train stocks ARGS...`` (registers the task first in case
+      :data:`freqnn.tasks.TASKS` does not list it yet);
+    * ``table RUN_DIR...``: markdown table of trained runs;
+    * ``plot OUT.png LABEL=RUN_DIR... [--symbols AAPL,AMZN]``: predictions vs truth.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:
         from ..cli import main as cli_main
@@ -570,7 +614,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = sub.add_parser("baselines", help="random walk and AR baselines, paper's metric")
     base.add_argument("--data-root", default=None)
     base.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    table = sub.add_parser("table", help="markdown table of trained runs (results.json)")
+    table.add_argument("runs", nargs="+", help="run directories")
+    plot = sub.add_parser("plot", help="PNG of test predictions vs truth for a few stocks")
+    plot.add_argument("out", help="PNG file to write")
+    plot.add_argument("runs", nargs="+", help="LABEL=RUN_DIR pairs (one horizon)")
+    plot.add_argument("--symbols", default="AAPL,AMZN,GOOGL,XOM")
+    plot.add_argument("--title", default="")
     args = parser.parse_args(argv)
+    if args.command == "table":
+        print(run_table(args.runs))
+        return 0
+    if args.command == "plot":
+        pairs = dict(item.split("=", 1) for item in args.runs)
+        print(plot_predictions(pairs, args.out, args.symbols.split(","), args.title))
+        return 0
     data = load_paper_data(args.data_root)
     rows = baseline_table(data)
     print(_markdown(rows))
