@@ -80,9 +80,14 @@ def _check_norm(norm: str) -> None:
 _TABLES: dict[tuple, Tensor] = {}
 
 
-def _table(kind: str, n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Small per-size constants of the FFT kernels (twiddles, reorderings), built once."""
-    key = (kind, n, dtype, device)
+def _table(kind: str, n: int, dtype: torch.dtype, device: torch.device,
+           overall: float = 1.0, first: float = 1.0) -> Tensor:
+    """Small per-size constants of the FFT kernels (twiddles, reorderings), built once.
+
+    ``overall`` and ``first`` scale the output (``"gather_sign"``) or input (``"untwiddle"``)
+    of a kernel, the coefficient k = 0 by ``overall * first``: normalisations cost no pass.
+    """
+    key = (kind, n, dtype, device, overall, first)
     table = _TABLES.get(key)
     if table is not None:
         return table
@@ -94,20 +99,21 @@ def _table(kind: str, n: int, dtype: torch.dtype, device: torch.device) -> Tenso
     elif kind in ("twiddle", "untwiddle"):
         k = torch.arange(half, dtype=torch.float64)
         sign = -1.0 if kind == "twiddle" else 1.0
-        table = torch.polar(torch.ones_like(k), sign * math.pi * k / (2 * n)).to(
-            torch.complex128 if dtype == torch.float64 else torch.complex64)
+        table = torch.polar(torch.ones_like(k), sign * math.pi * k / (2 * n))
+        if kind == "untwiddle":
+            table = table * overall
+            table[0] *= first
+        table = table.to(torch.complex128 if dtype == torch.float64 else torch.complex64)
     elif kind == "gather":  # S from (Re z_0, Im z_0, Re z_1, Im z_1, ...): S_k, then S_{N-k}
         tail = torch.arange((n - 1) // 2, 0, -1)
         table = torch.cat([2 * torch.arange(half), 2 * tail + 1])
     elif kind == "gather_sign":
-        table = torch.ones(n, dtype=dtype)
-        table[half:] = -1.0
+        table = torch.full((n,), overall, dtype=torch.float64)
+        table[half:] *= -1.0
+        table[0] *= first
+        table = table.to(dtype)
     elif kind == "mirror":  # S_{N-k} for k = 0..N//2, index n reading a padded zero
         table = torch.cat([torch.tensor([n]), torch.arange(n - 1, n - half, -1)])
-    elif kind == "ortho":
-        table = torch.full((n,), math.sqrt(2.0 / n), dtype=torch.float64)
-        table[0] = math.sqrt(1.0 / n)
-        table = table.to(dtype)
     else:  # pragma: no cover - internal
         raise KeyError(kind)
     table = table.to(device)
@@ -117,43 +123,40 @@ def _table(kind: str, n: int, dtype: torch.dtype, device: torch.device) -> Tenso
     return table
 
 
-def _dct2_sums(x: Tensor) -> Tensor:
+def _dct2_sums(x: Tensor, overall: float = 1.0, first: float = 1.0) -> Tensor:
     """S_k = sum_n x_n cos(pi k (2n + 1) / (2N)), k = 0..N-1, in O(N log N).
 
     Reorder v = (x_0, x_2, x_4, ..., x_5, x_3, x_1); with V = FFT(v) and W = exp(-i pi / (2N)),
     S_k = Re(W^k V_k) and S_{N-k} = -Im(W^k V_k), so the half spectrum of a real FFT suffices.
+    The result is scaled by ``overall`` (and S_0 once more by ``first``).
     """
     n, dtype, device = x.shape[-1], x.dtype, x.device
     v = x.index_select(-1, _table("order", n, dtype, device))
     z = torch.fft.rfft(v, dim=-1) * _table("twiddle", n, dtype, device)
     flat = torch.view_as_real(z).flatten(-2)
     return flat.index_select(-1, _table("gather", n, dtype, device)) * _table(
-        "gather_sign", n, dtype, device)
+        "gather_sign", n, dtype, device, overall, first)
 
 
-def _dct2_sums_inverse(s: Tensor) -> Tensor:
-    """The x with ``_dct2_sums(x) == s`` (an inverse real FFT and a reordering)."""
+def _dct2_sums_inverse(s: Tensor, overall: float = 1.0, first: float = 1.0) -> Tensor:
+    """The x with ``_dct2_sums(x) == s * scale`` (an inverse real FFT and a reordering), where
+    ``scale`` is ``overall`` and ``overall * first`` for s_0 (a scaling of the input)."""
     n, dtype, device = s.shape[-1], s.dtype, s.device
     half = n // 2 + 1
     # Z_k = S_k - i S_{N-k} (S_N = 0), then V_k = Z_k / W^k, then v = irfft(V)
     padded = torch.nn.functional.pad(s, (0, 1))
     mirrored = padded.index_select(-1, _table("mirror", n, dtype, device))
-    spectrum = torch.complex(s[..., :half], -mirrored) * _table("untwiddle", n, dtype, device)
+    untwiddle = _table("untwiddle", n, dtype, device, overall, first)
+    spectrum = torch.complex(s[..., :half], -mirrored) * untwiddle
     v = torch.fft.irfft(spectrum, n=n, dim=-1)
     return v.index_select(-1, _table("unorder", n, dtype, device))
 
 
 def _dct3_sums(c: Tensor) -> Tensor:
     """T_n = sum_k c_k cos(pi k (2n + 1) / (2N)), n = 0..N-1 (a plain sum, k = 0 included)."""
-    n = c.shape[-1]
     # x = _dct2_sums_inverse(S) satisfies x_n = (1/N) (S_0 + 2 sum_{k>=1} S_k cos(...)), so
     # T(c) = (N/2) x(S) with S_0 = 2 c_0 and S_k = c_k.
-    doubled = torch.cat([2 * c[..., :1], c[..., 1:]], dim=-1)
-    return (n / 2) * _dct2_sums_inverse(doubled)
-
-
-def _ortho_scale(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    return _table("ortho", n, dtype, device)
+    return _dct2_sums_inverse(c, c.shape[-1] / 2, 2.0)
 
 
 def dct(x: Tensor, norm: str = "ortho") -> Tensor:
@@ -176,11 +179,11 @@ def dct(x: Tensor, norm: str = "ortho") -> Tensor:
     x = _check_signal(x, "x")
     _check_norm(norm)
     work = x.to(_compute_dtype(x))
-    sums = _dct2_sums(work)
+    n = x.shape[-1]
     if norm == "ortho":
-        out = sums * _ortho_scale(x.shape[-1], work.dtype, work.device)
+        out = _dct2_sums(work, math.sqrt(2.0 / n), math.sqrt(0.5))
     else:
-        out = 2 * sums
+        out = _dct2_sums(work, 2.0)
     return out.to(x.dtype)
 
 
@@ -204,11 +207,12 @@ def idct(X: Tensor, norm: str = "ortho") -> Tensor:
     X = _check_signal(X, "X")
     _check_norm(norm)
     work = X.to(_compute_dtype(X))
-    if norm == "ortho":
-        sums = work / _ortho_scale(X.shape[-1], work.dtype, work.device)
+    n = X.shape[-1]
+    if norm == "ortho":  # S_k = X_k / s_k
+        out = _dct2_sums_inverse(work, math.sqrt(n / 2.0), math.sqrt(2.0))
     else:
-        sums = work / 2
-    return _dct2_sums_inverse(sums).to(X.dtype)
+        out = _dct2_sums_inverse(work, 0.5)
+    return out.to(X.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,9 +501,10 @@ def cosine_analysis(
         if basis is None:
             basis = cosine_basis(frequencies, n, grid=grid, dtype=work.dtype)
         sums = work @ basis.to(work.dtype).T
-    # sums includes t = 0 with weight 1: swap a2 for a1 on that sample
+    # sums includes t = 0 with weight 1: swap a2 for a1 on that sample (one fused pass)
+    root = math.sqrt(n)
     a1t, a2t = _amplitude(a1, m, "a1", work), _amplitude(a2, m, "a2", work)
-    out = (a2t * sums + (a1t - a2t) * work[..., :1]) / math.sqrt(n)
+    out = torch.addcmul(work[..., :1] * ((a1t - a2t) / root), sums, a2t / root)
     return out.to(x.dtype)
 
 
@@ -541,15 +546,16 @@ def cosine_synthesis(
     if X.shape[-1] != m:
         fail("X", f"a last dimension of m = {m} coefficients (..., {m})", describe(X))
     work = X.to(_compute_dtype(X))
+    root = math.sqrt(n)
     a3t, a4t = _amplitude(a3, m, "a3", work), _amplitude(a4, m, "a4", work)
-    weighted = a4t * work
+    weighted = work * (a4t / root)
     if fft:
         body = grid_cosine_expansion(weighted, n, grid)  # type: ignore[arg-type]
     else:
         if basis is None:
             basis = cosine_basis(frequencies, n, grid=grid, dtype=work.dtype)
         body = weighted @ basis.to(work.dtype)
-    first = (a3t * work).sum(-1, keepdim=True)  # cos(nu_k 0) = 1, amplitude a3
-    out = torch.cat([first, body[..., 1:]], dim=-1) / math.sqrt(n)
+    first = (work * (a3t / root)).sum(-1, keepdim=True)  # cos(nu_k 0) = 1, amplitude a3
+    out = torch.cat([first, body[..., 1:]], dim=-1)
     return out.to(X.dtype)
 
