@@ -60,14 +60,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voices", nargs="+", default=list(VOICES))
     parser.add_argument("--holdout", choices=("text", "voice"), default="text",
                         help="held-out texts (all voices) or the held-out voice 'slt'")
-    parser.add_argument("--steps", type=int, default=800, help="Adam steps per transform")
-    parser.add_argument("--batch", type=int, default=256, help="blocks per step")
-    parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
-    parser.add_argument("--eval-every", type=int, default=50,
+    parser.add_argument("--amplitudes", choices=("scalar", "per-coefficient"), default="scalar",
+                        help="amplitudes of the cosine transforms (a1..a4 scalars or vectors)")
+    parser.add_argument("--steps", type=int, default=1500, help="Adam steps per transform")
+    parser.add_argument("--batch", type=int, default=128, help="blocks per step")
+    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (amplitudes)")
+    parser.add_argument("--freq-lr", type=float, default=1e-4,
+                        help="Adam learning rate of the frequencies (radians per sample)")
+    parser.add_argument("--eval-every", type=int, default=100,
                         help="steps between validation checks")
     parser.add_argument("--cache", default=None, help="corpus cache directory")
     parser.add_argument("--out", default="runs/compression", help="output directory")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1: fastest on a shared 2-core machine)")
     parser.add_argument("--no-plots", action="store_true", help="skip the figures")
 
 
@@ -171,11 +176,11 @@ def run(args: argparse.Namespace) -> int:
         row["pca"] = snr_db(test, _pca_code(train, m)(test))
         for init in INITS:
             torch.manual_seed(args.seed)
-            ct = CosineTransform(n, m, init=init)
+            ct = CosineTransform(n, m, init=init, amplitudes=args.amplitudes)
             with torch.no_grad():
                 init_snr = snr_db(test, ct.inverse(ct(test.float())))
             info = _train(ct, train, valid, args.steps, args.batch, args.lr, args.eval_every,
-                          args.seed)
+                          args.seed, freq_lr=args.freq_lr)
             with torch.no_grad():
                 row[f"cosine-{init}"] = snr_db(test, ct.inverse(ct(test.float())))
             results["init_snr_db"].setdefault(str(m), {})[f"cosine-{init}"] = init_snr
@@ -184,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
                 "initial": ct.initial_frequencies().tolist(),
                 "analysis": ct.analysis_frequencies.detach().tolist(),
                 "synthesis": ct.synthesis_frequencies.detach().tolist(),
-                "amplitudes": [getattr(ct, a).detach().tolist() for a in ("a1", "a2", "a3", "a4")],
+                "amplitudes": {a: getattr(ct, a).detach().tolist()
+                               for a in ("a1", "a2", "a3", "a4")},
             }
             print(f"m={m:4d} {init:9s}: SNR init {init_snr:6.2f} dB -> trained "
                   f"{row[f'cosine-{init}']:6.2f} dB (best step {info['best_step']})", flush=True)
@@ -233,8 +239,12 @@ def _plots(results: dict[str, Any], ms: Sequence[int], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     labels = {"dct": "DCT-II truncated", "cosine-full-band": "cosine, full-band init",
               "cosine-lowpass": "cosine, lowpass init", "pca": "PCA / KLT"}
+    styles = {"dct": ("s", "--"), "cosine-full-band": ("v", "-"), "cosine-lowpass": ("o", "-"),
+              "pca": ("^", ":")}
     for key, label in labels.items():
-        ax.plot(ms, [results["snr_db"][str(m)][key] for m in ms], marker="o", label=label)
+        marker, line = styles[key]
+        ax.plot(ms, [results["snr_db"][str(m)][key] for m in ms], marker=marker, ls=line,
+                label=label)
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(ms), [str(m) for m in ms])
     ax.set_xlabel(f"coefficients kept m (block n = {results['config']['n']})")
@@ -251,16 +261,19 @@ def _plots(results: dict[str, Any], ms: Sequence[int], out: Path) -> None:
         for j, m in enumerate(ms):
             f = results["frequencies"][f"{m}/{init}"]
             ax = axes[i][j]
-            k = np.arange(m)
-            ax.plot(k, f["initial"], color="0.6", lw=2, label="initial grid")
-            ax.plot(k, f["analysis"], ".", ms=3, label="learned w (analysis)")
-            ax.plot(k, f["synthesis"], "x", ms=3, label="learned v (synthesis)")
+            initial = np.asarray(f["initial"])
+            # departure from the initial grid in grid spacings (pi / P; P = m or n)
+            spacing = math.pi / (m if init == "full-band" else results["config"]["n"])
+            for key, marker, label in (("analysis", ".", "w (analysis)"),
+                                       ("synthesis", "x", "v (synthesis)")):
+                ax.plot(initial, (np.asarray(f[key]) - initial) / spacing, marker, ms=3,
+                        label=label)
+            ax.axhline(0, color="0.6", lw=1)
             ax.set_title(f"{init}, m = {m}", fontsize=9)
-            ax.set_ylim(0, math.pi)
             if j == 0:
-                ax.set_ylabel("frequency (rad/sample)")
+                ax.set_ylabel("learned - initial\n(grid spacings)")
             if i == len(INITS) - 1:
-                ax.set_xlabel("coefficient k")
+                ax.set_xlabel("initial frequency (rad/sample)")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "frequencies.png", dpi=110)
