@@ -187,6 +187,12 @@ def test_train_then_sample(tmp_path, monkeypatch, capsys):
     assert results["test"]["nll"] == pytest.approx(
         piano_roll_nll(out[0].double(), item["y"]).item(), rel=1e-5)
 
+    table = T.results_table([tmp_path])
+    assert table.count("\n") == 2  # header, rule, one run
+    assert f"**{results['test']['nll']:.3f}**" in table and "| bach | SFM | 0 | 0.001 |" in table
+    with pytest.raises(ValueError, match="expected finished polyphonic runs"):
+        T.results_table([tmp_path / "cache"])
+
     parser = argparse.ArgumentParser()
     T.add_arguments(parser)
     args = parser.parse_args([str(tmp_path / "run"), "--out", str(tmp_path / "sample"),

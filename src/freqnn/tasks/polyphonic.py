@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -64,12 +65,22 @@ __all__ = [
     "loss",
     "metrics",
     "plot_piano_roll",
+    "results_table",
     "rolls_dataset",
     "run",
     "write_midi",
 ]
 
 HELP = "generate music from a trained polyphonic checkpoint: MIDI file and piano-roll PNG"
+
+#: Published test NLLs (frame-level, nats; the standard metric), as cited in the issue: Bai,
+#: Kolter & Koltun 2018 (JSB, Nottingham: LSTM, GRU, TCN) and Chung et al. 2014 (MuseData,
+#: Piano-midi: GRU).
+PUBLISHED: dict[tuple[str, str], float] = {
+    ("jsb", "lstm"): 8.45, ("jsb", "gru"): 8.43, ("jsb", "tcn"): 8.10,
+    ("nottingham", "lstm"): 3.29, ("nottingham", "gru"): 3.46, ("nottingham", "tcn"): 3.07,
+    ("musedata", "gru"): 5.99, ("piano-midi", "gru"): 8.82,
+}
 
 #: Frame length in quarter notes of each data set (the standard sets' authors' sampling).
 FRAME_QUARTERS = {"bach": 1.0, "jsb": 1.0, "musedata": 0.5, "nottingham": 0.5,
@@ -432,3 +443,70 @@ def run(args: argparse.Namespace) -> int:
         handle.write("\n")
     print(json.dumps(facts, indent=2))
     return 0
+
+
+# --------------------------------------------------------------------------- results table
+_MODEL_ORDER = {"sfm": 0, "asfm": 1, "lstm": 2, "gru": 3}
+_DATA_ORDER = {name: i for i, name in enumerate(("jsb", "nottingham", "musedata",
+                                                  "piano-midi", "bach"))}
+_LABELS = {"sfm": "SFM", "asfm": "A-SFM", "lstm": "LSTM", "gru": "GRU"}
+
+
+def results_table(paths: Sequence[str | os.PathLike[str]]) -> str:
+    """Markdown table of finished polyphonic runs (``results.json`` under ``paths``).
+
+    One row per run: data set, model, seed, learning rate, parameters, epochs run (best,
+    1-based), training wall time, validation NLL of the selected checkpoint, and its test
+    scores (standard frame-weighted NLL, per-sequence NLL, expected frame accuracy, the SFM
+    authors' softmax score), next to the published NLL of the same model where there is one.
+    """
+    import yaml
+
+    runs = []
+    for base in map(Path, paths):
+        found = [base] if (base / "results.json").is_file() else sorted(
+            p.parent for p in base.rglob("results.json"))
+        runs.extend(found)
+    rows = []
+    for run_dir in runs:
+        res = json.loads((run_dir / "results.json").read_text())
+        if res.get("task") != TASK.name:
+            continue
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        rows.append((res, cfg, run_dir))
+    if not rows:
+        raise ValueError(f"paths: expected finished polyphonic runs (results.json), got none "
+                         f"under {[str(p) for p in paths]}")
+    rows.sort(key=lambda r: (_DATA_ORDER.get(r[0]["info"]["dataset"], 9),
+                             _MODEL_ORDER.get(r[0]["model"], 9), float(r[1]["lr"]),
+                             r[0]["seed"]))
+    lines = ["| data set | model | seed | lr | params | epochs (best) | train time (s) | "
+             "val NLL | **test NLL** | published test NLL | test NLL per sequence | "
+             "test expected accuracy | test softmax score | run |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for res, cfg, run_dir in rows:
+        name, model, test = res["info"]["dataset"], res["model"], res["test"]
+        published = PUBLISHED.get((name, model))
+        lines.append(
+            f"| {name} | {_LABELS.get(model, model)} | {res['seed']} | {float(cfg['lr']):g} | "
+            f"{res['params']} | {res['epochs_run']} ({res['best_epoch'] + 1}) | "
+            f"{res['train_wall_s']:.0f} | {res['best_val']['val_loss']:.3f} | "
+            f"**{test['nll']:.3f}** | {'' if published is None else f'{published:.2f}'} | "
+            f"{test['nll_sequence']:.3f} | {test['accuracy']:.3f} | "
+            f"{test['softmax_nll']:.3f} | `{run_dir}` |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m freqnn.tasks.polyphonic table RUN_DIR...``: print :func:`results_table`."""
+    parser = argparse.ArgumentParser(prog="python -m freqnn.tasks.polyphonic")
+    sub = parser.add_subparsers(dest="command", required=True)
+    table = sub.add_parser("table", help="markdown table of finished polyphonic runs")
+    table.add_argument("paths", nargs="+", help="run directories or folders holding them")
+    args = parser.parse_args(argv)
+    print(results_table(args.paths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
