@@ -176,3 +176,16 @@ def test_ddp_two_processes_equal_one(tmp_path: Path) -> None:
             assert a[key] == pytest.approx(b[key], rel=1e-10, abs=1e-12), key
     for key, value in single["test"].items():
         assert multi["test"][key] == pytest.approx(value, rel=1e-10, abs=1e-12)
+
+
+def test_early_stopping_survives_resume(tmp_path: Path) -> None:
+    # lr 0: the validation loss never improves after epoch 0, patience 1 stops after epoch 1
+    kw = {"lr": 0.0, "patience": 1, "epochs": 5}
+    train(_cfg(tmp_path / "full", **kw))
+    assert len(_history(tmp_path / "full")) == 2
+    assert load_checkpoint(tmp_path / "full" / "checkpoints" / "last.ckpt")["freqnn"]["stopped"]
+    train(_cfg(tmp_path / "full", **kw), resume=True)  # a stopped run stays stopped
+    assert len(_history(tmp_path / "full")) == 2
+    train(_cfg(tmp_path / "part", **{**kw, "epochs": 1}))
+    train(_cfg(tmp_path / "part", **kw), resume=True)
+    assert _history(tmp_path / "part") == _history(tmp_path / "full")

@@ -33,6 +33,7 @@ __all__ = ["COMMANDS", "build_parser", "main", "write_report"]
 #: Lazily imported subcommands: name -> module with ``add_arguments(parser)``, ``run(args)``.
 COMMANDS: dict[str, str] = {
     "compression": "freqnn.tasks.compression",
+    "sample": "freqnn.tasks.polyphonic",
 }
 
 _BUILTIN_HELP = {

@@ -526,8 +526,11 @@ def train(cfg: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
                         enable_version_counter=False, save_on_train_epoch_end=False),
     ]
     if cfg["patience"]:
+        # checked at validation end, like the checkpoints: a resumed run restarts after the
+        # checkpointed validation, where a train-epoch-end check would find no metric
         callbacks.append(EarlyStopping(monitor=monitor, mode=task.mode,
-                                       patience=int(cfg["patience"])))
+                                       patience=int(cfg["patience"]),
+                                       check_on_train_epoch_end=False))
     strategy: Any = "auto"
     if world > 1:
         from lightning.pytorch.strategies import DDPStrategy

@@ -81,6 +81,8 @@ __all__ = [
 #: Task name -> module path; the module defines ``TASK``. Add your task here.
 TASKS: dict[str, str] = {
     "signal_type": "freqnn.tasks.signal_type",
+    "polyphonic": "freqnn.tasks.polyphonic",
+    "stocks": "freqnn.tasks.stocks",
 }
 
 Batch = dict[str, Tensor]
