@@ -7,12 +7,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: venv demo test lint bench clean system-deps
 
-# Debian packages the experiments use (flite builds the offline speech corpus).
+# Debian packages the experiments use: flite synthesises the offline speech corpus, wamerican is
+# the word list its texts are drawn from (the same list on every machine keeps the corpus identical).
 system-deps:
-	@command -v flite >/dev/null 2>&1 || { \
-	  echo "installing flite (Debian package) ..."; \
-	  (apt-get update -qq && apt-get install -y -qq flite) >/dev/null 2>&1 || \
-	  echo "warning: could not install flite; speech-corpus tests will be skipped"; }
+	@if ! command -v flite >/dev/null 2>&1 || [ ! -f /usr/share/dict/words ]; then \
+	  echo "installing Debian packages flite wamerican ..."; \
+	  (apt-get update -qq && apt-get install -y -qq flite wamerican) >/dev/null 2>&1 || \
+	  echo "warning: could not install flite/wamerican; speech-corpus tests will be skipped"; \
+	fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +30,7 @@ test: venv system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-demo: venv
+demo: venv system-deps
 	$(BIN)/python -m freqnn.cli demo
 
 lint: venv
