@@ -254,3 +254,24 @@ def test_runner_trains_on_csv_files(tmp_path: Path) -> None:
     assert again["pred"].shape == again["truth"].shape == (2, again["steps"].size)
     png = plot_predictions({"lstm": run}, tmp_path / "plot.png", symbols=("BBB",))
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_diebold_mariano_sign_and_formula() -> None:
+    from freqnn.tasks.stocks import diebold_mariano
+
+    rng = np.random.default_rng(12)
+    truth = rng.normal(size=(5, 300))
+    good = truth + 0.1 * rng.normal(size=truth.shape)
+    bad = truth + 1.0 * rng.normal(size=truth.shape)
+    diff, t = diebold_mariano(good, bad, truth, 1)
+    assert diff < 0 and t < -10
+    assert diebold_mariano(bad, good, truth, 1)[1] == pytest.approx(-t)
+    assert np.isnan(diebold_mariano(good, good, truth, 3)[1])
+    # horizon 3: Newey-West with 2 lags, Bartlett weights 2/3 and 1/3, by hand
+    d = np.mean((good - truth) ** 2 - (bad - truth) ** 2, axis=0)
+    c = d - d.mean()
+    var = np.mean(c * c)
+    var += 2 * (2 / 3) * np.sum(c[1:] * c[:-1]) / c.size
+    var += 2 * (1 / 3) * np.sum(c[2:] * c[:-2]) / c.size
+    expected = d.mean() / np.sqrt(var / d.size)
+    assert diebold_mariano(good, bad, truth, 3)[1] == pytest.approx(expected)

@@ -74,6 +74,7 @@ __all__ = [
     "ARModel",
     "baseline_table",
     "build",
+    "diebold_mariano",
     "fit_ar",
     "load_prices",
     "loss",
@@ -109,6 +110,35 @@ def paper_mse(prediction: np.ndarray, truth: np.ndarray) -> float:
 def random_walk(prices: np.ndarray, steps: np.ndarray) -> np.ndarray:
     """Random-walk forecast of every horizon: the last observed price, ``prices[:, steps]``."""
     return np.asarray(prices, dtype=np.float64)[:, np.asarray(steps, dtype=np.int64)]
+
+
+def diebold_mariano(
+    prediction: np.ndarray, reference: np.ndarray, truth: np.ndarray, horizon: int
+) -> tuple[float, float]:
+    """Diebold-Mariano comparison of two forecasts' squared errors, pooled over stocks.
+
+    The loss differential of day ``l`` is ``d_l = mean_s (e_pred^2 - e_ref^2)``; its mean is
+    divided by a Newey-West standard error with ``horizon - 1`` lags (Bartlett weights), as
+    ``horizon``-step forecast errors overlap. Negative = ``prediction`` better; |t| > 2 is
+    roughly significant at 5 % (normal approximation; days, not stocks, are the samples).
+
+    Parameters
+    ----------
+    prediction, reference, truth : ndarray [shape=(S, L)]
+
+    Returns
+    -------
+    mean_difference, t_statistic (NaN when the two forecasts are identical)
+    """
+    d = np.mean((prediction - truth) ** 2 - (reference - truth) ** 2, axis=0)
+    centred = d - d.mean()
+    variance = float(np.mean(centred**2))
+    for lag in range(1, horizon):
+        weight = 1.0 - lag / horizon
+        variance += 2.0 * weight * float(np.mean(centred[lag:] * centred[:-lag]))
+    if variance <= 0.0:
+        return float(d.mean()), float("nan")
+    return float(d.mean()), float(d.mean() / np.sqrt(variance / d.size))
 
 
 @dataclass(frozen=True)
@@ -234,28 +264,35 @@ def baseline_table(
     for horizon in horizons:
         valid = split_steps(split, horizon, "valid")
         test = split_steps(split, horizon, "test")
+        truth, walk = prices[:, test + horizon], random_walk(prices, test)
+        walk_per_stock = np.mean((walk - truth) ** 2, axis=1)
         rows.append(
             {
                 "model": "random walk",
                 "horizon": horizon,
                 "order": None,
                 "valid_mse": paper_mse(random_walk(prices, valid), prices[:, valid + horizon]),
-                "test_mse": paper_mse(random_walk(prices, test), prices[:, test + horizon]),
+                "test_mse": paper_mse(walk, truth),
+                "stocks_beating_rw": None,
+                "dm_t_vs_rw": None,
             }
         )
         for name, differences in (("ar", False), ("ar-diff", True)):
             model, scores = select_ar(
                 prices, split, horizon, orders=orders, differences=differences
             )
+            pred = predict_ar(model, prices, test)
             rows.append(
                 {
                     "model": name,
                     "horizon": horizon,
                     "order": model.order,
                     "valid_mse": scores[model.order],
-                    "test_mse": paper_mse(
-                        predict_ar(model, prices, test), prices[:, test + horizon]
+                    "test_mse": paper_mse(pred, truth),
+                    "stocks_beating_rw": int(
+                        np.sum(np.mean((pred - truth) ** 2, axis=1) < walk_per_stock)
                     ),
+                    "dm_t_vs_rw": diebold_mariano(pred, walk, truth, horizon)[1],
                 }
             )
     return rows
@@ -542,15 +579,18 @@ def plot_predictions(
 
 def _markdown(rows: list[dict[str, object]]) -> str:
     lines = [
-        "| model | n | AR order (valid) | valid MSE | test MSE | paper SFM test MSE |",
-        "|---|---|---|---|---|---|",
+        "| model | n | AR order (valid) | valid MSE | test MSE | stocks better than RW "
+        "| DM t vs RW | paper SFM test MSE |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         order = "" if row["order"] is None else str(row["order"])
         paper = PAPER_TEST_MSE.get(int(row["horizon"]))  # type: ignore[call-overload]
+        wins = "" if row["stocks_beating_rw"] is None else f"{row['stocks_beating_rw']}/50"
+        dm = "" if row["dm_t_vs_rw"] is None else f"{row['dm_t_vs_rw']:+.2f}"
         lines.append(
             f"| {row['model']} | {row['horizon']} | {order} | {row['valid_mse']:.2f} | "
-            f"{row['test_mse']:.2f} | {paper:.2f} |"
+            f"{row['test_mse']:.2f} | {wins} | {dm} | {paper:.2f} |"
         )
     return "\n".join(lines)
 
