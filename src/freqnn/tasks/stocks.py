@@ -135,7 +135,7 @@ def diebold_mariano(
     variance = float(np.mean(centred**2))
     for lag in range(1, horizon):
         weight = 1.0 - lag / horizon
-        variance += 2.0 * weight * float(np.mean(centred[lag:] * centred[:-lag]))
+        variance += 2.0 * weight * float(np.sum(centred[lag:] * centred[:-lag])) / d.size
     if variance <= 0.0:
         return float(d.mean()), float("nan")
     return float(d.mean()), float(d.mean() / np.sqrt(variance / d.size))
