@@ -321,7 +321,7 @@ def _run_report(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- demo
 #: The demo's configuration: sized to finish in well under 10 minutes on 2 CPU cores.
-DEMO = {"n_train": 256, "n_val": 128, "n_test": 256, "epochs": 4, "batch_size": 32,
+DEMO = {"n_train": 384, "n_val": 128, "n_test": 500, "epochs": 8, "batch_size": 32,
         "seed": 0, "patience": 0}
 
 

@@ -42,7 +42,7 @@ def learning_curves(
     histories : {label: [history, ...]}
         A history is the list of per-epoch records of a run (``history.json``).
     """
-    fig = Figure(figsize=(4.2 * len(metrics), 3.4))
+    fig = Figure(figsize=(4.2 * len(metrics), 3.6), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         for label, runs in histories.items():
@@ -111,7 +111,7 @@ def amplitude_figure(
         frequencies move with the input).
     """
     cols = len(examples)
-    fig = Figure(figsize=(5.0 * cols, 5.0))
+    fig = Figure(figsize=(5.0 * cols, 5.0), layout="constrained")
     axes = fig.subplots(2, cols, squeeze=False, gridspec_kw={"height_ratios": [1, 2]},
                         sharex="col")
     vmax = max(float(np.mean(a, axis=1).max()) for _, _, _, a in examples)

@@ -39,8 +39,11 @@ DEFAULTS: dict[str, Any] = {
     "num_freqs": 8,
     "epochs": 15,
     "batch_size": 32,
-    "lr": 1e-2,
+    "lr": 5e-3,
     "patience": 5,
+    # one thread: these small recurrences gain nothing from intra-op threads, and on a busy
+    # 2-core machine two threads made an LSTM step 100x slower (spinning OpenMP workers)
+    "num_threads": 1,
 }
 
 
