@@ -604,24 +604,31 @@ def run_table(run_dirs: Sequence[str | Path]) -> str:
             raise FileNotFoundError(f"{path}: not a finished run (no results.json)")
         res = json.loads(path.read_text())
         cfg = _read_yaml(Path(run) / "config.yaml")
-        rows.append((res, cfg, Path(run).name))
+        rows.append((res, cfg, Path(run).name, run))
     order = {"sfm": 0, "asfm": 1, "lstm": 2, "gru": 3}
     rows.sort(key=lambda r: (r[0]["info"]["horizon"], r[1]["scaling"] != "train",
                              r[1]["target"], order.get(r[0]["model"], 9)))
     lines = [
         "| n | model | scaling | target | params | best epoch / run | valid MSE (RW) "
-        "| test MSE | RW test MSE | paper SFM | run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| test MSE | RW test MSE | stocks better than RW | DM t vs RW | paper SFM | run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for res, cfg, name in rows:
+    for res, cfg, name, run in rows:
         n = res["info"]["horizon"]
         scaling = "train" if cfg["scaling"] == "train" else "whole (leaky)"
         val = res["best_val"]
+        # recomputed from the best checkpoint: per-stock wins and the DM statistic
+        pred = predict_run(run)
+        per_stock = np.mean((pred["pred"] - pred["truth"]) ** 2, axis=1)
+        walk_per_stock = np.mean((pred["last"] - pred["truth"]) ** 2, axis=1)
+        wins = int(np.sum(per_stock < walk_per_stock))
+        dm = diebold_mariano(pred["pred"], pred["last"], pred["truth"], n)[1]
         lines.append(
             f"| {n} | {res['model']} | {scaling} | {cfg['target']} | {res['params']} | "
             f"{res['best_epoch']} / {res['epochs_run']} | {val['val_mse']:.2f} "
             f"({val['val_rw_mse']:.2f}) | {res['test']['mse']:.2f} | {res['test']['rw_mse']:.2f} "
-            f"| {PAPER_TEST_MSE.get(n, float('nan')):.2f} | {name} |"
+            f"| {wins}/{per_stock.size} | {dm:+.2f} | {PAPER_TEST_MSE.get(n, float('nan')):.2f} "
+            f"| {name} |"
         )
     return "\n".join(lines)
 
