@@ -33,10 +33,12 @@ No validation or test price is in a training item, and with ``scaling="train"`` 
 reaches the scaling statistics either; ``scaling="whole"`` is the paper's leaky protocol.
 ``target="price"`` (default, the paper's) regresses the scaled price of day ``t + n``;
 ``target="change"`` regresses the scaled change ``z[t + n] - z[t]`` (an output of 0 is then the
-random walk). ``train_chunk > 0`` cuts training sequences into pieces of that many days (each
-from a zero state) for more updates per epoch. Metrics (``val_*`` / ``test_*``): ``loss`` (MSE of
-the scaled target), ``mse`` (the paper's metric, prices), ``rw_mse`` (the random walk on the same
-steps). Own stocks: ``--csv FOLDER`` (one Yahoo-style CSV per ticker, ``--column``).
+random walk). ``train_chunk`` (default 256) cuts training sequences into pieces of that many
+days, each from a zero state, for 8 updates per epoch instead of one; ``0`` trains on whole
+sequences as the paper's code. Validation and test always read whole sequences. Metrics
+(``val_*`` / ``test_*``): ``loss`` (MSE of the scaled target), ``mse`` (the paper's metric,
+prices), ``rw_mse`` (the random walk on the same steps). Own stocks: ``--csv FOLDER`` (one
+Yahoo-style CSV per ticker, ``--column``).
 """
 
 from __future__ import annotations
