@@ -90,6 +90,21 @@ def test_front_end_model_forward():
         T.build_experiment_model("transformer", 40, dict(T.DEFAULTS))
 
 
+def test_front_end_utterance_norm_removes_gain():
+    torch.manual_seed(0)
+    cfg = dict(T.DEFAULTS, hidden_size=8, normalisation="utterance")
+    model, _ = T.build_experiment_model("sfm-cosine", 40, cfg)
+    assert model.utterance_norm
+    wave = torch.randn(2, 3000) * 0.1
+    wave[1, 2000:] = 0
+    lengths = torch.tensor([F.num_frames(3000), F.num_frames(2000)])
+    out = model(wave, lengths)
+    # a gain multiplies every band energy: log energies shift, per-utterance norm cancels it
+    torch.testing.assert_close(model(3.0 * wave, lengths), out, atol=2e-4, rtol=1e-4)
+    alone = model(wave[1:, :2000], lengths[1:])
+    torch.testing.assert_close(out[1, : lengths[1]], alone[0], atol=1e-5, rtol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     if shutil.which("flite") is None:
@@ -114,6 +129,21 @@ def test_build_task_data(cache, monkeypatch):
     assert item["x"].shape[0] == item["y"].shape[0] and item["y"].dtype == torch.long
     corpus = T.load_corpus(cfg)
     assert torch.equal(item["y"], corpus.split("test")[0].frame_labels())
+    # every voice among the first training utterances; per-utterance normalisation
+    voices = {u.voice for u in corpus.split("train")}
+    assert len(voices) == 3
+    cmvn = T.build(dict(cfg, normalisation="utterance"))
+    for i in range(len(cmvn.test)):
+        x = cmvn.test[i]["x"]
+        assert x.mean(0).abs().max() < 1e-4 and (x.std(0, unbiased=False) - 1).abs().max() < 1e-3
+    assert "feature_mean" not in cmvn.info and cmvn.info["normalisation"] == "utterance"
+    # speaker-independent validation: slt leaves training and is the only validation voice
+    held = T.build(dict(cfg, valid_voice="slt", max_train_utterances=None))
+    assert len(held.train) == 2 * 7 and len(held.val) == 1
+    with pytest.raises(ValueError, match="valid_voice: expected one of the training voices"):
+        T.build(dict(cfg, valid_voice="rms"))
+    with pytest.raises(ValueError, match="normalisation: expected 'global' or 'utterance'"):
+        T.build(dict(cfg, normalisation="speaker"))
     deltas = T.build(dict(cfg, features="logmel_deltas"))
     assert deltas.input_size == 120
     with pytest.raises(ValueError, match="features: expected one of"):
@@ -138,7 +168,8 @@ def test_driver_runs_and_reports(cache, tmp_path, capsys):
     assert "exists: skipped" in capsys.readouterr().out
     assert T.main(["report", "--out", str(out)]) == 0
     table = (out / "table.md").read_text()
-    assert "| sfm | unidirectional | logmel |" in table and "| bigru | bidirectional |" in table
+    assert "| sfm | unidirectional | logmel, global norm. |" in table
+    assert "| bigru | bidirectional |" in table
     assert (out / "confusion_sfm.png").stat().st_size > 0
     assert (out / "frontend_frequencies.png").stat().st_size > 0
     assert T.main(["report", "--out", str(tmp_path / "none")]) == 2

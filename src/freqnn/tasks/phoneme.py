@@ -12,8 +12,8 @@ pre-emphasis 0.97, Hamming window, 512-point FFT, HTK mel scale); ``"logmel_delt
 and delta-deltas (120 features). Each feature is standardised with the mean and standard
 deviation of the training frames. ``"cosine"`` (experiment driver only, see below): the raw
 pre-emphasised waveform, framed, through the learnable :class:`freqnn.features.CosineFrontEnd`
-(40 log mel-band energies of a trainable cosine transform, standardised with training-frame
-statistics at initialisation).
+(40 log mel-band energies of a trainable cosine transform, standardised with the statistics of
+its initial outputs on the first 50 training utterances).
 
 Metric: frame accuracy = correctly classified frames / labelled frames, over every frame of
 the test utterances (frames after flite's last phone, label -1, are not counted; there are
@@ -52,7 +52,13 @@ from torch import Tensor, nn
 
 from .. import features as F
 from ..data.paths import cache_dir
-from ..data.phoneme import TEST_VOICE, TRAIN_VOICES, PhonemeCorpus, build_phoneme_corpus
+from ..data.phoneme import (
+    SPLITS,
+    TEST_VOICE,
+    TRAIN_VOICES,
+    PhonemeCorpus,
+    build_phoneme_corpus,
+)
 from ..data.phones import PHONES39
 from ..io import atomic_write
 from ..models import build_model, count_parameters
@@ -91,6 +97,8 @@ DEFAULTS: dict[str, Any] = {
     # inputs
     "features": "logmel",
     "num_bands": 40,
+    "normalisation": "global",  # or "utterance" (per-utterance mean and variance)
+    "valid_voice": None,  # a training voice held out for speaker-independent validation
     # model and training
     "hidden_size": 64,
     "state_size": 16,
@@ -119,15 +127,34 @@ def _feature_module(cfg: dict[str, Any]) -> F.LogMel:
     return F.LogMel(num_bands=int(cfg["num_bands"]), delta_order=order)
 
 
-def _split_utterances(corpus: PhonemeCorpus, cfg: dict[str, Any]) -> dict[str, list]:
-    parts = {name: corpus.split(name) for name in ("train", "valid", "test")}
+def _selection(corpus: PhonemeCorpus, cfg: dict[str, Any]) -> dict[str, list[int]]:
+    """Indices (into ``corpus.split(name)``) of the utterances used in each split.
+
+    Training utterances are ordered by (text, variant, voice), so that ``max_train_utterances``
+    keeps every voice. ``valid_voice`` (one of the training voices) turns validation
+    speaker-independent: that voice's utterances leave the training set and only they are
+    validated on.
+    """
+    voice = cfg.get("valid_voice")
+    if voice is not None and voice not in corpus.meta["train_voices"]:
+        raise ValueError(f"valid_voice: expected one of the training voices "
+                         f"{corpus.meta['train_voices']} or None, got {voice!r}")
+    out: dict[str, list[int]] = {}
+    for name in SPLITS:
+        utts = corpus.split(name)
+        index = list(range(len(utts)))
+        if name == "train":
+            index.sort(key=lambda i: (utts[i].text_id, utts[i].variant, utts[i].voice))
+        if voice is not None and name != "test":
+            index = [i for i in index if (utts[i].voice == voice) == (name == "valid")]
+        out[name] = index
     limit = cfg.get("max_train_utterances")
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"max_train_utterances: expected a positive int or None, got "
                              f"{limit!r}")
-        parts["train"] = parts["train"][:limit]
-    return parts
+        out["train"] = out["train"][:limit]
+    return out
 
 
 def _log_mel_items(corpus: PhonemeCorpus, cfg: dict[str, Any],
@@ -157,21 +184,38 @@ def _log_mel_items(corpus: PhonemeCorpus, cfg: dict[str, Any],
     return {k: (v["x"], v["y"]) for k, v in out.items()}
 
 
-def _standardise(parts: dict[str, tuple[list, list]]) -> tuple[dict, Tensor, Tensor]:
+def _select(parts: dict[str, tuple[list, list]], selection: dict[str, list[int]]
+            ) -> dict[str, tuple[list, list]]:
+    return {name: ([xs[i] for i in selection[name]], [ys[i] for i in selection[name]])
+            for name, (xs, ys) in parts.items()}
+
+
+def _normalise(parts: dict[str, tuple[list, list]], mode: str
+               ) -> tuple[dict[str, tuple[list, list]], dict[str, Any]]:
+    """``"global"``: every feature standardised with the training frames' mean and std;
+    ``"utterance"``: with each utterance's own (cepstral mean and variance normalisation)."""
+    if mode == "utterance":
+        scaled = {name: ([_cmvn(x) for x in xs], ys) for name, (xs, ys) in parts.items()}
+        return scaled, {}
+    if mode != "global":
+        raise ValueError(f"normalisation: expected 'global' or 'utterance', got {mode!r}")
     frames = torch.cat(parts["train"][0]).double()
     mean, std = frames.mean(0), frames.std(0).clamp(min=1e-5)
     scaled = {name: ([((x - mean) / std).float() for x in xs], ys)
               for name, (xs, ys) in parts.items()}
-    return scaled, mean.float(), std.float()
+    return scaled, {"feature_mean": mean.float().tolist(), "feature_std": std.float().tolist()}
+
+
+def _cmvn(x: Tensor) -> Tensor:
+    x64 = x.double()
+    return ((x64 - x64.mean(0)) / x64.std(0, unbiased=False).clamp(min=1e-5)).float()
 
 
 def build(cfg: dict[str, Any]) -> TaskData:
-    """Standardised log-mel features and frame labels of the three splits (module docstring)."""
+    """Normalised log-mel features and frame labels of the three splits (module docstring)."""
     corpus = load_corpus(cfg)
-    parts = _log_mel_items(corpus, cfg)
-    keep = len(_split_utterances(corpus, cfg)["train"])
-    parts["train"] = (parts["train"][0][:keep], parts["train"][1][:keep])
-    scaled, mean, std = _standardise(parts)
+    parts = _select(_log_mel_items(corpus, cfg), _selection(corpus, cfg))
+    scaled, stats = _normalise(parts, str(cfg["normalisation"]))
     data = {name: TensorDataset(x=xs, y=ys) for name, (xs, ys) in scaled.items()}
     return TaskData(
         train=data["train"], val=data["valid"], test=data["test"],
@@ -179,7 +223,7 @@ def build(cfg: dict[str, Any]) -> TaskData:
         info={"class_names": list(PHONES39), "corpus_key": corpus.meta["key"],
               "test_voice": corpus.meta["test_voice"],
               "train_voices": corpus.meta["train_voices"],
-              "feature_mean": mean.tolist(), "feature_std": std.tolist()},
+              "normalisation": cfg["normalisation"], **stats},
     )
 
 
@@ -281,19 +325,33 @@ class FrontEndModel(nn.Module):
 
     ``forward(wave, lengths=None)``: ``wave`` (B, L) pre-emphasised samples (zero-padded),
     framed into (B, T, 400) with hop 160, then (B, T, 40) band energies, then ``body``
-    (a :class:`freqnn.models.SequenceModel`) -> (B, T, output_size).
+    (a :class:`freqnn.models.SequenceModel`) -> (B, T, output_size). With
+    ``utterance_norm`` the band energies are standardised over each sequence's valid frames
+    (as ``normalisation="utterance"`` does for log-mel features).
     """
 
-    def __init__(self, frontend: F.CosineFrontEnd, body: nn.Module) -> None:
+    def __init__(self, frontend: F.CosineFrontEnd, body: nn.Module,
+                 utterance_norm: bool = False) -> None:
         super().__init__()
         self.frontend = frontend
         self.body = body
+        self.utterance_norm = bool(utterance_norm)
 
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
         frames = F.frame_signal(wave, self.frontend.n, F.HOP_LENGTH)
         if lengths is not None:
             frames = frames[:, : int(lengths.max())]
-        return self.body(self.frontend(frames), lengths=lengths)
+        feats = self.frontend(frames)
+        if self.utterance_norm:
+            steps = feats.shape[1]
+            valid = lengths if lengths is not None else torch.full((feats.shape[0],), steps)
+            mask = (torch.arange(steps, device=feats.device) < valid.to(feats.device)[:, None])
+            mask = mask.unsqueeze(-1).to(feats.dtype)
+            count = mask.sum(1, keepdim=True)
+            mean = (feats * mask).sum(1, keepdim=True) / count
+            var = ((feats - mean).square() * mask).sum(1, keepdim=True) / count
+            feats = (feats - mean) / var.sqrt().clamp(min=1e-5) * mask
+        return self.body(feats, lengths=lengths)
 
 
 def _matched_bi_hidden(target: int, arch: str, input_size: int, output_size: int) -> int:
@@ -330,7 +388,8 @@ def build_experiment_model(name: str, input_size: int, cfg: dict[str, Any]
     arch = name.split("-")[0]
     body, counts = build_model(arch, input_size, NUM_CLASSES, "step", **sizes)
     if name.endswith("-cosine"):
-        model = FrontEndModel(F.CosineFrontEnd(F.FRAME_LENGTH, int(cfg["num_bands"])), body)
+        model = FrontEndModel(F.CosineFrontEnd(F.FRAME_LENGTH, int(cfg["num_bands"])), body,
+                              utterance_norm=cfg["normalisation"] == "utterance")
         counts = {**counts, "params": count_parameters(model)}
         return model, counts
     return body, counts
@@ -399,21 +458,20 @@ def _make_batch(items: dict[str, list], index: Sequence[int]) -> Batch:
 
 def experiment_items(cfg: dict[str, Any], cosine: bool, cache: str | Path | None = None
                      ) -> tuple[dict[str, dict[str, list]], dict[str, Any]]:
-    """Per split ``{"x": features}`` (standardised log-mel) or ``{"wave": pre-emphasised
+    """Per split ``{"x": features}`` (normalised log-mel) or ``{"wave": pre-emphasised
     waveforms}`` (cosine front end), with ``"y"`` frame labels; and corpus facts."""
     corpus = load_corpus(cfg, cache)
-    parts = _log_mel_items(corpus, cfg, cache)
-    keep = len(_split_utterances(corpus, cfg)["train"])
-    parts["train"] = (parts["train"][0][:keep], parts["train"][1][:keep])
+    selection = _selection(corpus, cfg)
+    parts = _select(_log_mel_items(corpus, cfg, cache), selection)
     facts = {"corpus_key": corpus.meta["key"], "summary": corpus.summary(),
-             "train_utterances_used": keep}
+             "utterances_used": {name: len(index) for name, index in selection.items()}}
     if not cosine:
-        scaled, _, _ = _standardise(parts)
+        scaled, _ = _normalise(parts, str(cfg["normalisation"]))
         return {name: {"x": xs, "y": ys} for name, (xs, ys) in scaled.items()}, facts
     out = {}
-    for name in ("train", "valid", "test"):
-        utts = corpus.split(name)[: len(parts[name][1])]
-        waves = [F.preemphasis(torch.from_numpy(u.audio)) for u in utts]
+    for name in SPLITS:
+        utts = corpus.split(name)
+        waves = [F.preemphasis(torch.from_numpy(utts[i].audio)) for i in selection[name]]
         out[name] = {"wave": waves, "y": parts[name][1]}
     return out, facts
 
@@ -429,7 +487,8 @@ def train_and_evaluate(name: str, cfg: dict[str, Any], seed: int, *,
     input_size = int(cfg["num_bands"]) if cosine else int(items["train"]["x"][0].shape[-1])
     model, counts = build_experiment_model(name, input_size, cfg)
     if cosine:
-        frames = torch.cat([F.frame_signal(w) for w in items["train"]["wave"][:200]])
+        # statistics of the initial log energies on the first 50 training utterances
+        frames = torch.cat([F.frame_signal(w) for w in items["train"]["wave"][:50]])
         model.frontend.fit_normalization(frames)
     frequencies = [p for n, p in model.named_parameters() if n.startswith("frontend.")]
     others = [p for n, p in model.named_parameters() if not n.startswith("frontend.")]
@@ -504,13 +563,14 @@ def _table(results: list[dict[str, Any]]) -> str:
         acc = np.array([r["test_accuracy"] for r in runs]) * 100
         val = np.array([r["val_accuracy"] for r in runs]) * 100
         spread = f" ± {acc.std(ddof=1):.2f}" if len(acc) > 1 else ""
+        config = runs[0]["config"]
+        source = "cosine front end" if name.endswith("-cosine") else config["features"]
+        norm = config.get("normalisation", "global")
+        seeds = ", ".join(str(r["seed"]) for r in runs)
         epochs = ", ".join(f"{r['epochs_run']} ({r['best_epoch']})" for r in runs)
-        lines.append(
-            f"| {name} | {'bidirectional' if name.startswith('bi') else 'unidirectional'} | "
-            f"{'cosine front end' if name.endswith('-cosine') else runs[0]['config']['features']}"
-            f" | {runs[0]['params']:,} | {', '.join(str(r['seed']) for r in runs)} | "
-            f"{acc.mean():.2f}{spread} % | {val.mean():.2f} % | "
-            f"{epochs} |")
+        direction = "bidirectional" if name.startswith("bi") else "unidirectional"
+        lines.append(f"| {name} | {direction} | {source}, {norm} norm. | {runs[0]['params']:,} "
+                     f"| {seeds} | {acc.mean():.2f}{spread} % | {val.mean():.2f} % | {epochs} |")
     return "\n".join(lines) + "\n"
 
 
@@ -560,7 +620,8 @@ def _plots(results: list[dict[str, Any]], out: Path, confusion_model: str) -> li
 def _config_from(args: argparse.Namespace) -> dict[str, Any]:
     cfg = dict(DEFAULTS)
     for key in ("n_texts", "data_seed", "epochs", "batch_size", "lr", "patience", "hidden_size",
-                "state_size", "num_freqs", "max_train_utterances", "features"):
+                "state_size", "num_freqs", "max_train_utterances", "features",
+                "normalisation", "valid_voice"):
         value = getattr(args, key, None)
         if value is not None:
             cfg[key] = value
@@ -621,6 +682,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--state-size", type=int)
     run.add_argument("--num-freqs", type=int)
     run.add_argument("--max-train-utterances", type=int)
+    run.add_argument("--normalisation", choices=("global", "utterance"),
+                     help="feature standardisation (default global: training statistics)")
+    run.add_argument("--valid-voice", help="training voice held out for validation")
     run.add_argument("--frontend-lr", type=float, default=2e-5,
                      help="Adam learning rate of the front end's frequencies")
     run.add_argument("--threads", type=int, default=1, help="torch CPU threads")
