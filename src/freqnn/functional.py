@@ -41,7 +41,7 @@ __all__ = [
 _NORMS = ("ortho", "backward")
 SQRT2 = math.sqrt(2.0)
 # float64 elements per chunk when a basis is built or differentiated (bounds temporary memory)
-_CHUNK_ELEMENTS = 1 << 22
+_CHUNK_ELEMENTS = 1 << 18  # 2 MiB of float64: temporaries stay in cache
 
 
 # ---------------------------------------------------------------------------------------------
