@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..checks import check_finite, check_floating, check_rank, check_shape, describe, fail
 from ..frequencies import fold_frequency, frequency_grid, phase
+from . import fast
 from .state import SFMState, check_state, map_batch_axis, zero_state
 from .step import advance_phase, amplitude, memory_update, output, split_gates
 
@@ -180,7 +181,13 @@ class SFMCell(nn.Module):
         times: Tensor,
         mask: Tensor | None = None,
     ) -> tuple[Tensor, SFMState]:
-        """Run the recurrence over a whole sequence (the reference path, one step at a time).
+        """Run the recurrence over a whole sequence.
+
+        By default this takes the fast path of :mod:`freqnn.sfm.fast` (a hand-written
+        backward-through-time, compiled on the CPU where a C++ compiler is available). Inside
+        ``with freqnn.sfm.fast.use_reference():`` (or with ``FREQNN_SFM_PATH=reference``) it
+        runs the reference below: the step equations of :mod:`freqnn.sfm.step`, one step at a
+        time, differentiated by autograd. Both give the same outputs and gradients.
 
         Parameters
         ----------
@@ -194,6 +201,10 @@ class SFMCell(nn.Module):
         output : Tensor [shape=(T, B, M)], z_t (zeros at padded steps)
         state : SFMState at each sequence's last valid step
         """
+        if fast.get_path() != "reference":
+            result = fast.scan(self, gx, state, times, mask)
+            if result is not None:
+                return result
         D, K, M = self.state_size, self.num_freqs, self.hidden_size
         z, re, im, time, phi = state
         if self.adaptive:
