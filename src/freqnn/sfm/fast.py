@@ -49,7 +49,6 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from ..checks import fail
 from ..frequencies import phase
@@ -964,7 +963,7 @@ def _backward_torch(
             dphi = gnew if mask is None else gnew + dphi * (1 - m)
         else:
             dcos[t], dsin[t] = dcs, dsn
-        dz = torch.addmm(dz, dp, p.weight_hh)
+        dz = dp @ p.weight_hh if mask is None else torch.addmm(dz, dp, p.weight_hh)
         if mask is None:
             dre, dim = dr * f, di * f
         else:
@@ -1086,8 +1085,18 @@ class _Scan(torch.autograd.Function):
         return s.out, z, re, im, phi
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, gout, gz, gre, gim, gphi):  # type: ignore[override]
+        if torch.is_grad_enabled():
+            # create_graph=True: a backward that autograd cannot see through would make every
+            # second derivative silently wrong (not only those of the grad outputs)
+            raise RuntimeError(
+                "the fast SFM recurrence has first derivatives only (create_graph=True asks for "
+                "more); run the model inside `with freqnn.sfm.fast.use_reference():`"
+            )
+        return _Scan._backward(ctx, gout, gz, gre, gim, gphi)
+
+    @staticmethod
+    def _backward(ctx, gout, gz, gre, gim, gphi):  # type: ignore[no-untyped-def]
         saved = ctx.saved_tensors
         n = len(_Inputs._fields)
         p = _Inputs(*saved[:n])

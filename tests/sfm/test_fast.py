@@ -1,0 +1,346 @@
+"""The fast SFM recurrence (freqnn.sfm.fast) against the autograd reference path.
+
+Everything is compared in float64 to 1e-10: outputs, final states and the gradients of x, of every
+parameter and of every part of the initial state, for the compiled kernel and the PyTorch fallback.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import functional_call
+
+import freqnn
+from freqnn.sfm import fast
+from freqnn.sfm.state import zero_state
+
+from .reference import randomise_
+
+N, M, D, K = 3, 4, 3, 5
+CLASSES = [freqnn.SFM, freqnn.AdaptiveSFM]
+FAST = ["compiled", "pytorch"]
+TOL = {"atol": 1e-10, "rtol": 0}
+
+
+@pytest.fixture(scope="module")
+def compiled() -> None:
+    """The compiled kernel must build on the test machines (CI has a C++ compiler)."""
+    assert fast.compiled_available(), fast.compiled_status()
+
+
+@pytest.fixture
+def fresh_kernel(monkeypatch):
+    """Forget the loaded kernel for one test; restore it afterwards."""
+    monkeypatch.setattr(fast, "_lib", None)
+    monkeypatch.setattr(fast, "_lib_error", None)
+    monkeypatch.setattr(fast, "_lib_info", {})
+
+
+def make(cls, **kw):
+    module = cls(N, M, D, K, dtype=torch.float64, **kw)
+    randomise_(module)
+    return module
+
+
+def irregular_times(T: int, B: int) -> torch.Tensor:
+    return torch.cumsum(torch.rand(B, T, dtype=torch.float64) * 2.0 + 0.1, dim=1)
+
+
+def random_state(module, B: int) -> freqnn.SFMState:
+    L = module.num_layers
+    state = zero_state((L,), (B,), M, D, K, module.adaptive, dtype=torch.float64,
+                       device=torch.device("cpu"))
+    return freqnn.SFMState(
+        z=torch.randn_like(state.z), re=torch.randn_like(state.re),
+        im=torch.randn_like(state.im), time=torch.rand(B, dtype=torch.float64) * 10,
+        phase=None if state.phase is None else torch.rand_like(state.phase) * 6,
+    )
+
+
+def run(module, path, x, state, **kw):
+    """Outputs, final state and the gradients of a loss touching all of them."""
+    leaves = [x, *module.parameters()]
+    if state is not None:
+        state = freqnn.SFMState(*(
+            None if v is None or name == "time" else v.detach().requires_grad_()
+            for name, v in zip(freqnn.SFMState._fields, state, strict=True)
+        ))._replace(time=state.time)
+        leaves += [v for v in (state.z, state.re, state.im, state.phase) if v is not None]
+    with fast.use_path(path):
+        out, final = module(x, state, **kw)
+    gen = torch.Generator().manual_seed(7)
+    loss = (out * torch.randn(out.shape, generator=gen, dtype=out.dtype)).sum()
+    for v in (final.z, final.re, final.im, final.phase):
+        if v is not None:
+            loss = loss + (v * torch.randn(v.shape, generator=gen, dtype=v.dtype)).sum()
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    return out, final, grads
+
+
+def assert_same(a, b):
+    out_a, state_a, grads_a = a
+    out_b, state_b, grads_b = b
+    torch.testing.assert_close(out_a, out_b, **TOL)
+    for u, v in zip(state_a, state_b, strict=True):
+        assert (u is None) == (v is None)
+        if u is not None:
+            torch.testing.assert_close(u, v, **TOL)
+    assert len(grads_a) == len(grads_b)
+    for u, v in zip(grads_a, grads_b, strict=True):
+        assert (u is None) == (v is None)
+        if u is not None:
+            torch.testing.assert_close(u, v, **TOL)
+
+
+@pytest.mark.parametrize("path", FAST)
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"bias": False},
+        {"learn_frequencies": True, "frequencies": "dct"},
+        {"num_layers": 2, "learn_frequencies": True},
+    ],
+    ids=["default", "no-bias", "learned-freqs", "two-layers"],
+)
+@pytest.mark.parametrize("inputs", ["plain", "times+lengths+state"])
+def test_fast_equals_reference(compiled, path, cls, options, inputs):
+    module = make(cls, **options)
+    T, B = 6, 4
+    x = torch.randn(T, B, N, dtype=torch.float64, requires_grad=True)
+    state, kw = None, {}
+    if inputs != "plain":
+        state = random_state(module, B)
+        kw = {"times": irregular_times(T, B), "lengths": torch.tensor([6, 3, 1, 0])}
+    assert_same(run(module, path, x, state, **kw), run(module, "reference", x, state, **kw))
+
+
+@pytest.mark.parametrize("path", FAST)
+@pytest.mark.parametrize("cls", CLASSES)
+def test_fast_equals_reference_with_shared_times_and_all_padding(compiled, path, cls):
+    """(T,) timestamps, a batch of one and a sequence fully padded except its first step."""
+    module = make(cls, num_layers=2)
+    x = torch.randn(7, 2, N, dtype=torch.float64, requires_grad=True)
+    kw = {"times": torch.linspace(0.5, 20.0, 7, dtype=torch.float64),
+          "lengths": torch.tensor([1, 7])}
+    state = random_state(module, 2)
+    assert_same(run(module, path, x, state, **kw), run(module, "reference", x, state, **kw))
+    x1 = x[:, :1].detach().requires_grad_()
+    assert_same(run(module, path, x1, None), run(module, "reference", x1, None))
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_adaptive_times_gradient_falls_back_to_reference(compiled, cls):
+    """Gradients w.r.t. ``times``: SFM gets them through the phases, A-SFM from the reference."""
+    module = make(cls)
+    x = torch.randn(5, 2, N, dtype=torch.float64)
+    base, results = irregular_times(5, 2), []
+    for path in ("fast", "reference"):
+        times = base.clone().requires_grad_()
+        with fast.use_path(path):
+            out, _ = module(x, times=times)
+        results.append(torch.autograd.grad(out.square().sum(), times)[0])
+    torch.testing.assert_close(results[0], results[1], **TOL)
+    assert results[0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("path", FAST)
+@pytest.mark.parametrize("cls", CLASSES)
+def test_float32_close_to_reference(compiled, path, cls):
+    module = cls(N, M, D, K, num_layers=2)
+    randomise_(module)
+    x = torch.randn(20, 3, N, requires_grad=True)
+    kw = {"lengths": torch.tensor([20, 11, 4])}
+    a = run(module, path, x, None, **kw)
+    b = run(module, "reference", x, None, **kw)
+    torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=1e-4)
+    for u, v in zip(a[2], b[2], strict=True):
+        torch.testing.assert_close(u, v, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("path", FAST)
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("T", [1, 4, 5])
+def test_inference_without_histories_equals_training_forward(compiled, path, cls, T):
+    """Under no_grad only two state slots are kept (odd and even T exercise both)."""
+    module = make(cls, num_layers=2)
+    x = torch.randn(T, 3, N, dtype=torch.float64)
+    kw = {"lengths": torch.tensor([T, max(T - 2, 0), 1])}
+    with fast.use_path(path):
+        out, state = module(x, **kw)
+        with torch.no_grad():
+            out_ng, state_ng = module(x, **kw)
+    torch.testing.assert_close(out_ng, out.detach(), **TOL)
+    for u, v in zip(state_ng, state, strict=True):
+        if u is not None:
+            torch.testing.assert_close(u, v.detach(), **TOL)
+
+
+@pytest.mark.parametrize("cls", [freqnn.SFMCell, freqnn.AdaptiveSFMCell])
+def test_streaming_cell_steps_equal_reference(compiled, cls):
+    cell = cls(N, M, D, K, dtype=torch.float64)
+    randomise_(cell)
+    x = torch.randn(4, 2, N, dtype=torch.float64)
+    outs = {}
+    for path in ("fast", "reference"):
+        state, zs = None, []
+        with fast.use_path(path):
+            for t in range(4):
+                z, state = cell(x[t], state)
+                zs.append(z)
+        outs[path] = torch.stack(zs)
+    torch.testing.assert_close(outs["fast"], outs["reference"], **TOL)
+
+
+def _function_inputs(adaptive: bool, masked: bool):
+    T, B, d, k, m = 3, 2, 2, 2, 3
+    G = 3 * d + k + k * m + (k if adaptive else 0)
+
+    def r(*shape, scale=1.0):
+        return (torch.randn(*shape, dtype=torch.float64) * scale).requires_grad_()
+
+    phases = torch.rand(T, B, k, dtype=torch.float64) * 6
+    return fast._Inputs(
+        gx=r(T, B, G), z0=r(B, m, scale=0.5), re0=r(B, d, k), im0=r(B, d, k),
+        phi0=r(B, k) if adaptive else None,
+        cos=None if adaptive else torch.cos(phases).requires_grad_(),
+        sin=None if adaptive else torch.sin(phases).requires_grad_(),
+        dt=torch.rand(T, B, dtype=torch.float64) + 0.5 if adaptive else None,
+        mask=torch.tensor([[True, True], [True, False], [False, True]]) if masked else None,
+        weight_hh=r(G, m, scale=0.5), weight_a=r(k, 2 * m, d, scale=0.5), b_z=r(k, m),
+    )
+
+
+@pytest.mark.parametrize("path", FAST)
+@pytest.mark.parametrize("adaptive", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_gradcheck_of_the_function(compiled, path, adaptive, masked):
+    p = _function_inputs(adaptive, masked)
+    lib = fast._backend(p, path)
+    assert (lib is None) == (path == "pytorch")
+
+    def f(*tensors):
+        out, z, re, im, phi = fast._Scan.apply(lib, adaptive, *tensors)
+        return (out, z, re, im, phi) if adaptive else (out, z, re, im)
+
+    assert torch.autograd.gradcheck(f, tuple(p), atol=1e-7)
+
+
+def test_double_backward_is_refused(compiled):
+    module = make(freqnn.SFM)
+    x = torch.randn(3, 2, N, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"first derivatives only .*use_reference"):
+        torch.autograd.grad(module(x)[0].sum(), x, create_graph=True)
+    with fast.use_reference():  # the reference has them
+        (g,) = torch.autograd.grad(module(x)[0].sum(), x, create_graph=True)
+    g.sum().backward()
+
+
+def test_inplace_edit_of_returned_state_does_not_change_gradients(compiled):
+    module = make(freqnn.AdaptiveSFM)
+    x = torch.randn(4, 2, N, dtype=torch.float64, requires_grad=True)
+    out, state = module(x)
+    with torch.no_grad():
+        state.re.mul_(3.0)
+        state.z.zero_()
+    (after,) = torch.autograd.grad(out.sum(), x)
+    out2, _ = module(x)
+    (expected,) = torch.autograd.grad(out2.sum(), x)
+    torch.testing.assert_close(after, expected, **TOL)
+
+
+def test_path_selection_and_errors(monkeypatch):
+    assert fast.get_path() == "fast"
+    with fast.use_path("pytorch"):
+        assert fast.get_path() == "pytorch"
+        with fast.use_reference():
+            assert fast.get_path() == "reference"
+        assert fast.get_path() == "pytorch"
+    assert fast.get_path() == "fast"
+    with pytest.raises(ValueError, match=r"path: expected one of \('fast', 'compiled'"):
+        with fast.use_path("turbo"):
+            pass
+    monkeypatch.setattr(fast, "_default_path", "fast")
+    fast.set_path("reference")
+    assert fast.get_path() == "reference"
+    with pytest.raises(ValueError, match="path: expected one of"):
+        fast.set_path(None)
+
+
+def test_reference_path_never_calls_the_fast_scan(monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("fast path used")
+
+    module = make(freqnn.SFM)
+    x = torch.randn(3, 2, N, dtype=torch.float64)
+    monkeypatch.setattr(fast, "scan", boom)
+    with fast.use_reference():
+        module(x)
+    with pytest.raises(AssertionError, match="fast path used"):
+        module(x)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_fallback_when_the_kernel_cannot_build(fresh_kernel, monkeypatch, cls):
+    monkeypatch.setattr(fast, "_compiler", lambda: None)
+    assert not fast.compiled_available()
+    assert "no C++ compiler" in fast.compiled_status()["error"]
+    module = make(cls)
+    x = torch.randn(4, 2, N, dtype=torch.float64, requires_grad=True)
+    assert_same(run(module, "fast", x, None), run(module, "reference", x, None))
+    with pytest.raises(RuntimeError, match="compiled SFM kernel is unavailable"):
+        run(module, "compiled", x, None)
+
+
+def test_fallback_when_the_kernel_fails_its_self_test(fresh_kernel, monkeypatch):
+    def broken(lib):
+        raise RuntimeError("the compiled SFM kernel failed its self-test")
+
+    monkeypatch.setattr(fast, "_self_test", broken)
+    assert not fast.compiled_available()
+    assert "self-test" in fast.compiled_status()["error"]
+
+
+def test_compiled_refuses_other_dtypes():
+    module = freqnn.SFM(N, M, D, K, dtype=torch.bfloat16)
+    x = torch.randn(3, 2, N, dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match="path: expected 'compiled' only for CPU float32"):
+        with fast.use_path("compiled"):
+            module(x)
+    with fast.use_path("fast"):  # bfloat16 runs on the PyTorch fast path
+        out, _ = module(x)
+    with fast.use_reference():
+        ref, _ = module(x)
+    torch.testing.assert_close(out, ref, atol=0.05, rtol=0.05)
+
+
+def test_build_is_cached_and_atomic(fresh_kernel, monkeypatch, tmp_path):
+    """A fresh cache directory: the first load compiles, the next one reuses the library."""
+    monkeypatch.setenv("FREQNN_CACHE", str(tmp_path))
+    assert fast.compiled_available()
+    info = fast.compiled_status()
+    assert info["compiled"] is True and str(tmp_path) in info["path"]
+    files = sorted(p.name for p in (tmp_path / "sfm_kernel").iterdir())
+    assert files == [info["path"].rsplit("/", 1)[1]]  # no temporary left behind
+    monkeypatch.setattr(fast, "_lib", None)
+    monkeypatch.setattr(fast, "_lib_info", {})
+    assert fast.compiled_available()
+    assert fast.compiled_status()["compiled"] is False
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_pytorch_path_on_device(cls, device):
+    module = make(cls, num_layers=2).to(device)
+    x = torch.randn(5, 3, N, dtype=torch.float64, device=device, requires_grad=True)
+    kw = {"lengths": torch.tensor([5, 2, 0], device=device)}
+    assert_same(run(module, "fast", x, None, **kw), run(module, "reference", x, None, **kw))
+
+
+def test_matches_the_functional_call_used_by_gradcheck(compiled):
+    """Parameters swapped in by torch.func.functional_call reach the fast path."""
+    module = make(freqnn.AdaptiveSFM)
+    x = torch.randn(3, 2, N, dtype=torch.float64)
+    params = {n: torch.zeros_like(p) for n, p in module.named_parameters()}
+    out = functional_call(module, params, (x,))[0]
+    assert torch.all(out == 0)  # W_z = b_z = 0: every output is o * tanh(0) = 0
