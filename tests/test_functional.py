@@ -87,13 +87,21 @@ def test_dct_grid_values_and_errors() -> None:
 
 def test_cosine_basis_exact_on_grid_at_large_n() -> None:
     n = 16384
-    rows = np.array([0, 1, 777, 8191, 16383])
-    basis = Fn.cosine_basis(torch.zeros(n, dtype=torch.float64), n, grid=n)[rows].numpy()
-    # exact reference: integer phase reduction, then cos of a phase in [0, 2 pi)
+    offsets = torch.zeros(n, dtype=torch.float64)
     t = np.arange(n)
-    residue = ((2 * rows[:, None] + 1) * t) % (4 * n)
-    exact = np.cos(residue * np.pi / (2 * n))
-    np.testing.assert_allclose(basis, exact, rtol=0, atol=1e-14)
+    for rows in (slice(0, 3), slice(777, 779), slice(8190, 8192), slice(n - 3, n)):
+        # the row builder behind cosine_basis (building all 16384 rows would take 2 GiB)
+        basis = Fn._cos_sin(offsets, rows, n, n, "cos").numpy()
+        sines = Fn._cos_sin(offsets, rows, n, n, "sin").numpy()
+        # exact reference: integer phase reduction, then cos of a phase in [0, 2 pi)
+        k = np.arange(rows.start, rows.stop)
+        residue = ((2 * k[:, None] + 1) * t) % (4 * n)
+        np.testing.assert_allclose(basis, np.cos(residue * np.pi / (2 * n)), rtol=0, atol=1e-14)
+        np.testing.assert_allclose(sines, np.sin(residue * np.pi / (2 * n)), rtol=0, atol=1e-14)
+    # and the public builder agrees with its rows
+    small = Fn.cosine_basis(offsets[:3], n, grid=n).numpy()
+    np.testing.assert_allclose(small, Fn._cos_sin(offsets, slice(0, 3), n, n, "cos").numpy(),
+                               rtol=0, atol=0)
 
 
 def test_cosine_basis_off_grid_matches_reference_and_dtype() -> None:
