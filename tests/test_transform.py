@@ -396,3 +396,13 @@ def test_repr_and_reset() -> None:
     ct.reset_parameters()
     assert torch.equal(ct.w_offset, torch.zeros(4)) and ct.a1.item() == 1.0
     assert ct.a2.item() == pytest.approx(math.sqrt(2.0))
+
+
+def test_every_constructor_argument_is_documented() -> None:
+    import inspect
+
+    for cls in (CosineTransform, FramedTransform):
+        doc = cls.__doc__ or ""
+        for name in inspect.signature(cls.__init__).parameters:
+            if name != "self":
+                assert f"\n    {name}" in doc or f", {name}" in doc, f"{cls.__name__}: {name}"
