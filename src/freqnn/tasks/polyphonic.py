@@ -310,8 +310,7 @@ def plot_piano_roll(
             ax.legend(loc="upper right", fontsize=7)
         ax.set_ylabel("MIDI pitch")
         ax.set_title(label, fontsize=9)
-        if cmap != "Greys":
-            fig.colorbar(im, ax=ax, fraction=0.03)
+        fig.colorbar(im, ax=ax, fraction=0.03)  # on both panels: equal widths
     axes[-1].set_xlabel("frame")
     if title:
         fig.suptitle(title)
