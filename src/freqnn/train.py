@@ -453,6 +453,11 @@ def _hardware(accelerator: str) -> dict[str, Any]:
     info = {"platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "processor": platform.processor()}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["processor"] = line.split(":", 1)[1].strip()
+                break
     if accelerator != "cpu" and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
