@@ -164,10 +164,9 @@ def _paper_like_root(tmp_path: Path, plant: float | None = None) -> Path:
 def test_task_items_hold_no_test_period_data(tmp_path: Path, target: str) -> None:
     from freqnn.tasks.stocks import DEFAULTS, build
 
-    clean = build(dict(DEFAULTS, data_root=str(_paper_like_root(tmp_path / "a")), horizon=3,
-                       target=target))
-    planted = build(dict(DEFAULTS, data_root=str(_paper_like_root(tmp_path / "b", 1e6)),
-                         horizon=3, target=target))
+    common = dict(DEFAULTS, horizon=3, target=target, train_chunk=0)
+    clean = build(dict(common, data_root=str(_paper_like_root(tmp_path / "a"))))
+    planted = build(dict(common, data_root=str(_paper_like_root(tmp_path / "b", 1e6))))
     assert clean.info["high"] == planted.info["high"]
     for part in ("train", "val"):
         a, b = getattr(clean, part), getattr(planted, part)
@@ -177,7 +176,7 @@ def test_task_items_hold_no_test_period_data(tmp_path: Path, target: str) -> Non
     assert len(clean.train[0]["x"]) == 2014 and len(clean.val[0]["x"]) == 2266
     assert int(clean.test[0]["mask"].sum()) == 252 - 3
     # the paper's leaky scaling does move the training inputs (so the check above can fail)
-    leaky = build(dict(DEFAULTS, data_root=str(tmp_path / "b"), horizon=3, scaling="whole"))
+    leaky = build(dict(common, data_root=str(tmp_path / "b"), scaling="whole"))
     assert not torch.equal(leaky.train[0]["x"], planted.train[0]["x"])
     assert leaky.info["scaling"] == "whole"
 
@@ -213,7 +212,7 @@ def test_task_train_chunks_cover_every_training_step(tmp_path: Path) -> None:
     from freqnn.tasks.stocks import DEFAULTS, build
 
     root = _paper_like_root(tmp_path)
-    whole = build(dict(DEFAULTS, data_root=str(root), horizon=1))
+    whole = build(dict(DEFAULTS, data_root=str(root), horizon=1, train_chunk=0))
     chunked = build(dict(DEFAULTS, data_root=str(root), horizon=1, train_chunk=500))
     assert len(chunked.train) == 50 * 5  # 2014 days -> 4 x 500 + 14
     first = torch.cat([chunked.train[i]["x"] for i in range(5)])
