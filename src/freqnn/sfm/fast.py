@@ -294,10 +294,16 @@ template <class S> inline S wrap(S p) {  // as freqnn.frequencies.wrap_phase
 enum Dim { T_, B_, D_, K_, M_, G_, ADAPTIVE, KEEP, CHUNK, NDIMS };
 
 // Forward pointers, in order (null where absent). Memory arrays are (., B, K, D).
+// SFM phases: cos, sin given, or (inference) computed here from omega (K) and the float64
+// timestamps (T, B) exactly as freqnn.frequencies.phase does. A-SFM steps: dt given, or
+// computed from the timestamps and the state's float64 time (B).
 enum FwdPtr {
   F_GX, F_WHH, F_WA, F_BZ, F_COS, F_SIN, F_DT, F_MASK, F_Z0, F_RE0, F_IM0, F_PHI0,
-  F_OUT, F_ZS, F_ACT, F_O, F_C, F_RE, F_IM, F_PHI, F_WORK, NFWD
+  F_OUT, F_ZS, F_ACT, F_O, F_C, F_RE, F_IM, F_PHI, F_WORK, F_OMEGA, F_TIMES, F_TIME0,
+  F_REF, F_IMF, NFWD
 };
+// The initial re0, im0 come (B, D, K) as the library's state; F_REF, F_IMF (optional) receive
+// the final ones in that layout too.
 
 template <class S>
 void forward(const i64* dim, void* const* ptr) {
@@ -312,6 +318,9 @@ void forward(const i64* dim, void* const* ptr) {
   const S* sinv = (const S*)ptr[F_SIN];
   const S* dt = (const S*)ptr[F_DT];
   const uint8_t* mask = (const uint8_t*)ptr[F_MASK];
+  const S* omega = (const S*)ptr[F_OMEGA];
+  const double* times = (const double*)ptr[F_TIMES];
+  const double* time0 = (const double*)ptr[F_TIME0];
   S* out = (S*)ptr[F_OUT];
   S* zs = (S*)ptr[F_ZS];
   S* act = (S*)ptr[F_ACT];
@@ -329,8 +338,16 @@ void forward(const i64* dim, void* const* ptr) {
   std::vector<const S*> ptr_buffer(3 * K);
   const S** ptrs = ptr_buffer.data();
   std::memcpy(zs, ptr[F_Z0], sizeof(S) * B * M);
-  std::memcpy(re, ptr[F_RE0], sizeof(S) * B * KD);
-  std::memcpy(im, ptr[F_IM0], sizeof(S) * B * KD);
+  {
+    const S* r0 = (const S*)ptr[F_RE0];
+    const S* i0 = (const S*)ptr[F_IM0];
+    for (i64 b = 0; b < B; ++b)
+      for (i64 d = 0; d < D; ++d)
+        for (i64 k = 0; k < K; ++k) {
+          re[(b * K + k) * D + d] = r0[(b * D + d) * K + k];
+          im[(b * K + k) * D + d] = i0[(b * D + d) * K + k];
+        }
+  }
   if (adaptive) std::memcpy(phi, ptr[F_PHI0], sizeof(S) * B * K);
   for (i64 t = 0; t < T; ++t) {
     // state slots: all T + 1 with `keep` (training), else two alternating ones
@@ -357,7 +374,8 @@ void forward(const i64* dim, void* const* ptr) {
       if (adaptive) {
         const S* pp = phi + (sp * B + b) * K;
         S* pn = phi + (sn * B + b) * K;
-        const S step = dt[t * B + b];
+        const S step = dt ? dt[t * B + b]
+                          : S(times[t * B + b] - (t ? times[(t - 1) * B + b] : time0[b]));
         for (i64 k = 0; k < K; ++k) {
           const S p = wrap(pp[k] + pb[WB + k] * step);
           cs[k] = std::cos(p);
@@ -366,9 +384,18 @@ void forward(const i64* dim, void* const* ptr) {
         }
         cb = cs;
         sb = cs + K;
-      } else {
+      } else if (cosv) {
         cb = cosv + (t * B + b) * K;
         sb = sinv + (t * B + b) * K;
+      } else {
+        const double tb = times[t * B + b];
+        for (i64 k = 0; k < K; ++k) {
+          const S p = S(wrap(double(omega[k]) * tb));
+          cs[k] = std::cos(p);
+          cs[K + k] = std::sin(p);
+        }
+        cb = cs;
+        sb = cs + K;
       }
       for (i64 k = 0; k < K; ++k) {
         const S ffk = ff[k], ck = cb[k], sk = sb[k];
@@ -423,6 +450,17 @@ void forward(const i64* dim, void* const* ptr) {
       }
       std::memcpy(ob, zb, sizeof(S) * M);
     }
+  }
+  if (ptr[F_REF]) {
+    const i64 last = keep ? T : (T & 1);
+    S* rf = (S*)ptr[F_REF];
+    S* jf = (S*)ptr[F_IMF];
+    for (i64 b = 0; b < B; ++b)
+      for (i64 d = 0; d < D; ++d)
+        for (i64 k = 0; k < K; ++k) {
+          rf[(b * D + d) * K + k] = re[((last * B + b) * K + k) * D + d];
+          jf[(b * D + d) * K + k] = im[((last * B + b) * K + k) * D + d];
+        }
   }
 }
 
@@ -617,7 +655,7 @@ void backward(const i64* dim, void* const* ptr) {
 }  // namespace
 
 extern "C" {
-int freqnn_sfm_abi() { return 4; }  // bump with any change of the pointer lists
+int freqnn_sfm_abi() { return 6; }  // bump with any change of the pointer lists
 void freqnn_sfm_forward_f32(const int64_t* d, void* const* p) { forward<float>(d, p); }
 void freqnn_sfm_forward_f64(const int64_t* d, void* const* p) { forward<double>(d, p); }
 void freqnn_sfm_backward_f32(const int64_t* d, void* const* p) { backward<float>(d, p); }
@@ -625,7 +663,7 @@ void freqnn_sfm_backward_f64(const int64_t* d, void* const* p) { backward<double
 }
 """
 
-_ABI = 4
+_ABI = 6
 # -fno-trapping-math lets the clamps of fexp become selects, so its loops vectorise
 _CXXFLAGS = (
     "-O3", "-std=c++17", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math",
@@ -787,7 +825,7 @@ class _Inputs(NamedTuple):
 
     @property
     def adaptive(self) -> bool:
-        return self.phi0 is not None
+        return self.dt is not None or self.phi0 is not None
 
 
 class _Saved(NamedTuple):
@@ -808,15 +846,18 @@ class _Saved(NamedTuple):
     last: int
     kd: bool = False  # memory histories laid out (., B, K, D) (compiled) instead of (., B, D, K)
 
-    def final(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        """Fresh copies of the final z, re, im (B, D, K) and phi: the histories stay private."""
-        re, im = self.re[self.last], self.im[self.last]
+    def final(self, copy: bool = True) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """The final z, re, im (B, D, K, contiguous) and phi; with ``copy`` fresh tensors, so
+        that the saved histories stay private."""
+        z, re, im = self.zs[self.last], self.re[self.last], self.im[self.last]
+        phi = None if self.phi is None else self.phi[self.last]
         if self.kd:
-            re, im = re.transpose(-1, -2), im.transpose(-1, -2)
-        copy = torch.contiguous_format
-        phi = None if self.phi is None else self.phi[self.last].clone()
-        return (self.zs[self.last].clone(), re.clone(memory_format=copy),
-                im.clone(memory_format=copy), phi)
+            re, im = re.transpose(-1, -2).contiguous(), im.transpose(-1, -2).contiguous()
+        elif copy:
+            re, im = re.clone(), im.clone()
+        if copy:
+            z, phi = z.clone(), None if phi is None else phi.clone()
+        return z, re, im, phi
 
 
 def _sizes(p: _Inputs) -> tuple[int, int, int, int, int, int]:
@@ -897,20 +938,22 @@ class _Grads(NamedTuple):
 
 
 def _backward_torch(
-    p: _Inputs, s: _Saved, gout: Tensor, gz: Tensor, gre: Tensor, gim: Tensor,
-    gphi: Tensor | None,
+    p: _Inputs, sizes: tuple[int, ...], s: _Saved, gout: Tensor, gz: Tensor, gre: Tensor,
+    gim: Tensor, gphi: Tensor | None,
 ) -> _Grads:
-    T, B, D, K, M, G = _sizes(p)
+    """Backward-through-time; ``p`` needs only cos, sin, dt, mask and the weights."""
+    T, B, D, K, M, G = sizes
     ob, wb = 3 * D + K, 3 * D + K + K * M
-    dgx = p.gx.new_empty(T, B, G)
-    dproj = p.gx.new_empty(T, K, B, 2 * M)
-    amps = p.gx.new_empty(T, K, B, D)
-    dcos = p.gx.new_empty(T, B, K) if not p.adaptive else None
-    dsin = p.gx.new_empty(T, B, K) if not p.adaptive else None
+    new = s.zs.new_empty
+    dgx = new(T, B, G)
+    dproj = new(T, K, B, 2 * M)
+    amps = new(T, K, B, D)
+    dcos = new(T, B, K) if not p.adaptive else None
+    dsin = new(T, B, K) if not p.adaptive else None
     dz, dre, dim, dphi = gz.clone(), gre.clone(), gim.clone(), None
     if p.adaptive:
         dphi = gphi.clone()
-    mask = None if p.mask is None else p.mask.to(p.gx.dtype)
+    mask = None if p.mask is None else p.mask.to(s.zs.dtype)
     for t in range(T - 1, -1, -1):
         fs, g, i, ff = s.act[t].split([D, D, D, K], dim=1)
         o, c = s.o[t], s.c[t]
@@ -997,34 +1040,108 @@ def _contiguous(p: _Inputs) -> _Inputs:
     return _Inputs(*(None if t is None else t.contiguous() for t in p))
 
 
-def _forward_compiled(lib: ctypes.CDLL, p: _Inputs, keep: bool) -> _Saved:
+def _carve(buf: Tensor, shapes: list[tuple[int, ...]]) -> list[Tensor]:
+    """Consecutive views of one flat buffer (one allocation instead of many)."""
+    views, start = [], 0
+    for shape in shapes:
+        n = math.prod(shape)
+        views.append(buf[start : start + n].view(shape))
+        start += n
+    return views
+
+
+def _forward_compiled(
+    lib: ctypes.CDLL, p: _Inputs, keep: bool, omega: Tensor | None = None,
+    times: Tensor | None = None, time0: Tensor | None = None,
+) -> _Saved:
+    """The kernel's forward. Without cos / sin (SFM) or dt (A-SFM) it derives them from
+    ``omega`` (K,) or ``time0`` (B,) and the float64 ``times`` (T, B) itself."""
     p = _contiguous(p)
     T, B, D, K, M, G = _sizes(p)
-    new = p.gx.new_empty
     nstate, nstep = (T + 1, T) if keep else (2, 1)
-    s = _Saved(
-        out=new(T, B, M), zs=new(nstate, B, M), act=new(nstep, B, 3 * D + K),
-        o=new(nstep, B, K, M), c=new(nstep, B, K, M), re=new(nstate, B, K, D),
-        im=new(nstate, B, K, D), phi=new(nstate, B, K) if p.adaptive else None,
-        last=T if keep else T & 1, kd=True,
-    )
-    work = new(B * G + K * B * 2 * M + K * B * D + D + 2 * K)
+    shapes = [(nstate, B, M), (nstep, B, 3 * D + K), (nstep, B, K, M), (nstep, B, K, M),
+              (nstate, B, K, D), (nstate, B, K, D)] + ([(nstate, B, K)] if p.adaptive else [])
+    work = (B * G + K * B * 2 * M + K * B * D + D + 2 * K,)
+    if keep:
+        # the output is allocated apart: a caller keeping it must not keep the histories
+        out = p.gx.new_empty(T, B, M)
+        views = _carve(p.gx.new_empty(sum(math.prod(x) for x in shapes)), shapes)
+        work = p.gx.new_empty(work)
+    else:  # inference: one small allocation
+        out, *views, work = _carve(
+            p.gx.new_empty(T * B * M + sum(math.prod(x) for x in [*shapes, work])),
+            [(T, B, M), *shapes, work],
+        )
+    zs, act, o, c, re, im = views[:6]
+    phi = views[6] if p.adaptive else None
+    s = _Saved(out, zs, act, o, c, re, im, phi, last=T if keep else T & 1, kd=True)
     mask = None if p.mask is None else p.mask.to(torch.uint8).contiguous()
     dims = [T, B, D, K, M, G, int(p.adaptive), int(keep), 0]
-    re0, im0 = (x.transpose(1, 2).contiguous() for x in (p.re0, p.im0))
-    tensors = [p.gx, p.weight_hh, p.weight_a, p.b_z, p.cos, p.sin, p.dt, mask, p.z0, re0,
-               im0, p.phi0, s.out, s.zs, s.act, s.o, s.c, s.re, s.im, s.phi, work]
+    if omega is not None:
+        omega = omega.to(p.gx.dtype).contiguous()
+    tensors = [p.gx, p.weight_hh, p.weight_a, p.b_z, p.cos, p.sin, p.dt, mask, p.z0, p.re0,
+               p.im0, p.phi0, s.out, s.zs, s.act, s.o, s.c, s.re, s.im, s.phi, work, omega,
+               None if times is None else times.contiguous(),
+               None if time0 is None else time0.contiguous(), None, None]
     _call(getattr(lib, f"freqnn_sfm_forward_{_suffix(p.gx.dtype)}"), dims, tensors)
     return s
 
 
+def _infer_compiled(
+    lib: ctypes.CDLL, gx: Tensor, state: SFMState, times: Tensor, mask: Tensor | None,
+    omega: Tensor | None, cell: torch.nn.Module,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """Inference forward with as little Python as possible (streaming calls it every step):
+    one allocation, raw pointers into it, views only for what is returned.
+
+    Returns out (T, B, M) and the final z, re, im (B, D, K), phi."""
+    gx = gx.contiguous()
+    T, B, G = gx.shape
+    z0, re0, im0, _, phi0 = state
+    D, K = re0.shape[-2:]
+    M = z0.shape[-1]
+    adaptive = phi0 is not None
+    sizes = [T * B * M, 2 * B * M, B * (3 * D + K), B * K * M, B * K * M, 2 * B * K * D,
+             2 * B * K * D, 2 * B * K if adaptive else 0,
+             B * G + K * B * 2 * M + K * B * D + D + 2 * K, B * D * K, B * D * K]
+    buf = gx.new_empty(sum(sizes))
+    base, item = buf.data_ptr(), buf.element_size()
+    offsets = [0]
+    for n in sizes[:-1]:
+        offsets.append(offsets[-1] + n)
+    out_, zs_, act_, o_, c_, re_, im_, phi_, work_, ref_, imf_ = (base + o * item for o in offsets)
+    last = T & 1
+    if omega is not None:
+        omega = omega.to(gx.dtype).contiguous()
+    if mask is not None:
+        mask = mask.to(torch.uint8).contiguous()
+    bz = cell.b_z
+    ptrs = [gx.data_ptr(), cell.weight_hh.data_ptr(), cell.weight_a.data_ptr(),
+            None if bz is None else bz.data_ptr(), None, None, None,
+            None if mask is None else mask.data_ptr(), z0.contiguous().data_ptr(),
+            re0.contiguous().data_ptr(), im0.contiguous().data_ptr(),
+            phi0.contiguous().data_ptr() if adaptive else None, out_, zs_, act_, o_, c_, re_,
+            im_, phi_ if adaptive else None, work_,
+            None if omega is None else omega.data_ptr(), times.contiguous().data_ptr(),
+            state.time.contiguous().data_ptr(), ref_, imf_]
+    dims = (ctypes.c_int64 * 9)(T, B, D, K, M, G, int(adaptive), 0, 0)
+    getattr(lib, f"freqnn_sfm_forward_{_suffix(gx.dtype)}")(dims, (ctypes.c_void_p * 26)(*ptrs))
+    strided = torch.as_strided
+    out = strided(buf, (T, B, M), (B * M, M, 1), 0)
+    z = strided(buf, (B, M), (M, 1), offsets[1] + last * B * M)
+    re = strided(buf, (B, D, K), (D * K, K, 1), offsets[9])
+    im = strided(buf, (B, D, K), (D * K, K, 1), offsets[10])
+    phi = strided(buf, (B, K), (K, 1), offsets[7] + last * B * K) if adaptive else None
+    return out, z, re, im, phi
+
+
 def _backward_compiled(
-    lib: ctypes.CDLL, p: _Inputs, s: _Saved, gout: Tensor, gz: Tensor, gre: Tensor,
-    gim: Tensor, gphi: Tensor | None,
+    lib: ctypes.CDLL, p: _Inputs, sizes: tuple[int, ...], s: _Saved, gout: Tensor,
+    gz: Tensor, gre: Tensor, gim: Tensor, gphi: Tensor | None,
 ) -> _Grads:
     p = _contiguous(p)
-    T, B, D, K, M, G = _sizes(p)
-    new = p.gx.new_empty
+    T, B, D, K, M, G = sizes
+    new = s.zs.new_empty
     tc = _chunk(T, B)
     copy = torch.contiguous_format  # the kernel accumulates into these carries: fresh copies
     dre, dim = (x.transpose(1, 2).clone(memory_format=copy) for x in (gre, gim))
@@ -1041,7 +1158,7 @@ def _backward_compiled(
     tensors = [p.weight_hh, p.weight_a, p.b_z, p.cos, p.sin, p.dt, mask, s.zs, s.act, s.o,
                s.c, s.re, s.im, s.phi, gout.contiguous(), g.gx, g.z0, g.re0, g.im0, g.phi0,
                g.cos, g.sin, g.weight_hh, g.weight_a, g.b_z, work]
-    _call(getattr(lib, f"freqnn_sfm_backward_{_suffix(p.gx.dtype)}"), dims, tensors)
+    _call(getattr(lib, f"freqnn_sfm_backward_{_suffix(s.zs.dtype)}"), dims, tensors)
     return g._replace(re0=dre.transpose(1, 2), im0=dim.transpose(1, 2))
 
 
@@ -1076,8 +1193,11 @@ class _Scan(torch.autograd.Function):
     def forward(ctx, lib, adaptive, *tensors):  # type: ignore[override]
         p = _Inputs(*tensors)
         s = _run_forward(lib, p, keep=True)
-        ctx.lib, ctx.last = lib, s.last
-        ctx.save_for_backward(*p, s.zs, s.act, s.o, s.c, s.re, s.im, s.phi)
+        ctx.lib, ctx.last, ctx.sizes = lib, s.last, _sizes(p)
+        # only what the backward reads: not gx (T x B x G) nor the initial state (its copy is
+        # the first slot of the histories)
+        ctx.save_for_backward(p.cos, p.sin, p.dt, p.mask, p.weight_hh, p.weight_a, p.b_z,
+                              s.zs, s.act, s.o, s.c, s.re, s.im, s.phi)
         z, re, im, phi = s.final()
         if phi is None:
             phi = s.out.new_empty(0)
@@ -1098,27 +1218,28 @@ class _Scan(torch.autograd.Function):
     @staticmethod
     def _backward(ctx, gout, gz, gre, gim, gphi):  # type: ignore[no-untyped-def]
         saved = ctx.saved_tensors
-        n = len(_Inputs._fields)
-        p = _Inputs(*saved[:n])
-        s = _Saved(None, *saved[n:], last=ctx.last, kd=ctx.lib is not None)
+        p = _Inputs(None, None, None, None, None, *saved[:7])
+        s = _Saved(None, *saved[7:], last=ctx.last, kd=ctx.lib is not None)
         gphi = gphi if p.adaptive else None
         if ctx.lib is None:
-            g = _backward_torch(p, s, gout, gz, gre, gim, gphi)
+            g = _backward_torch(p, ctx.sizes, s, gout, gz, gre, gim, gphi)
         else:
-            g = _backward_compiled(ctx.lib, p, s, gout, gz, gre, gim, gphi)
+            g = _backward_compiled(ctx.lib, p, ctx.sizes, s, gout, gz, gre, gim, gphi)
         return (None, None, *g[:7], None, None, *g[7:])
 
 
 def _forward_inputs(
-    cell: torch.nn.Module, gx: Tensor, state: SFMState, times: Tensor, mask: Tensor | None
+    cell: torch.nn.Module, gx: Tensor, state: SFMState, times: Tensor, mask: Tensor | None,
+    omega: Tensor | None,
 ) -> _Inputs:
+    """The Function's inputs; the phases (SFM) or time steps (A-SFM) as in the reference."""
     z, re, im, time_, phi = state
     if cell.adaptive:
         prev = torch.cat([time_.unsqueeze(0), times[:-1]])
         dt = (times - prev).to(gx.dtype)
         cos = sin = None
     else:
-        phases = phase(cell.frequencies(), times)
+        phases = phase(omega, times)
         cos, sin = torch.cos(phases), torch.sin(phases)
         dt = phi = None
     return _Inputs(gx, z, re, im, phi, cos, sin, dt, mask, cell.weight_hh, cell.weight_a,
@@ -1156,17 +1277,25 @@ def scan(
         path = "fast"
     if cell.adaptive and times.requires_grad and torch.is_grad_enabled():
         return None  # d/d times of the A-SFM phase increments: only the reference has it
-    p = _forward_inputs(cell, gx, state, times, mask)
-    lib = _backend(p, path)
-    grad = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in p if isinstance(t, Tensor)
+    grad = torch.is_grad_enabled() and (
+        gx.requires_grad or times.requires_grad
+        or any(v is not None and v.requires_grad for v in state)
+        or any(v.requires_grad for v in cell.parameters())
     )
+    omega = None if cell.adaptive else cell.frequencies()
     if grad:
-        out, z, re, im, phi = _Scan.apply(lib, p.adaptive, *p)
-    else:  # inference: no histories, memory independent of T
-        s = _run_forward(lib, p, keep=False)
-        out, (z, re, im, phi) = s.out, s.final()
-    if not p.adaptive:
+        p = _forward_inputs(cell, gx, state, times, mask, omega)
+        out, z, re, im, phi = _Scan.apply(_backend(p, path), p.adaptive, *p)
+    else:  # inference: no histories (memory independent of T), phases in the kernel
+        bare = _Inputs(gx, state.z, state.re, state.im, state.phase, None, None, None, mask,
+                       cell.weight_hh, cell.weight_a, cell.b_z)
+        lib = _backend(bare, path)
+        if lib is not None:
+            out, z, re, im, phi = _infer_compiled(lib, gx, state, times, mask, omega, cell)
+        else:
+            s = _forward_torch(_forward_inputs(cell, gx, state, times, mask, omega), False)
+            out, (z, re, im, phi) = s.out, s.final(copy=False)
+    if not cell.adaptive:
         phi = None
     if mask is None:
         time_ = times[-1]
