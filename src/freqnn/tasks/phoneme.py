@@ -78,6 +78,7 @@ __all__ = [
     "frame_metrics",
     "load_corpus",
     "main",
+    "reverse_padded",
     "train_and_evaluate",
 ]
 
@@ -286,11 +287,30 @@ TASK = Task(
 MODELS = ("sfm", "asfm", "lstm", "gru", "bilstm", "bigru", "sfm-cosine", "lstm-cosine")
 
 
+def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each sequence of a zero-padded batch within its length: (B, T, ...) -> same,
+    ``out[b, t] = x[b, lengths[b] - 1 - t]`` for ``t < lengths[b]``, padding left in place.
+    Applying it twice gives ``x`` back."""
+    steps = x.shape[1]
+    t = torch.arange(steps, device=x.device)
+    if lengths is None:
+        return x.flip(1)
+    valid = lengths.to(x.device)[:, None]
+    index = torch.where(t < valid, valid - 1 - t, t)  # (B, T)
+    index = index.reshape(*index.shape, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(1, index)
+
+
 class BiRNN(nn.Module):
     """Bidirectional LSTM / GRU and a per-frame linear read-out (a non-causal baseline).
 
-    ``forward(x, lengths=None)``: (B, T, N) -> (B, T, output_size); padded steps are packed out
-    so that the backward direction starts at each sequence's true end.
+    Two unidirectional layers: one reads the sequence forwards, the other reads each sequence
+    reversed within its true length (:func:`reverse_padded`), so padding never enters the
+    backward direction before the valid frames; their outputs are concatenated. This is
+    ``nn.LSTM(bidirectional=True)`` on packed sequences, parameter for parameter, without
+    packing (about 20 times slower on CPU).
+
+    ``forward(x, lengths=None)``: (B, T, N) -> (B, T, output_size).
     """
 
     def __init__(self, arch: str, input_size: int, output_size: int, hidden_size: int) -> None:
@@ -299,7 +319,8 @@ class BiRNN(nn.Module):
             raise ValueError(f"arch: expected 'lstm' or 'gru', got {arch!r}")
         rnn = nn.LSTM if arch == "lstm" else nn.GRU
         self.arch = arch
-        self.body = rnn(input_size, hidden_size, batch_first=True, bidirectional=True)
+        self.forward_rnn = rnn(input_size, hidden_size, batch_first=True)
+        self.backward_rnn = rnn(input_size, hidden_size, batch_first=True)
         self.readout = nn.Linear(2 * hidden_size, output_size)
 
     @staticmethod
@@ -309,15 +330,9 @@ class BiRNN(nn.Module):
             + output_size
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        steps = x.shape[1]
-        if lengths is not None and bool((lengths < steps).any()):
-            packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True,
-                                                       enforce_sorted=False)
-            out, _ = self.body(packed)
-            out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=steps)
-        else:
-            out, _ = self.body(x)
-        return self.readout(out)
+        ahead, _ = self.forward_rnn(x)
+        behind, _ = self.backward_rnn(reverse_padded(x, lengths))
+        return self.readout(torch.cat([ahead, reverse_padded(behind, lengths)], dim=-1))
 
 
 class FrontEndModel(nn.Module):
@@ -351,7 +366,7 @@ class FrontEndModel(nn.Module):
             mean = (feats * mask).sum(1, keepdim=True) / count
             var = ((feats - mean).square() * mask).sum(1, keepdim=True) / count
             feats = (feats - mean) / var.sqrt().clamp(min=1e-5) * mask
-        return self.body(feats, lengths=lengths)
+        return self.body(feats)  # causal body: no packing needed (see _run_model)
 
 
 def _matched_bi_hidden(target: int, arch: str, input_size: int, output_size: int) -> int:
@@ -420,9 +435,14 @@ def _wave_batch(waves: Sequence[Tensor], ys: Sequence[Tensor], index: Sequence[i
 
 
 def _run_model(model: nn.Module, batch: Batch) -> Tensor:
+    """Outputs (B, T, classes). Unidirectional bodies are causal: padding at the end cannot
+    change the outputs of valid steps, so they get no ``lengths`` (which would make LSTM / GRU
+    pack the batch, about 20 times slower on CPU); the outputs at padded steps are ignored."""
     if isinstance(model, FrontEndModel):
         return model(batch["wave"], batch["lengths"])
-    return model(batch["x"], lengths=batch["lengths"])
+    if isinstance(model, BiRNN):
+        return model(batch["x"], batch["lengths"])
+    return model(batch["x"])
 
 
 def _evaluate(model: nn.Module, items: dict[str, list], batch_size: int,
