@@ -90,3 +90,18 @@ def test_resume_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> Non
         cli.main(["train", "--resume"])
     with pytest.raises(SystemExit):
         cli.main(["train", "signal_type", "--model", "transformer"])
+
+
+def test_demo_writes_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(cli, "DEMO", {**cli.DEMO, "n_train": 16, "n_val": 8, "n_test": 8,
+                                      "epochs": 1, "batch_size": 8, "length": 12,
+                                      "hidden_size": 4, "state_size": 2, "num_freqs": 2})
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "SFM test accuracy: " in printed and str((out / "report.md").resolve()) in printed
+    text = (out / "report.md").read_text()
+    assert "| signal_type | SFM | 0 |" in text and "| signal_type | LSTM | 0 |" in text
+    for png in ("learning_curves_signal_type.png", "amplitude_sfm.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
