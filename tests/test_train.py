@@ -91,6 +91,13 @@ def test_last_checkpoint_every_epoch_even_without_improvement(tmp_path: Path) ->
     assert best["epoch"] == 0 and last["epoch"] == 2
     assert last_good_checkpoint(tmp_path / "run").name == "last.ckpt"
     assert last_good_checkpoint(tmp_path / "nothing") is None
+    # a truncated newer file (say, copied by hand) is skipped with a warning, never loaded
+    folder = tmp_path / "run" / "checkpoints"
+    (folder / "zzz.ckpt").write_bytes((folder / "last.ckpt").read_bytes()[:1000])
+    (folder / ".last.ckpt.abc.tmp").write_bytes(b"partial")
+    with pytest.warns(UserWarning, match="skipping unreadable checkpoint"):
+        assert last_good_checkpoint(tmp_path / "run").name == "last.ckpt"
+    assert not (folder / ".last.ckpt.abc.tmp").exists()
 
 
 # The child trains TINY for 4 epochs; at the chosen moment it writes a marker and sleeps, so
