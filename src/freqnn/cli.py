@@ -83,6 +83,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser, task_name: str | None)
                    help="LSTM/GRU use --hidden-size instead of the matched size")
     if task_name is not None:
         task = get_task(task_name)
+        parser.description = f"{parser.description}. {task.name}: {task.description}"
         if task.add_arguments is not None:
             task.add_arguments(parser)
 

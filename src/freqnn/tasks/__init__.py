@@ -10,7 +10,8 @@ What a task module provides (see :mod:`freqnn.tasks.signal_type` for a complete 
 -----------------------------------------------------------------------------------------
 ``TASK = Task(...)`` with
 
-* ``name``, ``description``: shown by ``freqnn train --help``.
+* ``name``, ``description``: the registry name; a one-line description shown by
+  ``freqnn train NAME --help``.
 * ``head``: ``"sequence"`` (one output per sequence, read at the last valid step: sequence
   classification) or ``"step"`` (one output per step: next-frame prediction, forecasting).
   The runner builds the model (:func:`freqnn.models.build_model`) from it: SFM / A-SFM / LSTM /
