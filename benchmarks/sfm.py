@@ -98,11 +98,12 @@ def forward_only(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return run
 
 
-def round_robin(cases: dict[str, Callable[[], None]], repeats: dict[str, int]) -> dict:
-    """Median wall time of each case, after one warm-up call (cases run more than once), in
-    rounds over all cases."""
+def round_robin(cases: dict[str, Callable[[], None]], repeats: dict[str, int],
+                warmup: bool = True) -> dict:
+    """Median wall time of each case, in rounds over all cases; with ``warmup`` after one
+    untimed call of each case that runs more than once."""
     for name, fn in cases.items():
-        if repeats[name] > 1:
+        if warmup and repeats[name] > 1:
             fn()
     times: dict[str, list[float]] = {name: [] for name in cases}
     for r in range(max(repeats.values())):
@@ -120,7 +121,7 @@ def round_robin(cases: dict[str, Callable[[], None]], repeats: dict[str, int]) -
 
 
 def config_benchmark(name: str, cfg: dict[str, int], repeats: int, reference_repeats: int,
-                     asfm_reference: bool) -> dict:
+                     asfm_reference: bool, warmup: bool) -> dict:
     models = build(cfg)
     x = torch.randn(cfg["T"], cfg["B"], cfg["N"], requires_grad=True)
     sfm, asfm = models["sfm"], models["asfm"]
@@ -140,7 +141,7 @@ def config_benchmark(name: str, cfg: dict[str, int], repeats: int, reference_rep
     if asfm_reference:
         cases["A-SFM (reference)"] = fwd_bwd(asfm, x, "reference")
         reps["A-SFM (reference)"] = reference_repeats
-    result = round_robin(cases, reps)
+    result = round_robin(cases, reps, warmup)
     lstm = result["nn.LSTM"]["median_s"]
     for case in result.values():
         case["vs_lstm"] = case["median_s"] / lstm
@@ -192,6 +193,63 @@ def streaming_benchmark(cfg: dict[str, int], batch: int, steps: int, repeats: in
         case["vs_lstmcell"] = case["median_s"] / steps / lstm_step
     return {"batch": batch, "steps": steps, "params": {"sfm": count(cell), "lstm": count(lstm)},
             "times": result}
+
+
+def torch_compile_benchmark(cfg: dict[str, int], repeats: int) -> dict:
+    """The reference step (``freqnn.sfm.step``) under ``torch.compile`` (Inductor), looped in
+    Python with autograd, against the fast path: what compiling the step would buy on CPU."""
+    from freqnn.frequencies import phase
+    from freqnn.sfm.step import amplitude, memory_update, output, split_gates
+
+    N, D, K, M, T, B = cfg["N"], cfg["D"], cfg["K"], cfg["M"], cfg["T"], cfg["B"]
+    torch.manual_seed(0)
+    cell = freqnn.SFMCell(N, M, D, K)
+    x = torch.randn(T, B, N, requires_grad=True)
+
+    def step(gx_t, z, re, im, cos_t, sin_t, weight_hh, weight_a, b_z):
+        gates = split_gates(torch.addmm(gx_t, z, weight_hh.t()), D, K, M)
+        re, im = memory_update(gates, re, im, cos_t, sin_t)
+        return output(gates, amplitude(re, im), weight_a, b_z), re, im
+
+    compiled = torch.compile(step, dynamic=False)
+
+    def loop(fn: Callable) -> Callable[[], None]:
+        def run() -> None:
+            cell.zero_grad(set_to_none=True)
+            gx = cell.input_projection(x)
+            times = torch.arange(1, T + 1, dtype=torch.float64).unsqueeze(1).expand(T, B)
+            ph = phase(cell.frequencies(), times)
+            cos, sin = torch.cos(ph), torch.sin(ph)
+            z, re, im = x.new_zeros(B, M), x.new_zeros(B, D, K), x.new_zeros(B, D, K)
+            outs = []
+            for t in range(T):
+                z, re, im = fn(gx[t], z, re, im, cos[t], sin[t], cell.weight_hh, cell.weight_a,
+                               cell.b_z)
+                outs.append(z)
+            torch.stack(outs).sum().backward()
+
+        return run
+
+    start = time.perf_counter()
+    try:
+        loop(compiled)()
+    except Exception as exc:  # no compiler, unsupported platform: report, do not fail
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    first = time.perf_counter() - start
+
+    def fast_run() -> None:
+        cell.zero_grad(set_to_none=True)
+        with fast.use_path("fast"):
+            gx = cell.input_projection(x)
+            times = torch.arange(1, T + 1, dtype=torch.float64).unsqueeze(1).expand(T, B)
+            state = freqnn.SFMState(x.new_zeros(B, M), x.new_zeros(B, D, K),
+                                    x.new_zeros(B, D, K), torch.zeros(B, dtype=torch.float64))
+            cell.scan(gx, state, times)[0].sum().backward()
+
+    cases = {"step under torch.compile": loop(compiled), "step eager (reference)": loop(step),
+             "fast path": fast_run}
+    result = round_robin(cases, dict.fromkeys(cases, repeats))
+    return {"config": cfg, "first_call_s": first, "times": result}
 
 
 # --------------------------------------------------------------------------- memory
@@ -340,6 +398,18 @@ def print_scaling(res: dict) -> None:
         print(f"| {r['T']} | {r['K']} | {r['model']} | {r['median_s']:.4f} | {peak} | {saved} |")
 
 
+def print_torch_compile(res: dict) -> None:
+    print("\n### torch.compile of the reference step (small configuration), forward + backward\n")
+    if "error" in res:
+        print(f"torch.compile failed: {res['error']}")
+        return
+    print(f"First call (compilation included): {res['first_call_s']:.1f} s\n")
+    print("| variant | median (ms) |")
+    print("|---|---:|")
+    for case, t in res["times"].items():
+        print(f"| {case} | {t['median_s'] * 1e3:.1f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
@@ -348,6 +418,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", metavar="PATH", help="write all numbers to PATH")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--only", choices=sorted(CONFIGS), help="run one configuration only")
+    parser.add_argument("--repeats", type=int, help="timed runs per model, large configuration "
+                        "(default 5, --quick 3; the small one runs 11, --quick 5)")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="also time the reference step under torch.compile (slow to build)")
     parser.add_argument("--memory-point", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_point:
@@ -365,8 +439,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.quick and not small:
             cfg["T"] = 100
         repeats = (5 if small else 3) if args.quick else (11 if small else 5)
+        if args.repeats and not small:
+            repeats = args.repeats
+        # the large configuration runs for many seconds per call: no warm-up call
         res = config_benchmark(name, cfg, repeats, reference_repeats=3 if small else 1,
-                               asfm_reference=small)
+                               asfm_reference=small, warmup=small or args.quick)
         report["configs"][name] = res
         print_config(name, res)
     report["streaming"] = [
@@ -375,6 +452,9 @@ def main(argv: list[str] | None = None) -> None:
     ]
     for res in report["streaming"]:
         print_streaming(res)
+    if args.torch_compile:
+        report["torch_compile"] = torch_compile_benchmark(CONFIGS["small"], repeats=5)
+        print_torch_compile(report["torch_compile"])
     if not args.skip_scaling:
         Ts = [10, 100, 1000] if args.quick else [10, 100, 1000, 10000]
         Ks = [1, 4, 16] if args.quick else [1, 4, 16, 64]

@@ -344,3 +344,58 @@ def test_matches_the_functional_call_used_by_gradcheck(compiled):
     params = {n: torch.zeros_like(p) for n, p in module.named_parameters()}
     out = functional_call(module, params, (x,))[0]
     assert torch.all(out == 0)  # W_z = b_z = 0: every output is o * tanh(0) = 0
+
+
+@pytest.fixture
+def small_cache(monkeypatch):
+    """Route every training buffer through the reuse cache (normally only >= 16 MiB ones)."""
+    cache = fast._HostCache()
+    cache.enabled = True
+    monkeypatch.setattr(cache, "min_bytes", 0)
+    monkeypatch.setattr(fast, "_cache", cache)
+    return cache
+
+
+def test_cache_hands_out_only_free_buffers(small_cache):
+    like = torch.empty(0, dtype=torch.float64)
+    a = small_cache.empty(100, like)
+    b = small_cache.empty(100, like)
+    assert a.data_ptr() != b.data_ptr()  # a is alive: not handed out twice
+    view, ptr = a[10:20], a.data_ptr()
+    del a
+    c = small_cache.empty(100, like)
+    assert c.data_ptr() != ptr  # a view keeps the buffer alive
+    del view
+    d = small_cache.empty(90, like)  # within 2x of the size: reused
+    assert d.data_ptr() == ptr
+    assert small_cache.empty(30, like).data_ptr() not in (ptr, b.data_ptr(), c.data_ptr())
+    del b, c, d
+    small_cache.clear()
+    assert small_cache.nbytes() == 0
+
+
+def test_cache_drops_stale_buffers(small_cache):
+    like = torch.empty(0)
+    small_cache.empty(1000, like)
+    for _ in range(small_cache.keep_takes + 1):
+        small_cache.empty(10, like)
+    assert all(len(m) < 4000 for m in small_cache._maps)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_cache_reuse_keeps_gradients_exact(compiled, small_cache, cls):
+    """Two graphs alive at once, a retained graph run twice, buffers recycled in between."""
+    module = make(cls, num_layers=2)
+    x1 = torch.randn(6, 3, N, dtype=torch.float64, requires_grad=True)
+    x2 = torch.randn(6, 3, N, dtype=torch.float64, requires_grad=True)
+    with fast.use_reference():
+        ref1 = torch.autograd.grad(module(x1)[0].square().sum(), x1)[0]
+        ref2 = torch.autograd.grad(module(x2)[0].square().sum(), x2)[0]
+    loss1 = module(x1)[0].square().sum()
+    loss2 = module(x2)[0].square().sum()
+    torch.testing.assert_close(torch.autograd.grad(loss2, x2, retain_graph=True)[0], ref2, **TOL)
+    module(x1)[0].sum().backward()  # recycles whatever is free
+    torch.testing.assert_close(torch.autograd.grad(loss1, x1)[0], ref1, **TOL)
+    torch.testing.assert_close(torch.autograd.grad(loss2, x2)[0], ref2, **TOL)
+    assert small_cache.nbytes() > 0
+    fast.empty_cache()

@@ -36,10 +36,12 @@ import contextvars
 import ctypes
 import hashlib
 import math
+import mmap
 import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -58,6 +60,7 @@ __all__ = [
     "PATHS",
     "compiled_available",
     "compiled_status",
+    "empty_cache",
     "get_path",
     "scan",
     "set_path",
@@ -804,6 +807,76 @@ def compiled_status() -> dict[str, object]:
     return dict(_lib_info)
 
 
+# --------------------------------------------------------------------------- buffer cache
+class _HostCache:
+    """Reuse of the large CPU buffers of training (the saved histories, the gradient of gx).
+
+    Fresh memory costs a page fault per 4 KiB on first touch; for long sequences the histories
+    are gigabytes and the faults alone cost about as much as the recurrence's arithmetic.
+    Buffers of at least ``min_bytes`` are therefore anonymous memory maps kept here after use:
+    a tensor made by ``torch.frombuffer`` holds a reference to its map for as long as any view
+    of it lives (autograd's saved tensors included), so a map that only this cache references
+    is free. Like PyTorch's CUDA caching allocator, it keeps the memory of recent steps: maps not
+    reused within ``keep_takes`` allocations are dropped, :func:`empty_cache` drops all free
+    ones, ``FREQNN_SFM_CACHE=0`` turns the cache off.
+    """
+
+    min_bytes = 16 << 20
+    keep_takes = 16
+
+    def __init__(self) -> None:
+        self.enabled = (os.environ.get("FREQNN_SFM_CACHE", "1") != "0"
+                        and sys.implementation.name == "cpython")
+        self._maps: list[mmap.mmap] = []
+        self._last_use: list[int] = []
+        self._takes = 0
+        self._lock = threading.Lock()
+
+    def empty(self, numel: int, like: Tensor) -> Tensor:
+        """An uninitialised 1-D tensor of ``numel`` elements of ``like``'s dtype and device."""
+        nbytes = numel * like.element_size()
+        if not self.enabled or like.device.type != "cpu" or nbytes < self.min_bytes:
+            return like.new_empty(numel)
+        with self._lock:
+            self._takes += 1
+            best = None
+            for i in range(len(self._maps)):
+                # references: the list and getrefcount's argument, i.e. no tensor uses it
+                size = len(self._maps[i])
+                if sys.getrefcount(self._maps[i]) == 2 and nbytes <= size < 2 * nbytes and (
+                        best is None or size < len(self._maps[best])):
+                    best = i
+            if best is None:
+                self._maps.append(mmap.mmap(-1, nbytes))
+                self._last_use.append(self._takes)
+                best = len(self._maps) - 1
+            self._last_use[best] = self._takes
+            buf = torch.frombuffer(self._maps[best], dtype=like.dtype, count=numel)
+            self._drop(lambda i: self._takes - self._last_use[i] > self.keep_takes)
+        return buf
+
+    def _drop(self, stale: object) -> None:
+        keep = [i for i in range(len(self._maps))
+                if sys.getrefcount(self._maps[i]) > 2 or not stale(i)]  # type: ignore[operator]
+        self._maps = [self._maps[i] for i in keep]
+        self._last_use = [self._last_use[i] for i in keep]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._drop(lambda i: True)
+
+    def nbytes(self) -> int:
+        return sum(len(m) for m in self._maps)
+
+
+_cache = _HostCache()
+
+
+def empty_cache() -> None:
+    """Release the free CPU buffers kept for reuse by the fast path (see ``FREQNN_SFM_CACHE``)."""
+    _cache.clear()
+
+
 # --------------------------------------------------------------------------- the algorithm
 class _Inputs(NamedTuple):
     """One layer's recurrence inputs. Shapes: gx (T, B, G); z0 (B, M); re0, im0 (B, D, K);
@@ -1065,7 +1138,7 @@ def _forward_compiled(
     if keep:
         # the output is allocated apart: a caller keeping it must not keep the histories
         out = p.gx.new_empty(T, B, M)
-        views = _carve(p.gx.new_empty(sum(math.prod(x) for x in shapes)), shapes)
+        views = _carve(_cache.empty(sum(math.prod(x) for x in shapes), p.gx), shapes)
         work = p.gx.new_empty(work)
     else:  # inference: one small allocation
         out, *views, work = _carve(
@@ -1146,7 +1219,8 @@ def _backward_compiled(
     copy = torch.contiguous_format  # the kernel accumulates into these carries: fresh copies
     dre, dim = (x.transpose(1, 2).clone(memory_format=copy) for x in (gre, gim))
     g = _Grads(
-        gx=new(T, B, G), z0=gz.clone(memory_format=copy), re0=dre, im0=dim,
+        gx=_cache.empty(T * B * G, s.zs).view(T, B, G), z0=gz.clone(memory_format=copy),
+        re0=dre, im0=dim,
         phi0=None if gphi is None else gphi.clone(memory_format=copy),
         cos=None if p.adaptive else new(T, B, K), sin=None if p.adaptive else new(T, B, K),
         weight_hh=new(G, M), weight_a=new(K, 2 * M, D),
