@@ -143,6 +143,32 @@ def test_generation_matches_whole_sequence_forward(arch):
         T.generate(model, prime, 3, temperature=0.0)
 
 
+def fake_run(folder, dataset, model, lr, val, test):
+    folder.mkdir(parents=True)
+    results = {"task": "polyphonic", "model": model, "seed": 0, "params": 100,
+               "epochs_run": 3, "best_epoch": 1, "train_wall_s": 1.0,
+               "best_val": {"val_loss": val}, "info": {"dataset": dataset},
+               "test": {"nll": test, "nll_sequence": test, "accuracy": 0.5,
+                        "softmax_nll": 9.0}}
+    (folder / "results.json").write_text(json.dumps(results))
+    (folder / "config.yaml").write_text(f"lr: {lr}\n")
+
+
+def test_summary_table_selects_on_validation(tmp_path):
+    fake_run(tmp_path / "a" / "sfm", "jsb", "sfm", 0.001, val=8.0, test=7.0)
+    fake_run(tmp_path / "b" / "sfm", "jsb", "sfm", 0.003, val=7.5, test=9.0)  # chosen: val
+    fake_run(tmp_path / "b" / "lstm", "jsb", "lstm", 0.003, val=7.9, test=6.0)
+    fake_run(tmp_path / "b" / "gru", "nottingham", "gru", 0.003, val=3.0, test=3.5)
+    summary = T.summary_table([tmp_path])
+    rows = summary.splitlines()
+    assert rows[0].startswith("| data set | SFM | LSTM | GRU | published LSTM")
+    assert rows[2].startswith("| jsb | 9.000* (lr 0.003, 3 ep) | 6.000 (lr 0.003, 3 ep) |  |")
+    assert rows[2].endswith("| 8.45 | 8.43 | 8.10 |")
+    assert rows[3].startswith("| nottingham |  |  | 3.500* (lr 0.003, 3 ep) | 3.29 |")
+    full = T.results_table([tmp_path])
+    assert full.count("| jsb | SFM |") == 2 and "| 8.45 |" in full
+
+
 # ---- the task end to end: build, train, sample ---------------------------------------------------
 
 music21 = pytest.importorskip("music21", reason="music21 (experiments extra) not installed")

@@ -68,6 +68,7 @@ __all__ = [
     "results_table",
     "rolls_dataset",
     "run",
+    "summary_table",
     "write_midi",
 ]
 
@@ -451,14 +452,8 @@ _DATA_ORDER = {name: i for i, name in enumerate(("jsb", "nottingham", "musedata"
 _LABELS = {"sfm": "SFM", "asfm": "A-SFM", "lstm": "LSTM", "gru": "GRU"}
 
 
-def results_table(paths: Sequence[str | os.PathLike[str]]) -> str:
-    """Markdown table of finished polyphonic runs (``results.json`` under ``paths``).
-
-    One row per run: data set, model, seed, learning rate, parameters, epochs run (best,
-    1-based), training wall time, validation NLL of the selected checkpoint, and its test
-    scores (standard frame-weighted NLL, per-sequence NLL, expected frame accuracy, the SFM
-    authors' softmax score), next to the published NLL of the same model where there is one.
-    """
+def _finished_runs(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[dict, dict, Path]]:
+    """(results, config, run dir) of every finished polyphonic run under ``paths``."""
     import yaml
 
     runs = []
@@ -478,12 +473,23 @@ def results_table(paths: Sequence[str | os.PathLike[str]]) -> str:
                          f"under {[str(p) for p in paths]}")
     rows.sort(key=lambda r: (_DATA_ORDER.get(r[0]["info"]["dataset"], 9),
                              _MODEL_ORDER.get(r[0]["model"], 9), float(r[1]["lr"]),
-                             r[0]["seed"]))
+                             str(r[2])))
+    return rows
+
+
+def results_table(paths: Sequence[str | os.PathLike[str]]) -> str:
+    """Markdown table of finished polyphonic runs (``results.json`` under ``paths``).
+
+    One row per run: data set, model, seed, learning rate, parameters, epochs run (best,
+    1-based), training wall time, validation NLL of the selected checkpoint, and its test
+    scores (standard frame-weighted NLL, per-sequence NLL, expected frame accuracy, the SFM
+    authors' softmax score), next to the published NLL of the same model where there is one.
+    """
     lines = ["| data set | model | seed | lr | params | epochs (best) | train time (s) | "
              "val NLL | **test NLL** | published test NLL | test NLL per sequence | "
              "test expected accuracy | test softmax score | run |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for res, cfg, run_dir in rows:
+    for res, cfg, run_dir in _finished_runs(paths):
         name, model, test = res["info"]["dataset"], res["model"], res["test"]
         published = PUBLISHED.get((name, model))
         lines.append(
@@ -496,14 +502,52 @@ def results_table(paths: Sequence[str | os.PathLike[str]]) -> str:
     return "\n".join(lines)
 
 
+def summary_table(paths: Sequence[str | os.PathLike[str]]) -> str:
+    """Test NLL per data set (rows) and model (columns) next to the published numbers.
+
+    Where several runs share a data set and model (e.g. two learning rates), the one with the
+    lowest *validation* NLL is shown (the test split plays no part in the choice); the best of
+    our four models on validation is marked with ``*``.
+    """
+    chosen: dict[tuple[str, str], tuple[dict, dict, Path]] = {}
+    for res, cfg, run_dir in _finished_runs(paths):
+        key = (res["info"]["dataset"], res["model"])
+        if key not in chosen or (res["best_val"]["val_loss"]
+                                 < chosen[key][0]["best_val"]["val_loss"]):
+            chosen[key] = (res, cfg, run_dir)
+    models = [m for m in _MODEL_ORDER if any(k[1] == m for k in chosen)]
+    datasets = sorted({k[0] for k in chosen}, key=lambda d: _DATA_ORDER.get(d, 9))
+    lines = ["| data set | " + " | ".join(_LABELS[m] for m in models) +
+             " | published LSTM | published GRU | published TCN |",
+             "|---|" + "---|" * (len(models) + 3)]
+    for name in datasets:
+        here = {m: chosen[(name, m)] for m in models if (name, m) in chosen}
+        best = min(here, key=lambda m: here[m][0]["best_val"]["val_loss"])
+        cells = []
+        for m in models:
+            if m not in here:
+                cells.append("")
+                continue
+            res, cfg, _ = here[m]
+            mark = "*" if m == best else ""
+            cells.append(f"{res['test']['nll']:.3f}{mark} (lr {float(cfg['lr']):g}, "
+                         f"{res['epochs_run']} ep)")
+        pub = [PUBLISHED.get((name, m)) for m in ("lstm", "gru", "tcn")]
+        cells += ["" if v is None else f"{v:.2f}" for v in pub]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m freqnn.tasks.polyphonic table RUN_DIR...``: print :func:`results_table`."""
+    """``python -m freqnn.tasks.polyphonic table [--summary] RUN_DIR...``: print a table."""
     parser = argparse.ArgumentParser(prog="python -m freqnn.tasks.polyphonic")
     sub = parser.add_subparsers(dest="command", required=True)
     table = sub.add_parser("table", help="markdown table of finished polyphonic runs")
     table.add_argument("paths", nargs="+", help="run directories or folders holding them")
+    table.add_argument("--summary", action="store_true",
+                       help="one row per data set, the run of each model chosen on validation")
     args = parser.parse_args(argv)
-    print(results_table(args.paths))
+    print(summary_table(args.paths) if args.summary else results_table(args.paths))
     return 0
 
 
