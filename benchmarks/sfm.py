@@ -98,8 +98,9 @@ def forward_only(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return run
 
 
-def round_robin(cases: dict[str, Callable[[], None]], repeats: dict[str, int],
-                warmup: bool = True) -> dict:
+def round_robin(
+    cases: dict[str, Callable[[], None]], repeats: dict[str, int], warmup: bool = True
+) -> dict:
     """Median wall time of each case, in rounds over all cases; with ``warmup`` after one
     untimed call of each case that runs more than once."""
     for name, fn in cases.items():
@@ -114,14 +115,20 @@ def round_robin(cases: dict[str, Callable[[], None]], repeats: dict[str, int],
                 fn()
                 times[name].append(time.perf_counter() - start)
     return {
-        name: {"median_s": statistics.median(v), "runs": len(v), "min_s": min(v),
-               "max_s": max(v)}
+        name: {"median_s": statistics.median(v), "runs": len(v), "min_s": min(v), "max_s": max(v)}
         for name, v in times.items()
     }
 
 
-def config_benchmark(name: str, cfg: dict[str, int], repeats: int, reference_repeats: int,
-                     asfm_reference: bool, warmup: bool) -> dict:
+def config_benchmark(
+    name: str,
+    cfg: dict[str, int],
+    repeats: int,
+    reference_repeats: int,
+    asfm_reference: bool,
+    warmup: bool,
+    reference: bool = True,
+) -> dict:
     models = build(cfg)
     x = torch.randn(cfg["T"], cfg["B"], cfg["N"], requires_grad=True)
     sfm, asfm = models["sfm"], models["asfm"]
@@ -135,9 +142,12 @@ def config_benchmark(name: str, cfg: dict[str, int], repeats: int, reference_rep
         "SFM forward, no_grad (fast)": forward_only(sfm, x),
         "nn.LSTM forward, no_grad": forward_only(models["lstm"], x),
     }
+    if not reference:
+        del cases["SFM (reference)"]
     reps = {k: repeats for k in cases}
-    reps["SFM (reference)"] = reference_repeats
-    reps["SFM (PyTorch fallback)"] = reference_repeats
+    for slow in ("SFM (reference)", "SFM (PyTorch fallback)"):
+        if slow in reps:
+            reps[slow] = reference_repeats
     if asfm_reference:
         cases["A-SFM (reference)"] = fwd_bwd(asfm, x, "reference")
         reps["A-SFM (reference)"] = reference_repeats
@@ -191,8 +201,12 @@ def streaming_benchmark(cfg: dict[str, int], batch: int, steps: int, repeats: in
     for case in result.values():
         case["per_step_us"] = case["median_s"] / steps * 1e6
         case["vs_lstmcell"] = case["median_s"] / steps / lstm_step
-    return {"batch": batch, "steps": steps, "params": {"sfm": count(cell), "lstm": count(lstm)},
-            "times": result}
+    return {
+        "batch": batch,
+        "steps": steps,
+        "params": {"sfm": count(cell), "lstm": count(lstm)},
+        "times": result,
+    }
 
 
 def torch_compile_benchmark(cfg: dict[str, int], repeats: int) -> dict:
@@ -223,8 +237,9 @@ def torch_compile_benchmark(cfg: dict[str, int], repeats: int) -> dict:
             z, re, im = x.new_zeros(B, M), x.new_zeros(B, D, K), x.new_zeros(B, D, K)
             outs = []
             for t in range(T):
-                z, re, im = fn(gx[t], z, re, im, cos[t], sin[t], cell.weight_hh, cell.weight_a,
-                               cell.b_z)
+                z, re, im = fn(
+                    gx[t], z, re, im, cos[t], sin[t], cell.weight_hh, cell.weight_a, cell.b_z
+                )
                 outs.append(z)
             torch.stack(outs).sum().backward()
 
@@ -242,12 +257,19 @@ def torch_compile_benchmark(cfg: dict[str, int], repeats: int) -> dict:
         with fast.use_path("fast"):
             gx = cell.input_projection(x)
             times = torch.arange(1, T + 1, dtype=torch.float64).unsqueeze(1).expand(T, B)
-            state = freqnn.SFMState(x.new_zeros(B, M), x.new_zeros(B, D, K),
-                                    x.new_zeros(B, D, K), torch.zeros(B, dtype=torch.float64))
+            state = freqnn.SFMState(
+                x.new_zeros(B, M),
+                x.new_zeros(B, D, K),
+                x.new_zeros(B, D, K),
+                torch.zeros(B, dtype=torch.float64),
+            )
             cell.scan(gx, state, times)[0].sum().backward()
 
-    cases = {"step under torch.compile": loop(compiled), "step eager (reference)": loop(step),
-             "fast path": fast_run}
+    cases = {
+        "step under torch.compile": loop(compiled),
+        "step eager (reference)": loop(step),
+        "fast path": fast_run,
+    }
     result = round_robin(cases, dict.fromkeys(cases, repeats))
     return {"config": cfg, "first_call_s": first, "times": result}
 
@@ -371,8 +393,10 @@ def print_config(name: str, res: dict) -> None:
     dims = ", ".join(f"{k}={v}" for k, v in cfg.items())
     p, h = res["params"], res["hidden"]
     print(f"\n### {name}: {dims}\n")
-    print(f"Parameters: SFM {p['sfm']:,}, A-SFM {p['asfm']:,}, LSTM (H={h['lstm']}) "
-          f"{p['lstm']:,}, GRU (H={h['gru']}) {p['gru']:,}.\n")
+    print(
+        f"Parameters: SFM {p['sfm']:,}, A-SFM {p['asfm']:,}, LSTM (H={h['lstm']}) "
+        f"{p['lstm']:,}, GRU (H={h['gru']}) {p['gru']:,}.\n"
+    )
     print("| model | median (ms) | runs | / nn.LSTM |")
     print("|---|---:|---:|---:|")
     for case, t in res["times"].items():
@@ -413,23 +437,37 @@ def print_torch_compile(res: dict) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: large config at T=100, fewer repeats, small scaling")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: large config at T=100, fewer repeats, small scaling",
+    )
     parser.add_argument("--json", metavar="PATH", help="write all numbers to PATH")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--only", choices=sorted(CONFIGS), help="run one configuration only")
-    parser.add_argument("--repeats", type=int, help="timed runs per model, large configuration "
-                        "(default 5, --quick 3; the small one runs 11, --quick 5)")
-    parser.add_argument("--torch-compile", action="store_true",
-                        help="also time the reference step under torch.compile (slow to build)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        help="timed runs per model, large configuration "
+        "(default 5, --quick 3; the small one runs 11, --quick 5)",
+    )
+    parser.add_argument(
+        "--skip-large-reference",
+        action="store_true",
+        help="no reference path in the large configuration (about 15 min and 9 GiB at T=1000)",
+    )
+    parser.add_argument(
+        "--torch-compile",
+        action="store_true",
+        help="also time the reference step under torch.compile (slow to build)",
+    )
     parser.add_argument("--memory-point", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_point:
         print(json.dumps(memory_point(json.loads(args.memory_point))))
         return
     torch.set_num_threads(args.threads)
-    report: dict = {"machine": machine(), "command": " ".join(["python", *sys.argv]),
-                    "configs": {}}
+    report: dict = {"machine": machine(), "command": " ".join(["python", *sys.argv]), "configs": {}}
     print(f"Machine: {report['machine']}")
     for name, cfg in CONFIGS.items():
         if args.only and name != args.only:
@@ -442,8 +480,15 @@ def main(argv: list[str] | None = None) -> None:
         if args.repeats and not small:
             repeats = args.repeats
         # the large configuration runs for many seconds per call: no warm-up call
-        res = config_benchmark(name, cfg, repeats, reference_repeats=3 if small else 1,
-                               asfm_reference=small, warmup=small or args.quick)
+        res = config_benchmark(
+            name,
+            cfg,
+            repeats,
+            reference_repeats=3 if small else 1,
+            asfm_reference=small,
+            warmup=small or args.quick,
+            reference=small or not args.skip_large_reference,
+        )
         report["configs"][name] = res
         print_config(name, res)
     report["streaming"] = [

@@ -48,11 +48,14 @@ def irregular_times(T: int, B: int) -> torch.Tensor:
 
 def random_state(module, B: int) -> freqnn.SFMState:
     L = module.num_layers
-    state = zero_state((L,), (B,), M, D, K, module.adaptive, dtype=torch.float64,
-                       device=torch.device("cpu"))
+    state = zero_state(
+        (L,), (B,), M, D, K, module.adaptive, dtype=torch.float64, device=torch.device("cpu")
+    )
     return freqnn.SFMState(
-        z=torch.randn_like(state.z), re=torch.randn_like(state.re),
-        im=torch.randn_like(state.im), time=torch.rand(B, dtype=torch.float64) * 10,
+        z=torch.randn_like(state.z),
+        re=torch.randn_like(state.re),
+        im=torch.randn_like(state.im),
+        time=torch.rand(B, dtype=torch.float64) * 10,
         phase=None if state.phase is None else torch.rand_like(state.phase) * 6,
     )
 
@@ -61,10 +64,12 @@ def run(module, path, x, state, **kw):
     """Outputs, final state and the gradients of a loss touching all of them."""
     leaves = [x, *module.parameters()]
     if state is not None:
-        state = freqnn.SFMState(*(
-            None if v is None or name == "time" else v.detach().requires_grad_()
-            for name, v in zip(freqnn.SFMState._fields, state, strict=True)
-        ))._replace(time=state.time)
+        state = freqnn.SFMState(
+            *(
+                None if v is None or name == "time" else v.detach().requires_grad_()
+                for name, v in zip(freqnn.SFMState._fields, state, strict=True)
+            )
+        )._replace(time=state.time)
         leaves += [v for v in (state.z, state.re, state.im, state.phase) if v is not None]
     with fast.use_path(path):
         out, final = module(x, state, **kw)
@@ -122,8 +127,10 @@ def test_fast_equals_reference_with_shared_times_and_all_padding(compiled, path,
     """(T,) timestamps, a batch of one and a sequence fully padded except its first step."""
     module = make(cls, num_layers=2)
     x = torch.randn(7, 2, N, dtype=torch.float64, requires_grad=True)
-    kw = {"times": torch.linspace(0.5, 20.0, 7, dtype=torch.float64),
-          "lengths": torch.tensor([1, 7])}
+    kw = {
+        "times": torch.linspace(0.5, 20.0, 7, dtype=torch.float64),
+        "lengths": torch.tensor([1, 7]),
+    }
     state = random_state(module, 2)
     assert_same(run(module, path, x, state, **kw), run(module, "reference", x, state, **kw))
     x1 = x[:, :1].detach().requires_grad_()
@@ -202,13 +209,18 @@ def _function_inputs(adaptive: bool, masked: bool):
 
     phases = torch.rand(T, B, k, dtype=torch.float64) * 6
     return fast._Inputs(
-        gx=r(T, B, G), z0=r(B, m, scale=0.5), re0=r(B, d, k), im0=r(B, d, k),
+        gx=r(T, B, G),
+        z0=r(B, m, scale=0.5),
+        re0=r(B, d, k),
+        im0=r(B, d, k),
         phi0=r(B, k) if adaptive else None,
         cos=None if adaptive else torch.cos(phases).requires_grad_(),
         sin=None if adaptive else torch.sin(phases).requires_grad_(),
         dt=torch.rand(T, B, dtype=torch.float64) + 0.5 if adaptive else None,
         mask=torch.tensor([[True, True], [True, False], [False, True]]) if masked else None,
-        weight_hh=r(G, m, scale=0.5), weight_a=r(k, 2 * m, d, scale=0.5), b_z=r(k, m),
+        weight_hh=r(G, m, scale=0.5),
+        weight_a=r(k, 2 * m, d, scale=0.5),
+        b_z=r(k, m),
     )
 
 

@@ -669,7 +669,12 @@ void freqnn_sfm_backward_f64(const int64_t* d, void* const* p) { backward<double
 _ABI = 6
 # -fno-trapping-math lets the clamps of fexp become selects, so its loops vectorise
 _CXXFLAGS = (
-    "-O3", "-std=c++17", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math",
+    "-O3",
+    "-std=c++17",
+    "-fPIC",
+    "-shared",
+    "-fno-math-errno",
+    "-fno-trapping-math",
     "-fopenmp-simd",
 )
 _lib: ctypes.CDLL | None = None
@@ -707,8 +712,15 @@ def _flags() -> tuple[str, ...]:
 
 def _library_path(cxx: str) -> Path:
     key = "\n".join(
-        [_CPU_SOURCE, " ".join(_flags()), cxx, torch.__version__, str(_torch_lib_dir()),
-         platform.machine(), platform.system()]
+        [
+            _CPU_SOURCE,
+            " ".join(_flags()),
+            cxx,
+            torch.__version__,
+            str(_torch_lib_dir()),
+            platform.machine(),
+            platform.system(),
+        ]
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return _build_dir() / f"freqnn_sfm_{digest}.so"
@@ -722,8 +734,16 @@ def _compile(cxx: str, target: Path) -> None:
         source = Path(tmp) / "sfm_kernel.cpp"
         source.write_text(_CPU_SOURCE)
         partial = Path(tmp) / target.name
-        cmd = [cxx, *_flags(), str(source), "-o", str(partial), f"-L{lib_dir}",
-               f"-Wl,-rpath,{lib_dir}", "-ltorch_cpu"]
+        cmd = [
+            cxx,
+            *_flags(),
+            str(source),
+            "-o",
+            str(partial),
+            f"-L{lib_dir}",
+            f"-Wl,-rpath,{lib_dir}",
+            "-ltorch_cpu",
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-2000:]}")
@@ -743,7 +763,8 @@ def _self_test(lib: ctypes.CDLL) -> None:
             re0=torch.randn(B, D, K, generator=gen, dtype=dtype),
             im0=torch.randn(B, D, K, generator=gen, dtype=dtype),
             phi0=torch.rand(B, K, generator=gen, dtype=dtype),
-            cos=None, sin=None,
+            cos=None,
+            sin=None,
             dt=torch.ones(T, B, dtype=dtype),
             mask=torch.tensor([[1, 1], [1, 0], [0, 1]], dtype=torch.bool),
             weight_hh=torch.randn(G, M, generator=gen, dtype=dtype),
@@ -825,8 +846,9 @@ class _HostCache:
     keep_takes = 16
 
     def __init__(self) -> None:
-        self.enabled = (os.environ.get("FREQNN_SFM_CACHE", "1") != "0"
-                        and sys.implementation.name == "cpython")
+        self.enabled = (
+            os.environ.get("FREQNN_SFM_CACHE", "1") != "0" and sys.implementation.name == "cpython"
+        )
         self._maps: list[mmap.mmap] = []
         self._last_use: list[int] = []
         self._takes = 0
@@ -843,8 +865,11 @@ class _HostCache:
             for i in range(len(self._maps)):
                 # references: the list and getrefcount's argument, i.e. no tensor uses it
                 size = len(self._maps[i])
-                if sys.getrefcount(self._maps[i]) == 2 and nbytes <= size < 2 * nbytes and (
-                        best is None or size < len(self._maps[best])):
+                if (
+                    sys.getrefcount(self._maps[i]) == 2
+                    and nbytes <= size < 2 * nbytes
+                    and (best is None or size < len(self._maps[best]))
+                ):
                     best = i
             if best is None:
                 self._maps.append(mmap.mmap(-1, nbytes))
@@ -856,8 +881,9 @@ class _HostCache:
         return buf
 
     def _drop(self, stale: object) -> None:
-        keep = [i for i in range(len(self._maps))
-                if sys.getrefcount(self._maps[i]) > 2 or not stale(i)]  # type: ignore[operator]
+        keep = [
+            i for i in range(len(self._maps)) if sys.getrefcount(self._maps[i]) > 2 or not stale(i)
+        ]  # type: ignore[operator]
         self._maps = [self._maps[i] for i in keep]
         self._last_use = [self._last_use[i] for i in keep]
 
@@ -1011,8 +1037,14 @@ class _Grads(NamedTuple):
 
 
 def _backward_torch(
-    p: _Inputs, sizes: tuple[int, ...], s: _Saved, gout: Tensor, gz: Tensor, gre: Tensor,
-    gim: Tensor, gphi: Tensor | None,
+    p: _Inputs,
+    sizes: tuple[int, ...],
+    s: _Saved,
+    gout: Tensor,
+    gz: Tensor,
+    gre: Tensor,
+    gim: Tensor,
+    gphi: Tensor | None,
 ) -> _Grads:
     """Backward-through-time; ``p`` needs only cos, sin, dt, mask and the weights."""
     T, B, D, K, M, G = sizes
@@ -1085,8 +1117,9 @@ def _backward_torch(
         else:
             dre, dim = torch.addcmul(dre_keep, dr, f), torch.addcmul(dim_keep, di, f)
     gwhh = dgx.flatten(0, 1).t() @ s.zs[:T].flatten(0, 1)
-    gwa = torch.bmm(dproj.transpose(0, 1).flatten(1, 2).transpose(1, 2),
-                    amps.transpose(0, 1).flatten(1, 2))
+    gwa = torch.bmm(
+        dproj.transpose(0, 1).flatten(1, 2).transpose(1, 2), amps.transpose(0, 1).flatten(1, 2)
+    )
     gbz = None if p.b_z is None else dproj[..., M:].sum((0, 2))
     return _Grads(dgx, dz, dre, dim, dphi, dcos, dsin, gwhh, gwa, gbz)
 
@@ -1124,16 +1157,26 @@ def _carve(buf: Tensor, shapes: list[tuple[int, ...]]) -> list[Tensor]:
 
 
 def _forward_compiled(
-    lib: ctypes.CDLL, p: _Inputs, keep: bool, omega: Tensor | None = None,
-    times: Tensor | None = None, time0: Tensor | None = None,
+    lib: ctypes.CDLL,
+    p: _Inputs,
+    keep: bool,
+    omega: Tensor | None = None,
+    times: Tensor | None = None,
+    time0: Tensor | None = None,
 ) -> _Saved:
     """The kernel's forward. Without cos / sin (SFM) or dt (A-SFM) it derives them from
     ``omega`` (K,) or ``time0`` (B,) and the float64 ``times`` (T, B) itself."""
     p = _contiguous(p)
     T, B, D, K, M, G = _sizes(p)
     nstate, nstep = (T + 1, T) if keep else (2, 1)
-    shapes = [(nstate, B, M), (nstep, B, 3 * D + K), (nstep, B, K, M), (nstep, B, K, M),
-              (nstate, B, K, D), (nstate, B, K, D)] + ([(nstate, B, K)] if p.adaptive else [])
+    shapes = [
+        (nstate, B, M),
+        (nstep, B, 3 * D + K),
+        (nstep, B, K, M),
+        (nstep, B, K, M),
+        (nstate, B, K, D),
+        (nstate, B, K, D),
+    ] + ([(nstate, B, K)] if p.adaptive else [])
     work = (B * G + K * B * 2 * M + K * B * D + D + 2 * K,)
     if keep:
         # the output is allocated apart: a caller keeping it must not keep the histories
@@ -1152,17 +1195,46 @@ def _forward_compiled(
     dims = [T, B, D, K, M, G, int(p.adaptive), int(keep), 0]
     if omega is not None:
         omega = omega.to(p.gx.dtype).contiguous()
-    tensors = [p.gx, p.weight_hh, p.weight_a, p.b_z, p.cos, p.sin, p.dt, mask, p.z0, p.re0,
-               p.im0, p.phi0, s.out, s.zs, s.act, s.o, s.c, s.re, s.im, s.phi, work, omega,
-               None if times is None else times.contiguous(),
-               None if time0 is None else time0.contiguous(), None, None]
+    tensors = [
+        p.gx,
+        p.weight_hh,
+        p.weight_a,
+        p.b_z,
+        p.cos,
+        p.sin,
+        p.dt,
+        mask,
+        p.z0,
+        p.re0,
+        p.im0,
+        p.phi0,
+        s.out,
+        s.zs,
+        s.act,
+        s.o,
+        s.c,
+        s.re,
+        s.im,
+        s.phi,
+        work,
+        omega,
+        None if times is None else times.contiguous(),
+        None if time0 is None else time0.contiguous(),
+        None,
+        None,
+    ]
     _call(getattr(lib, f"freqnn_sfm_forward_{_suffix(p.gx.dtype)}"), dims, tensors)
     return s
 
 
 def _infer_compiled(
-    lib: ctypes.CDLL, gx: Tensor, state: SFMState, times: Tensor, mask: Tensor | None,
-    omega: Tensor | None, cell: torch.nn.Module,
+    lib: ctypes.CDLL,
+    gx: Tensor,
+    state: SFMState,
+    times: Tensor,
+    mask: Tensor | None,
+    omega: Tensor | None,
+    cell: torch.nn.Module,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
     """Inference forward with as little Python as possible (streaming calls it every step):
     one allocation, raw pointers into it, views only for what is returned.
@@ -1174,9 +1246,19 @@ def _infer_compiled(
     D, K = re0.shape[-2:]
     M = z0.shape[-1]
     adaptive = phi0 is not None
-    sizes = [T * B * M, 2 * B * M, B * (3 * D + K), B * K * M, B * K * M, 2 * B * K * D,
-             2 * B * K * D, 2 * B * K if adaptive else 0,
-             B * G + K * B * 2 * M + K * B * D + D + 2 * K, B * D * K, B * D * K]
+    sizes = [
+        T * B * M,
+        2 * B * M,
+        B * (3 * D + K),
+        B * K * M,
+        B * K * M,
+        2 * B * K * D,
+        2 * B * K * D,
+        2 * B * K if adaptive else 0,
+        B * G + K * B * 2 * M + K * B * D + D + 2 * K,
+        B * D * K,
+        B * D * K,
+    ]
     buf = gx.new_empty(sum(sizes))
     base, item = buf.data_ptr(), buf.element_size()
     offsets = [0]
@@ -1189,14 +1271,34 @@ def _infer_compiled(
     if mask is not None:
         mask = mask.to(torch.uint8).contiguous()
     bz = cell.b_z
-    ptrs = [gx.data_ptr(), cell.weight_hh.data_ptr(), cell.weight_a.data_ptr(),
-            None if bz is None else bz.data_ptr(), None, None, None,
-            None if mask is None else mask.data_ptr(), z0.contiguous().data_ptr(),
-            re0.contiguous().data_ptr(), im0.contiguous().data_ptr(),
-            phi0.contiguous().data_ptr() if adaptive else None, out_, zs_, act_, o_, c_, re_,
-            im_, phi_ if adaptive else None, work_,
-            None if omega is None else omega.data_ptr(), times.contiguous().data_ptr(),
-            state.time.contiguous().data_ptr(), ref_, imf_]
+    ptrs = [
+        gx.data_ptr(),
+        cell.weight_hh.data_ptr(),
+        cell.weight_a.data_ptr(),
+        None if bz is None else bz.data_ptr(),
+        None,
+        None,
+        None,
+        None if mask is None else mask.data_ptr(),
+        z0.contiguous().data_ptr(),
+        re0.contiguous().data_ptr(),
+        im0.contiguous().data_ptr(),
+        phi0.contiguous().data_ptr() if adaptive else None,
+        out_,
+        zs_,
+        act_,
+        o_,
+        c_,
+        re_,
+        im_,
+        phi_ if adaptive else None,
+        work_,
+        None if omega is None else omega.data_ptr(),
+        times.contiguous().data_ptr(),
+        state.time.contiguous().data_ptr(),
+        ref_,
+        imf_,
+    ]
     dims = (ctypes.c_int64 * 9)(T, B, D, K, M, G, int(adaptive), 0, 0)
     getattr(lib, f"freqnn_sfm_forward_{_suffix(gx.dtype)}")(dims, (ctypes.c_void_p * 26)(*ptrs))
     strided = torch.as_strided
@@ -1209,8 +1311,15 @@ def _infer_compiled(
 
 
 def _backward_compiled(
-    lib: ctypes.CDLL, p: _Inputs, sizes: tuple[int, ...], s: _Saved, gout: Tensor,
-    gz: Tensor, gre: Tensor, gim: Tensor, gphi: Tensor | None,
+    lib: ctypes.CDLL,
+    p: _Inputs,
+    sizes: tuple[int, ...],
+    s: _Saved,
+    gout: Tensor,
+    gz: Tensor,
+    gre: Tensor,
+    gim: Tensor,
+    gphi: Tensor | None,
 ) -> _Grads:
     p = _contiguous(p)
     T, B, D, K, M, G = sizes
@@ -1219,19 +1328,48 @@ def _backward_compiled(
     copy = torch.contiguous_format  # the kernel accumulates into these carries: fresh copies
     dre, dim = (x.transpose(1, 2).clone(memory_format=copy) for x in (gre, gim))
     g = _Grads(
-        gx=_cache.empty(T * B * G, s.zs).view(T, B, G), z0=gz.clone(memory_format=copy),
-        re0=dre, im0=dim,
+        gx=_cache.empty(T * B * G, s.zs).view(T, B, G),
+        z0=gz.clone(memory_format=copy),
+        re0=dre,
+        im0=dim,
         phi0=None if gphi is None else gphi.clone(memory_format=copy),
-        cos=None if p.adaptive else new(T, B, K), sin=None if p.adaptive else new(T, B, K),
-        weight_hh=new(G, M), weight_a=new(K, 2 * M, D),
+        cos=None if p.adaptive else new(T, B, K),
+        sin=None if p.adaptive else new(T, B, K),
+        weight_hh=new(G, M),
+        weight_a=new(K, 2 * M, D),
         b_z=None if p.b_z is None else new(K, M),
     )
     work = new(K * tc * B * 2 * M + K * tc * B * D + K * B * D + B * M + 3 * D + 5 * K)
     mask = None if p.mask is None else p.mask.to(torch.uint8).contiguous()
     dims = [T, B, D, K, M, G, int(p.adaptive), 1, tc]
-    tensors = [p.weight_hh, p.weight_a, p.b_z, p.cos, p.sin, p.dt, mask, s.zs, s.act, s.o,
-               s.c, s.re, s.im, s.phi, gout.contiguous(), g.gx, g.z0, g.re0, g.im0, g.phi0,
-               g.cos, g.sin, g.weight_hh, g.weight_a, g.b_z, work]
+    tensors = [
+        p.weight_hh,
+        p.weight_a,
+        p.b_z,
+        p.cos,
+        p.sin,
+        p.dt,
+        mask,
+        s.zs,
+        s.act,
+        s.o,
+        s.c,
+        s.re,
+        s.im,
+        s.phi,
+        gout.contiguous(),
+        g.gx,
+        g.z0,
+        g.re0,
+        g.im0,
+        g.phi0,
+        g.cos,
+        g.sin,
+        g.weight_hh,
+        g.weight_a,
+        g.b_z,
+        work,
+    ]
     _call(getattr(lib, f"freqnn_sfm_backward_{_suffix(s.zs.dtype)}"), dims, tensors)
     return g._replace(re0=dre.transpose(1, 2), im0=dim.transpose(1, 2))
 
@@ -1247,8 +1385,12 @@ def _backend(p: _Inputs, path: str) -> ctypes.CDLL | None:
         return None
     if not _compiled_applies(p):
         if path == "compiled":
-            fail("path", "'compiled' only for CPU float32/float64 tensors",
-                 f"{p.gx.dtype} on {p.gx.device} (use 'fast' or 'pytorch')", RuntimeError)
+            fail(
+                "path",
+                "'compiled' only for CPU float32/float64 tensors",
+                f"{p.gx.dtype} on {p.gx.device} (use 'fast' or 'pytorch')",
+                RuntimeError,
+            )
         return None
     lib = _load_library()
     if lib is None and path == "compiled":
@@ -1270,8 +1412,22 @@ class _Scan(torch.autograd.Function):
         ctx.lib, ctx.last, ctx.sizes = lib, s.last, _sizes(p)
         # only what the backward reads: not gx (T x B x G) nor the initial state (its copy is
         # the first slot of the histories)
-        ctx.save_for_backward(p.cos, p.sin, p.dt, p.mask, p.weight_hh, p.weight_a, p.b_z,
-                              s.zs, s.act, s.o, s.c, s.re, s.im, s.phi)
+        ctx.save_for_backward(
+            p.cos,
+            p.sin,
+            p.dt,
+            p.mask,
+            p.weight_hh,
+            p.weight_a,
+            p.b_z,
+            s.zs,
+            s.act,
+            s.o,
+            s.c,
+            s.re,
+            s.im,
+            s.phi,
+        )
         z, re, im, phi = s.final()
         if phi is None:
             phi = s.out.new_empty(0)
@@ -1303,7 +1459,11 @@ class _Scan(torch.autograd.Function):
 
 
 def _forward_inputs(
-    cell: torch.nn.Module, gx: Tensor, state: SFMState, times: Tensor, mask: Tensor | None,
+    cell: torch.nn.Module,
+    gx: Tensor,
+    state: SFMState,
+    times: Tensor,
+    mask: Tensor | None,
     omega: Tensor | None,
 ) -> _Inputs:
     """The Function's inputs; the phases (SFM) or time steps (A-SFM) as in the reference."""
@@ -1316,8 +1476,7 @@ def _forward_inputs(
         phases = phase(omega, times)
         cos, sin = torch.cos(phases), torch.sin(phases)
         dt = phi = None
-    return _Inputs(gx, z, re, im, phi, cos, sin, dt, mask, cell.weight_hh, cell.weight_a,
-                   cell.b_z)
+    return _Inputs(gx, z, re, im, phi, cos, sin, dt, mask, cell.weight_hh, cell.weight_a, cell.b_z)
 
 
 def scan(
@@ -1352,7 +1511,8 @@ def scan(
     if cell.adaptive and times.requires_grad and torch.is_grad_enabled():
         return None  # d/d times of the A-SFM phase increments: only the reference has it
     grad = torch.is_grad_enabled() and (
-        gx.requires_grad or times.requires_grad
+        gx.requires_grad
+        or times.requires_grad
         or any(v is not None and v.requires_grad for v in state)
         or any(v.requires_grad for v in cell.parameters())
     )
@@ -1361,8 +1521,20 @@ def scan(
         p = _forward_inputs(cell, gx, state, times, mask, omega)
         out, z, re, im, phi = _Scan.apply(_backend(p, path), p.adaptive, *p)
     else:  # inference: no histories (memory independent of T), phases in the kernel
-        bare = _Inputs(gx, state.z, state.re, state.im, state.phase, None, None, None, mask,
-                       cell.weight_hh, cell.weight_a, cell.b_z)
+        bare = _Inputs(
+            gx,
+            state.z,
+            state.re,
+            state.im,
+            state.phase,
+            None,
+            None,
+            None,
+            mask,
+            cell.weight_hh,
+            cell.weight_a,
+            cell.b_z,
+        )
         lib = _backend(bare, path)
         if lib is not None:
             out, z, re, im, phi = _infer_compiled(lib, gx, state, times, mask, omega, cell)
