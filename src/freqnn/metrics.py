@@ -267,14 +267,17 @@ def _poisson_binomial(probs: Tensor) -> Tensor:
     Exact dynamic programme over the keys (K steps of a 2-tap convolution); all terms are
     non-negative, so there is no cancellation.
     """
-    dist = torch.zeros((*probs.shape[:-1], probs.shape[-1] + 1), dtype=probs.dtype,
-                       device=probs.device)
-    dist[..., 0] = 1
-    for k in range(probs.shape[-1]):
-        q = probs[..., k : k + 1]
-        shifted = torch.cat([torch.zeros_like(q), dist[..., :-1]], dim=-1)
-        dist = dist * (1 - q) + shifted * q
-    return dist
+    lead, keys = probs.shape[:-1], probs.shape[-1]
+    cols = probs.reshape(-1, keys).t().contiguous()  # (K, F): each key's row is contiguous
+    dist = torch.zeros((keys + 1, cols.shape[1]), dtype=probs.dtype, device=probs.device)
+    dist[0] = 1
+    for k in range(keys):
+        # after k keys the count is at most k: only entries 0..k+1 change
+        q = cols[k]
+        head = dist[: k + 1].clone()
+        dist[: k + 1] *= 1 - q
+        dist[1 : k + 2] += head * q
+    return dist.t().reshape(*lead, keys + 1)
 
 
 def _expected_accuracy(logits: Tensor, targets: Tensor) -> Tensor:
