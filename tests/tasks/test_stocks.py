@@ -251,6 +251,12 @@ def test_runner_trains_on_csv_files(tmp_path: Path) -> None:
     again = predict_run(run)
     assert again["mse"] == pytest.approx(results["test"]["mse"], rel=1e-5)
     assert again["pred"].shape == again["truth"].shape == (2, again["steps"].size)
+    from freqnn.tasks.stocks import run_rows, run_table
+
+    (row,) = run_rows([run])
+    assert row["test_mse"] == results["test"]["mse"] and row["horizon"] == 3
+    assert 0 <= row["stocks_beating_rw"] <= row["stocks"] == 2
+    assert "| 3 | lstm | train | price | 0 |" in run_table([row])
     png = plot_predictions({"lstm": run}, tmp_path / "plot.png", symbols=("BBB",))
     assert png.read_bytes()[:4] == b"\x89PNG"
 

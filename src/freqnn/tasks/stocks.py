@@ -87,6 +87,7 @@ __all__ = [
     "predict_run",
     "prices_from_output",
     "random_walk",
+    "run_rows",
     "run_table",
     "select_ar",
     "stock_items",
@@ -597,8 +598,12 @@ def _markdown(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def run_table(run_dirs: Sequence[str | Path]) -> str:
-    """Markdown table of trained ``stocks`` runs (their ``results.json``), by horizon and model."""
+def run_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """One summary per trained ``stocks`` run, sorted by horizon, protocol, target, model.
+
+    Test MSE and the random walk's come from ``results.json``; the per-stock wins and the
+    Diebold-Mariano t against the random walk are recomputed from ``checkpoints/best.ckpt``.
+    """
     rows = []
     for run in run_dirs:
         path = Path(run) / "results.json"
@@ -606,31 +611,57 @@ def run_table(run_dirs: Sequence[str | Path]) -> str:
             raise FileNotFoundError(f"{path}: not a finished run (no results.json)")
         res = json.loads(path.read_text())
         cfg = _read_yaml(Path(run) / "config.yaml")
-        rows.append((res, cfg, Path(run).name, run))
-    order = {"sfm": 0, "asfm": 1, "lstm": 2, "gru": 3}
-    rows.sort(key=lambda r: (r[0]["info"]["horizon"], r[1]["scaling"] != "train",
-                             r[1]["target"], order.get(r[0]["model"], 9)))
-    lines = [
-        "| n | model | scaling | target | params | best epoch / run | valid MSE (RW) "
-        "| test MSE | RW test MSE | stocks better than RW | DM t vs RW | paper SFM | run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for res, cfg, name, run in rows:
-        n = res["info"]["horizon"]
-        scaling = "train" if cfg["scaling"] == "train" else "whole (leaky)"
-        val = res["best_val"]
-        # recomputed from the best checkpoint: per-stock wins and the DM statistic
+        n = int(res["info"]["horizon"])
         pred = predict_run(run)
         per_stock = np.mean((pred["pred"] - pred["truth"]) ** 2, axis=1)
         walk_per_stock = np.mean((pred["last"] - pred["truth"]) ** 2, axis=1)
-        wins = int(np.sum(per_stock < walk_per_stock))
-        dm = diebold_mariano(pred["pred"], pred["last"], pred["truth"], n)[1]
+        rows.append(
+            {
+                "run": Path(run).name,
+                "horizon": n,
+                "model": res["model"],
+                "scaling": cfg["scaling"],
+                "target": cfg["target"],
+                "seed": res["seed"],
+                "epochs": cfg["epochs"],
+                "train_chunk": cfg["train_chunk"],
+                "lr": cfg["lr"],
+                "params": res["params"],
+                "hidden_size": res["hidden_size"],
+                "best_epoch": res["best_epoch"],
+                "epochs_run": res["epochs_run"],
+                "valid_mse": res["best_val"]["val_mse"],
+                "valid_rw_mse": res["best_val"]["val_rw_mse"],
+                "test_mse": res["test"]["mse"],
+                "test_rw_mse": res["test"]["rw_mse"],
+                "stocks": int(per_stock.size),
+                "stocks_beating_rw": int(np.sum(per_stock < walk_per_stock)),
+                "dm_t_vs_rw": diebold_mariano(pred["pred"], pred["last"], pred["truth"], n)[1],
+                "train_wall_s": res["train_wall_s"],
+            }
+        )
+    order = {"sfm": 0, "asfm": 1, "lstm": 2, "gru": 3}
+    rows.sort(key=lambda r: (r["horizon"], r["scaling"] != "train", r["target"],
+                             order.get(r["model"], 9), r["seed"]))
+    return rows
+
+
+def run_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown table of :func:`run_rows`."""
+    lines = [
+        "| n | model | scaling | target | seed | params | best epoch / run | valid MSE (RW) "
+        "| test MSE | RW test MSE | stocks better than RW | DM t vs RW | paper SFM |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        n = r["horizon"]
+        scaling = "train" if r["scaling"] == "train" else "whole (leaky)"
         lines.append(
-            f"| {n} | {res['model']} | {scaling} | {cfg['target']} | {res['params']} | "
-            f"{res['best_epoch']} / {res['epochs_run']} | {val['val_mse']:.2f} "
-            f"({val['val_rw_mse']:.2f}) | {res['test']['mse']:.2f} | {res['test']['rw_mse']:.2f} "
-            f"| {wins}/{per_stock.size} | {dm:+.2f} | {PAPER_TEST_MSE.get(n, float('nan')):.2f} "
-            f"| {name} |"
+            f"| {n} | {r['model']} | {scaling} | {r['target']} | {r['seed']} | {r['params']} | "
+            f"{r['best_epoch']} / {r['epochs_run']} | {r['valid_mse']:.2f} "
+            f"({r['valid_rw_mse']:.2f}) | {r['test_mse']:.2f} | {r['test_rw_mse']:.2f} "
+            f"| {r['stocks_beating_rw']}/{r['stocks']} | {r['dm_t_vs_rw']:+.2f} "
+            f"| {PAPER_TEST_MSE.get(n, float('nan')):.2f} |"
         )
     return "\n".join(lines)
 
@@ -648,7 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     * ``baselines [--data-root DIR] [--json FILE]``: random walk and AR table;
     * ``train ARGS...``: ``freqnn train stocks ARGS...`` (registers the task first in case
       :data:`freqnn.tasks.TASKS` does not list it yet);
-    * ``table RUN_DIR...``: markdown table of trained runs;
+    * ``table RUN_DIR... [--json FILE]``: markdown table of trained runs;
     * ``plot OUT.png LABEL=RUN_DIR... [--symbols AAPL,AMZN]``: predictions vs truth.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -665,6 +696,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base.add_argument("--json", default=None, help="also write the rows to this JSON file")
     table = sub.add_parser("table", help="markdown table of trained runs (results.json)")
     table.add_argument("runs", nargs="+", help="run directories")
+    table.add_argument("--json", default=None, help="also write the rows to this JSON file")
     plot = sub.add_parser("plot", help="PNG of test predictions vs truth for a few stocks")
     plot.add_argument("out", help="PNG file to write")
     plot.add_argument("runs", nargs="+", help="LABEL=RUN_DIR pairs (one horizon)")
@@ -672,7 +704,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot.add_argument("--title", default="")
     args = parser.parse_args(argv)
     if args.command == "table":
-        print(run_table(args.runs))
+        rows = run_rows(args.runs)
+        print(run_table(rows))
+        if args.json:
+            from ..io import atomic_write
+
+            with atomic_write(args.json, "w") as handle:
+                json.dump(rows, handle, indent=1)
         return 0
     if args.command == "plot":
         pairs = dict(item.split("=", 1) for item in args.runs)
