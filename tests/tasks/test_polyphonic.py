@@ -143,30 +143,33 @@ def test_generation_matches_whole_sequence_forward(arch):
         T.generate(model, prime, 3, temperature=0.0)
 
 
-def fake_run(folder, dataset, model, lr, val, test):
+def fake_run(folder, dataset, model, lr, val, test, seed=0):
     folder.mkdir(parents=True)
-    results = {"task": "polyphonic", "model": model, "seed": 0, "params": 100,
+    results = {"task": "polyphonic", "model": model, "seed": seed, "params": 100,
                "epochs_run": 3, "best_epoch": 1, "train_wall_s": 1.0,
                "best_val": {"val_loss": val}, "info": {"dataset": dataset},
                "test": {"nll": test, "nll_sequence": test, "accuracy": 0.5,
                         "softmax_nll": 9.0}}
     (folder / "results.json").write_text(json.dumps(results))
-    (folder / "config.yaml").write_text(f"lr: {lr}\n")
+    (folder / "config.yaml").write_text(f"lr: {lr}\nbatch_size: 16\ndropout: 0.1\n")
 
 
 def test_summary_table_selects_on_validation(tmp_path):
-    fake_run(tmp_path / "a" / "sfm", "jsb", "sfm", 0.001, val=8.0, test=7.0)
-    fake_run(tmp_path / "b" / "sfm", "jsb", "sfm", 0.003, val=7.5, test=9.0)  # chosen: val
-    fake_run(tmp_path / "b" / "lstm", "jsb", "lstm", 0.003, val=7.9, test=6.0)
-    fake_run(tmp_path / "b" / "gru", "nottingham", "gru", 0.003, val=3.0, test=3.5)
+    fake_run(tmp_path / "a" / "sfm-s0", "jsb", "sfm", 0.001, val=8.0, test=7.0)
+    fake_run(tmp_path / "b" / "sfm-s0", "jsb", "sfm", 0.003, val=7.4, test=9.0)  # chosen: val
+    fake_run(tmp_path / "b" / "sfm-s1", "jsb", "sfm", 0.003, val=7.6, test=8.0, seed=1)
+    fake_run(tmp_path / "b" / "lstm-s0", "jsb", "lstm", 0.003, val=7.9, test=6.0)
+    fake_run(tmp_path / "b" / "gru-s0", "nottingham", "gru", 0.003, val=3.0, test=3.5)
     summary = T.summary_table([tmp_path])
     rows = summary.splitlines()
     assert rows[0].startswith("| data set | SFM | LSTM | GRU | published LSTM")
-    assert rows[2].startswith("| jsb | 9.000* (lr 0.003, 3 ep) | 6.000 (lr 0.003, 3 ep) |  |")
+    # mean 8.5, sample std of (9, 8) = 0.7071
+    assert rows[2].startswith("| jsb | 8.500 ± 0.707* (b, 2 seeds) | 6.000 (b, seed 0) |  |")
     assert rows[2].endswith("| 8.45 | 8.43 | 8.10 |")
-    assert rows[3].startswith("| nottingham |  |  | 3.500* (lr 0.003, 3 ep) | 3.29 |")
+    assert rows[3].startswith("| nottingham |  |  | 3.500* (b, seed 0) | 3.29 |")
     full = T.results_table([tmp_path])
-    assert full.count("| jsb | SFM |") == 2 and "| 8.45 |" in full
+    assert full.count("| jsb | SFM |") == 3 and "| 8.45 |" in full
+    assert "| lr 0.003, batch 16, dropout 0.1 |" in full
 
 
 # ---- the task end to end: build, train, sample ---------------------------------------------------
@@ -215,7 +218,8 @@ def test_train_then_sample(tmp_path, monkeypatch, capsys):
 
     table = T.results_table([tmp_path])
     assert table.count("\n") == 2  # header, rule, one run
-    assert f"**{results['test']['nll']:.3f}**" in table and "| bach | SFM | 0 | 0.001 |" in table
+    assert f"**{results['test']['nll']:.3f}**" in table
+    assert "| bach | SFM | 0 | lr 0.001, batch 2, chunk 16 |" in table
     with pytest.raises(ValueError, match="expected finished polyphonic runs"):
         T.results_table([tmp_path / "cache"])
 

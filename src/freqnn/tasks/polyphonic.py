@@ -477,15 +477,28 @@ def _finished_runs(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[dict, 
     return rows
 
 
+def _variant(cfg: dict[str, Any], model: str) -> str:
+    """Short description of what differs between runs of one data set and model."""
+    parts = [f"lr {float(cfg['lr']):g}", f"batch {cfg['batch_size']}"]
+    if cfg.get("train_chunk"):
+        parts.append(f"chunk {cfg['train_chunk']}")
+    if float(cfg.get("dropout") or 0):
+        parts.append(f"dropout {float(cfg['dropout']):g}")
+    if model in ("sfm", "asfm") and cfg.get("frequencies", "paper") != "paper":
+        parts.append(f"{cfg['frequencies']} grid")
+    return ", ".join(parts)
+
+
 def results_table(paths: Sequence[str | os.PathLike[str]]) -> str:
     """Markdown table of finished polyphonic runs (``results.json`` under ``paths``).
 
-    One row per run: data set, model, seed, learning rate, parameters, epochs run (best,
-    1-based), training wall time, validation NLL of the selected checkpoint, and its test
-    scores (standard frame-weighted NLL, per-sequence NLL, expected frame accuracy, the SFM
-    authors' softmax score), next to the published NLL of the same model where there is one.
+    One row per run: data set, model, seed, training variant (learning rate, batch, chunking,
+    dropout, frequency grid), parameters, epochs run (best, 1-based), training wall time,
+    validation NLL of the selected checkpoint, and its test scores (standard frame-weighted
+    NLL, per-sequence NLL, expected frame accuracy, the SFM authors' softmax score), next to the
+    published NLL of the same model where there is one.
     """
-    lines = ["| data set | model | seed | lr | params | epochs (best) | train time (s) | "
+    lines = ["| data set | model | seed | variant | params | epochs (best) | train time (s) | "
              "val NLL | **test NLL** | published test NLL | test NLL per sequence | "
              "test expected accuracy | test softmax score | run |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -493,7 +506,7 @@ def results_table(paths: Sequence[str | os.PathLike[str]]) -> str:
         name, model, test = res["info"]["dataset"], res["model"], res["test"]
         published = PUBLISHED.get((name, model))
         lines.append(
-            f"| {name} | {_LABELS.get(model, model)} | {res['seed']} | {float(cfg['lr']):g} | "
+            f"| {name} | {_LABELS.get(model, model)} | {res['seed']} | {_variant(cfg, model)} | "
             f"{res['params']} | {res['epochs_run']} ({res['best_epoch'] + 1}) | "
             f"{res['train_wall_s']:.0f} | {res['best_val']['val_loss']:.3f} | "
             f"**{test['nll']:.3f}** | {'' if published is None else f'{published:.2f}'} | "
@@ -505,16 +518,25 @@ def results_table(paths: Sequence[str | os.PathLike[str]]) -> str:
 def summary_table(paths: Sequence[str | os.PathLike[str]]) -> str:
     """Test NLL per data set (rows) and model (columns) next to the published numbers.
 
-    Where several runs share a data set and model (e.g. two learning rates), the one with the
-    lowest *validation* NLL is shown (the test split plays no part in the choice); the best of
-    our four models on validation is marked with ``*``.
+    Runs in one folder that differ only by seed (``.../TAG/MODEL-sSEED``) form a configuration.
+    For each data set and model the configuration with the lowest mean *validation* NLL is shown
+    (the test split plays no part in the choice) as the test NLL, mean ± sample std over its
+    seeds, with its folder name; ``*`` marks the best of the models on validation.
     """
-    chosen: dict[tuple[str, str], tuple[dict, dict, Path]] = {}
-    for res, cfg, run_dir in _finished_runs(paths):
-        key = (res["info"]["dataset"], res["model"])
-        if key not in chosen or (res["best_val"]["val_loss"]
-                                 < chosen[key][0]["best_val"]["val_loss"]):
-            chosen[key] = (res, cfg, run_dir)
+    configs: dict[tuple[str, str, str], list[dict]] = {}
+    for res, _cfg, run_dir in _finished_runs(paths):
+        key = (res["info"]["dataset"], res["model"], str(run_dir.parent))
+        configs.setdefault(key, []).append(res)
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    chosen: dict[tuple[str, str], tuple[str, list[dict]]] = {}
+    for (name, model, tag), runs in sorted(configs.items()):
+        val = mean([r["best_val"]["val_loss"] for r in runs])
+        if (name, model) not in chosen or val < mean(
+                [r["best_val"]["val_loss"] for r in chosen[(name, model)][1]]):
+            chosen[(name, model)] = (tag, runs)
     models = [m for m in _MODEL_ORDER if any(k[1] == m for k in chosen)]
     datasets = sorted({k[0] for k in chosen}, key=lambda d: _DATA_ORDER.get(d, 9))
     lines = ["| data set | " + " | ".join(_LABELS[m] for m in models) +
@@ -522,16 +544,21 @@ def summary_table(paths: Sequence[str | os.PathLike[str]]) -> str:
              "|---|" + "---|" * (len(models) + 3)]
     for name in datasets:
         here = {m: chosen[(name, m)] for m in models if (name, m) in chosen}
-        best = min(here, key=lambda m: here[m][0]["best_val"]["val_loss"])
+        best = min(here, key=lambda m: mean([r["best_val"]["val_loss"] for r in here[m][1]]))
         cells = []
         for m in models:
             if m not in here:
                 cells.append("")
                 continue
-            res, cfg, _ = here[m]
-            mark = "*" if m == best else ""
-            cells.append(f"{res['test']['nll']:.3f}{mark} (lr {float(cfg['lr']):g}, "
-                         f"{res['epochs_run']} ep)")
+            tag, runs = here[m]
+            tests = [r["test"]["nll"] for r in runs]
+            mu = mean(tests)
+            cell = f"{mu:.3f}"
+            if len(tests) > 1:
+                std = (sum((t - mu) ** 2 for t in tests) / (len(tests) - 1)) ** 0.5
+                cell += f" ± {std:.3f}"
+            seeds = f"{len(tests)} seeds" if len(tests) > 1 else f"seed {runs[0]['seed']}"
+            cells.append(f"{cell}{'*' if m == best else ''} ({Path(tag).name}, {seeds})")
         pub = [PUBLISHED.get((name, m)) for m in ("lstm", "gru", "tcn")]
         cells += ["" if v is None else f"{v:.2f}" for v in pub]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
