@@ -8,8 +8,8 @@ Design
 ------
 * **Texts.** ``n_texts`` texts of 4 to 10 words drawn from the system word list by
   :func:`freqnn.data.speech.make_texts` with ``seed``; their indices are shuffled by
-  ``default_rng([seed, 1])`` and split into train / valid / test texts (by default 80 / 10 /
-  10 %: the last ``round(test * n_texts)`` shuffled texts are test, the ``round(valid *
+  ``default_rng([seed, 1])`` and split into train / valid / test texts (by default 70 / 10 /
+  20 %: the last ``round(test * n_texts)`` shuffled texts are test, the ``round(valid *
   n_texts)`` before them valid).
 * **Speakers.** The training voices (default ``kal16``, ``awb``, ``slt``) read the train and
   valid texts; the test voice (default ``rms``) reads only the test texts. Test utterances
@@ -30,7 +30,7 @@ Design
 
 One command builds (or finds) the corpus in the cache::
 
-    python -m freqnn.data.phoneme --n-texts 600 --seed 0
+    python -m freqnn.data.phoneme --n-texts 500 --seed 0
 
 Cache: one ``.npz`` under ``cache_dir()/phoneme`` named by a hash of the configuration, the
 flite version and the word list's SHA-256, written atomically (:func:`freqnn.io.atomic_write`).
@@ -188,13 +188,13 @@ def _range(value: object, name: str) -> tuple[float, float]:
 
 
 def corpus_config(
-    n_texts: int = 600,
+    n_texts: int = 500,
     *,
     seed: int = 0,
     train_voices: Sequence[str] = TRAIN_VOICES,
     test_voice: str = TEST_VOICE,
     valid: float = 0.1,
-    test: float = 0.1,
+    test: float = 0.2,
     stretch: Sequence[float] = (0.8, 1.25),
     f0_shift: Sequence[float] = (0.85, 1.2),
     variants: int = 1,
@@ -289,13 +289,13 @@ def _synthesize(job: dict[str, Any], executable: str) -> PhonemeUtterance:
 
 
 def build_phoneme_corpus(
-    n_texts: int = 600,
+    n_texts: int = 500,
     *,
     seed: int = 0,
     train_voices: Sequence[str] = TRAIN_VOICES,
     test_voice: str = TEST_VOICE,
     valid: float = 0.1,
-    test: float = 0.1,
+    test: float = 0.2,
     stretch: Sequence[float] = (0.8, 1.25),
     f0_shift: Sequence[float] = (0.85, 1.2),
     variants: int = 1,
@@ -431,7 +431,7 @@ def _load(path: Path) -> PhonemeCorpus:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m freqnn.data.phoneme``: build the phone-labelled corpus and summarise it."""
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--n-texts", type=int, default=600)
+    parser.add_argument("--n-texts", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-voices", nargs="+", default=list(TRAIN_VOICES))
     parser.add_argument("--test-voice", default=TEST_VOICE)
