@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 
 import pytest
 
@@ -32,3 +34,14 @@ def test_sha256sum(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"freqnn" * 1000)
     assert sha256sum(path, chunk=7) == hashlib.sha256(b"freqnn" * 1000).hexdigest()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_write_uses_ordinary_permissions(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        with atomic_write(tmp_path / "f.txt", "w") as handle:
+            handle.write("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o666 & ~umask
