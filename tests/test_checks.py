@@ -30,3 +30,23 @@ def test_checks_pass_good_input():
     checks.check_shape(t, "t", (2, 3))
     checks.check_range(torch.empty(0), "t", 0, 1)
     checks.check_rank(t, "t", (2,), "")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_check_finite_large_finite_values_pass(dtype):
+    # the sum overflows to inf although every element is finite: no error
+    big = torch.full((4,), torch.finfo(dtype).max, dtype=dtype)
+    checks.check_finite(torch.cat([big, -big, big]), "v")
+
+
+@pytest.mark.parametrize(
+    "values", [[1.0, float("inf"), -float("inf")], [float("nan")], [-float("inf"), 2.0]]
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_check_finite_catches_every_non_finite_pattern(values, dtype):
+    with pytest.raises(ValueError, match=r"^v: expected finite values"):
+        checks.check_finite(torch.tensor(values, dtype=dtype), "v")
+
+
+def test_check_finite_integer_tensors_pass():
+    checks.check_finite(torch.arange(5), "n")

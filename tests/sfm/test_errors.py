@@ -118,6 +118,30 @@ def test_state_phase_mismatch(module):
             module(x(), state._replace(phase=torch.zeros(2, 2, K)))
 
 
+@pytest.mark.parametrize("field", ["z", "re", "im", "time"])
+@pytest.mark.parametrize("bad", [math.nan, -math.inf])
+def test_state_non_finite(module, field, bad):
+    _, state = module(x())
+    value = getattr(state, field).clone()
+    value.view(-1)[1] = bad
+    with pytest.raises(ValueError, match=rf"state.{field}: expected finite values, got 1 NaN"):
+        module(x(), state._replace(**{field: value}))
+
+
+@pytest.mark.parametrize(
+    ("cls", "field"),
+    [(freqnn.SFMCell, f) for f in ("z", "re", "im", "time")]
+    + [(freqnn.AdaptiveSFMCell, f) for f in ("z", "re", "im", "time", "phase")],
+)
+def test_cell_state_non_finite(cls, field):
+    cell = cls(N, M, D, K)
+    _, state = cell(torch.randn(2, N))
+    value = getattr(state, field).clone()
+    value.view(-1)[0] = math.inf
+    with pytest.raises(ValueError, match=rf"state.{field}: expected finite values, got 1 NaN"):
+        cell(torch.randn(2, N), state._replace(**{field: value}))
+
+
 def test_cell_wrong_t_shape():
     cell = freqnn.SFMCell(N, M, D, K)
     with pytest.raises(ValueError, match=r"t: expected shape \(2,\)"):
