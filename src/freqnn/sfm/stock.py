@@ -1,0 +1,308 @@
+"""The stock variant of the SFM cell (Zhang, Aggarwal & Qi, KDD 2017).
+
+The authors' released stock-prediction layer (Keras) differs from the ICML SFM of
+``docs/sfm.md`` in five ways: hard-sigmoid gates, the squared amplitude |S|^2 instead of |S|, an
+output gate that does not see the amplitude, one shared amplitude read-out ``U_a`` over the
+frequencies, and (in the model) a linear read-out of h. The hidden output has the size of the
+number of states, M = D. One step, for one sequence, with hs the Keras hard sigmoid
+``hs(x) = clamp(0.2 x + 0.5, 0, 1)`` (*not* ``torch.nn.functional.hardsigmoid``, slope 1/6)::
+
+    f_ste = hs(W_ste z_{t-1} + V_ste x_t + b_ste)              (D)    state forget gate
+    f_fre = hs(W_fre z_{t-1} + V_fre x_t + b_fre)              (K)    frequency forget gate
+    f_t   = outer(f_ste, f_fre)                                (D, K)
+    g_t   = hs(W_g z_{t-1} + V_g x_t + b_g)                    (D)    input gate
+    i_t   = tanh(W_i z_{t-1} + V_i x_t + b_i)                  (D)    input modulation
+    Re S_t = f_t * Re S_{t-1} + (g_t * i_t) outer cos(omega t)
+    Im S_t = f_t * Im S_{t-1} + (g_t * i_t) outer sin(omega t)
+    A_t   = Re S_t^2 + Im S_t^2                                (D, K) (no square root)
+    a_t   = tanh(A_t U_a + b_a)                                (D)    U_a (K,), b_a (D,)
+    o_t   = hs(W_o z_{t-1} + V_o x_t + b_o)                    (D)    does not see A_t
+    z_t   = o_t * a_t                                          (D)
+
+The released code uses omega_k = 2 pi k / K (freqnn's ``"paper"`` grid, the default here) and
+the absolute step t = 1, 2, ... (freqnn's default time axis). The read-out ``p = W_p z_t + b_p``
+belongs to the model head (:class:`freqnn.models.SequenceModel`), not to the cell.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ..checks import fail
+from ..frequencies import frequency_grid, phase
+from .cell import SFMCell, _check_size
+from .layer import SFM
+from .state import SFMState
+
+__all__ = ["StockSFM", "StockSFMCell", "hard_sigmoid"]
+
+
+def hard_sigmoid(x: Tensor) -> Tensor:
+    """Keras' ``hard_sigmoid``: ``clamp(0.2 * x + 0.5, 0, 1)`` (0 below -2.5, 1 above 2.5).
+
+    ``torch.nn.functional.hardsigmoid`` is a different function (slope 1/6, saturating at +-3).
+    """
+    return torch.clamp(0.2 * x + 0.5, 0.0, 1.0)
+
+
+class StockSFMCell(SFMCell):
+    r"""One layer of the KDD 2017 stock variant of SFM, stepped one time step per call.
+
+    The equations are in the module docstring of :mod:`freqnn.sfm.stock`. The affine maps are
+    fused as in :class:`SFMCell`: ``weight_ih`` (4D + K, N), ``weight_hh`` (4D + K, D) and
+    ``bias_ih`` (4D + K,) with rows ``ste (D) | g (D) | i (D) | fre (K) | o (D)``; the amplitude
+    read-out is ``weight_a`` = U_a (K,) and ``bias_a`` = b_a (D,).
+    :meth:`paper_parameters` gives them under the names of the equations.
+
+    Parameters
+    ----------
+    input_size : int
+        N, features of x_t.
+    hidden_size : int
+        M, size of z_t; must equal ``state_size`` (the variant's output is one value per state).
+    state_size : int
+        D, number of memory states.
+    num_freqs : int
+        K, frequencies per state.
+    bias : bool
+        Whether the affine maps have biases (b_ste, b_g, b_i, b_fre, b_o, b_a).
+    frequencies : {"paper", "half", "dct"} or Tensor [shape=(K,)]
+        Frequency grid in rad per unit of time; ``"paper"`` (2 pi k / K) is the released code's.
+    learn_frequencies : bool
+        Train the frequencies (stored unconstrained, used folded into [0, pi]; |S|^2 is unchanged
+        by the fold, as |S| is for :class:`SFMCell`).
+
+    Notes
+    -----
+    ``forward(x_t, state=None, t=None) -> (z_t, state)`` as :class:`SFMCell` (inherited, with
+    its validation); the state is an :class:`freqnn.SFMState` with ``phase=None``. Only a
+    reference time loop exists (no fast path): autograd differentiates it.
+    """
+
+    adaptive = False
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        state_size: int,
+        num_freqs: int,
+        *,
+        bias: bool = True,
+        frequencies: str | Tensor = "paper",
+        learn_frequencies: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        # nn.Module.__init__ instead of SFMCell.__init__: the parent would allocate the ICML
+        # cell's per-frequency output maps (weight_a (K, 2M, D), b_z, K*M output-gate rows),
+        # which this variant does not have.
+        nn.Module.__init__(self)
+        self.input_size = _check_size(input_size, "input_size")
+        self.hidden_size = _check_size(hidden_size, "hidden_size")
+        self.state_size = _check_size(state_size, "state_size")
+        self.num_freqs = _check_size(num_freqs, "num_freqs")
+        if state_size != hidden_size:
+            fail(
+                "state_size",
+                f"state_size == hidden_size={hidden_size} (the stock variant's output z_t has "
+                "one value per memory state)",
+                repr(state_size),
+            )
+        self.bias = bool(bias)
+        self.learn_frequencies = bool(learn_frequencies)
+        self._grid_spec = frequencies if isinstance(frequencies, str) else "tensor"
+        grid = frequency_grid(frequencies, num_freqs)
+        D, K, N = state_size, num_freqs, input_size
+        factory = {"device": device, "dtype": dtype}
+        rows = 4 * D + K
+        self.weight_ih = nn.Parameter(torch.empty(rows, N, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(rows, D, **factory))
+        self.weight_a = nn.Parameter(torch.empty(K, **factory))
+        if self.bias:
+            self.bias_ih = nn.Parameter(torch.empty(rows, **factory))
+            self.bias_a = nn.Parameter(torch.empty(D, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_a", None)
+        grid = grid.to(device=device, dtype=dtype or torch.get_default_dtype())
+        if self.learn_frequencies:
+            self.register_parameter("omega", nn.Parameter(grid))
+        else:
+            self.register_buffer("omega", grid)
+        self.register_buffer("_initial_grid", grid.clone(), persistent=False)
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ parameters
+    def reset_parameters(self) -> None:
+        """Every weight and bias uniform(-1/sqrt(D), 1/sqrt(D)) as in ``nn.LSTM``; frequencies
+        back to their initial grid.
+
+        (The released Keras code uses Glorot-uniform input weights, orthogonal recurrent
+        weights, zero biases except b_ste = b_fre = 1; that is not reproduced.)
+        """
+        bound = 1.0 / math.sqrt(self.state_size)
+        with torch.no_grad():
+            for p in (self.weight_ih, self.weight_hh, self.weight_a, self.bias_ih, self.bias_a):
+                if p is not None:
+                    p.uniform_(-bound, bound)
+            self.omega.copy_(self._initial_grid)
+
+    def paper_parameters(self) -> dict[str, Tensor]:
+        """The parameters under the names of the equations (views sharing storage).
+
+        ``W_ste, W_g, W_i, W_o`` (D, D), ``W_fre`` (K, D); ``V_ste, V_g, V_i, V_o`` (D, N),
+        ``V_fre`` (K, N); ``b_ste, b_g, b_i, b_o`` (D,), ``b_fre`` (K,); ``U_a`` (K,),
+        ``b_a`` (D,); ``omega`` (K,) (the stored, unfolded value). Biases are absent when
+        ``bias=False``.
+        """
+        D, K = self.state_size, self.num_freqs
+        sizes = [D, D, D, K, D]
+        names = ["ste", "g", "i", "fre", "o"]
+        out: dict[str, Tensor] = {}
+        for prefix, weight in (("W", self.weight_hh), ("V", self.weight_ih)):
+            for name, block in zip(names, weight.split(sizes), strict=True):
+                out[f"{prefix}_{name}"] = block
+        if self.bias_ih is not None:
+            for name, block in zip(names, self.bias_ih.split(sizes), strict=True):
+                out[f"b_{name}"] = block
+        out["U_a"] = self.weight_a
+        if self.bias_a is not None:
+            out["b_a"] = self.bias_a
+        out["omega"] = self.omega
+        return out
+
+    def extra_repr(self) -> str:
+        s = (
+            f"{self.input_size}, {self.hidden_size}, num_freqs={self.num_freqs}, "
+            f"frequencies={self._grid_spec!r}"
+        )
+        if self.learn_frequencies:
+            s += ", learn_frequencies=True"
+        if not self.bias:
+            s += ", bias=False"
+        return s
+
+    # ------------------------------------------------------------------ equations
+    def scan(
+        self,
+        gx: Tensor,
+        state: SFMState,
+        times: Tensor,
+        mask: Tensor | None = None,
+    ) -> tuple[Tensor, SFMState]:
+        """Run the recurrence over a whole sequence (a plain time loop, autograd backward).
+
+        Parameters
+        ----------
+        gx : Tensor [shape=(T, B, 4D + K)], input projections V_* x_t + b_* from
+            :meth:`input_projection`
+        state : SFMState, initial state of this layer (no layer dimension; ``phase`` None)
+        times : Tensor [shape=(T, B)], float64 timestamps of the steps (phase omega * t is
+            computed in float64 and reduced modulo 2 pi)
+        mask : Tensor [shape=(T, B)] bool or None, False at padded steps (they change nothing)
+
+        Returns
+        -------
+        output : Tensor [shape=(T, B, D)], z_t (zeros at padded steps)
+        state : SFMState at each sequence's last valid step
+        """
+        D, K = self.state_size, self.num_freqs
+        z, re, im, time, _ = state
+        phases = phase(self.frequencies(), times)  # (T, B, K)
+        cos_all, sin_all = torch.cos(phases), torch.sin(phases)
+        w_hh_t = self.weight_hh.t()
+        outputs = []
+        for t in range(gx.shape[0]):
+            pre = torch.addmm(gx[t], z, w_hh_t)
+            ste, g, i, fre, o = pre.split([D, D, D, K, D], dim=-1)
+            f_t = hard_sigmoid(ste).unsqueeze(-1) * hard_sigmoid(fre).unsqueeze(-2)
+            write = (hard_sigmoid(g) * torch.tanh(i)).unsqueeze(-1)
+            re_new = f_t * re + write * cos_all[t].unsqueeze(-2)
+            im_new = f_t * im + write * sin_all[t].unsqueeze(-2)
+            A = re_new * re_new + im_new * im_new
+            a_pre = torch.matmul(A, self.weight_a)
+            if self.bias_a is not None:
+                a_pre = a_pre + self.bias_a
+            z_new = hard_sigmoid(o) * torch.tanh(a_pre)
+            if mask is None:
+                z, re, im = z_new, re_new, im_new
+                outputs.append(z)
+            else:
+                m = mask[t]
+                z = torch.where(m[:, None], z_new, z)
+                re = torch.where(m[:, None, None], re_new, re)
+                im = torch.where(m[:, None, None], im_new, im)
+                outputs.append(z_new * m[:, None].to(z_new.dtype))
+        if mask is None:
+            time = times[-1]
+        else:
+            steps = mask.sum(0)
+            last = times.gather(0, (steps - 1).clamp(min=0).unsqueeze(0)).squeeze(0)
+            time = torch.where(steps > 0, last, state.time)
+        return torch.stack(outputs), SFMState(z, re, im, time, None)
+
+
+class StockSFM(SFM):
+    r"""Multi-layer KDD 2017 stock variant of SFM (:class:`StockSFMCell` layers).
+
+    Same interface as :class:`freqnn.SFM` (``forward(x, state=None, *, times=None,
+    lengths=None)``, states, batch-first, dropout between layers) except that there is no
+    ``state_size``: the output of each layer has one value per memory state, D = M =
+    ``hidden_size``.
+
+    Parameters
+    ----------
+    input_size : int
+        N, features per step.
+    hidden_size : int
+        M = D, memory states and size of the output z_t.
+    num_freqs : int
+        K, frequencies per state.
+    num_layers : int
+        Stacked layers; layer l > 0 reads the output of layer l - 1.
+    bias, batch_first, dropout, frequencies, learn_frequencies, device, dtype :
+        As :class:`freqnn.SFM`; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+
+    Notes
+    -----
+    Differences from :class:`freqnn.SFM` (``docs/sfm.md``): hard-sigmoid gates (Keras slope
+    0.2), amplitude |S|^2, output o_t * tanh(A_t U_a + b_a) with an output gate that does not
+    see A_t, and D = M. The state has ``re``, ``im`` of shape (L, B, M, K) and ``z`` (L, B, M).
+    The paper's linear read-out is the model head (``freqnn.models`` arch ``"sfm-stock"``).
+    """
+
+    cell_type = StockSFMCell
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_freqs: int,
+        num_layers: int = 1,
+        *,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        frequencies: str | Tensor = "paper",
+        learn_frequencies: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden_size,
+            hidden_size,
+            num_freqs,
+            num_layers,
+            bias=bias,
+            batch_first=batch_first,
+            dropout=dropout,
+            frequencies=frequencies,
+            learn_frequencies=learn_frequencies,
+            device=device,
+            dtype=dtype,
+        )
