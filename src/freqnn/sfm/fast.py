@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import ctypes
+import functools
 import hashlib
 import math
 import mmap
@@ -1227,26 +1228,14 @@ def _forward_compiled(
     return s
 
 
-def _infer_compiled(
-    lib: ctypes.CDLL,
-    gx: Tensor,
-    state: SFMState,
-    times: Tensor,
-    mask: Tensor | None,
-    omega: Tensor | None,
-    cell: torch.nn.Module,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """Inference forward with as little Python as possible (streaming calls it every step):
-    one allocation, raw pointers into it, views only for what is returned.
-
-    Returns out (T, B, M) and the final z, re, im (B, D, K), phi."""
-    gx = gx.contiguous()
-    T, B, G = gx.shape
-    z0, re0, im0, _, phi0 = state
-    D, K = re0.shape[-2:]
-    M = z0.shape[-1]
-    adaptive = phi0 is not None
-    sizes = [
+@functools.lru_cache(maxsize=64)
+def _infer_layout(
+    T: int, B: int, D: int, K: int, M: int, G: int, adaptive: bool
+) -> tuple[int, tuple[int, ...]]:
+    """Element count and offsets of the regions of the inference buffer (see the kernel):
+    out, z ping-pong, gate activations, o, candidate, Re/Im ping-pong, phase ping-pong,
+    workspace, final Re, final Im."""
+    sizes = (
         T * B * M,
         2 * B * M,
         B * (3 * D + K),
@@ -1258,20 +1247,46 @@ def _infer_compiled(
         B * G + K * B * 2 * M + K * B * D + D + 2 * K,
         B * D * K,
         B * D * K,
-    ]
-    buf = gx.new_empty(sum(sizes))
-    base, item = buf.data_ptr(), buf.element_size()
+    )
     offsets = [0]
     for n in sizes[:-1]:
         offsets.append(offsets[-1] + n)
-    out_, zs_, act_, o_, c_, re_, im_, phi_, work_, ref_, imf_ = (base + o * item for o in offsets)
-    last = T & 1
+    return offsets[-1] + sizes[-1], tuple(offsets)
+
+
+_Dims = ctypes.c_int64 * 9
+_Pointers = ctypes.c_void_p * 26
+
+
+def _infer_compiled(
+    lib: ctypes.CDLL,
+    gx: Tensor,
+    state: SFMState,
+    times: Tensor,
+    mask: Tensor | None,
+    omega: Tensor | None,
+    cell: torch.nn.Module,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """Inference forward with as little Python as possible (streaming calls it every step):
+    one allocation with a cached layout, raw pointers into it, views only for what is returned.
+
+    Returns out (T, B, M) and the final z, re, im (B, D, K), phi."""
+    gx = gx.contiguous()
+    T, B, G = gx.shape
+    z0, re0, im0, _, phi0 = state
+    D, K = re0.shape[-2:]
+    M = z0.shape[-1]
+    adaptive = phi0 is not None
+    total, offsets = _infer_layout(T, B, D, K, M, G, adaptive)
+    buf = gx.new_empty(total)
+    base, item = buf.data_ptr(), buf.element_size()
     if omega is not None:
         omega = omega.to(gx.dtype).contiguous()
     if mask is not None:
         mask = mask.to(torch.uint8).contiguous()
     bz = cell.b_z
-    ptrs = [
+    out_, zs_, act_, o_, c_, re_, im_, phi_, work_, ref_, imf_ = (base + o * item for o in offsets)
+    pointers = _Pointers(
         gx.data_ptr(),
         cell.weight_hh.data_ptr(),
         cell.weight_a.data_ptr(),
@@ -1298,9 +1313,12 @@ def _infer_compiled(
         state.time.contiguous().data_ptr(),
         ref_,
         imf_,
-    ]
-    dims = (ctypes.c_int64 * 9)(T, B, D, K, M, G, int(adaptive), 0, 0)
-    getattr(lib, f"freqnn_sfm_forward_{_suffix(gx.dtype)}")(dims, (ctypes.c_void_p * 26)(*ptrs))
+    )
+    forward = (
+        lib.freqnn_sfm_forward_f32 if gx.dtype == torch.float32 else lib.freqnn_sfm_forward_f64
+    )
+    forward(_Dims(T, B, D, K, M, G, int(adaptive), 0, 0), pointers)
+    last = T & 1
     strided = torch.as_strided
     out = strided(buf, (T, B, M), (B * M, M, 1), 0)
     z = strided(buf, (B, M), (M, 1), offsets[1] + last * B * M)
