@@ -15,7 +15,7 @@ from freqnn.models import (
     time_deltas,
 )
 
-ARCHS = ["sfm", "asfm", "lstm", "gru"]
+ARCHS = ["sfm", "asfm", "sfm-stock", "lstm", "gru"]
 
 
 @pytest.mark.parametrize("arch", ["lstm", "gru"])
@@ -112,3 +112,18 @@ def test_errors() -> None:
         matched_hidden_size(0, "lstm", 1, 1)
     with pytest.raises(ValueError, match="arch: expected 'lstm' or 'gru'"):
         rnn_parameter_count("sfm", 1, 1)
+
+
+def test_stock_sfm_arch() -> None:
+    from freqnn.sfm.stock import StockSFM
+
+    model, counts = build_model("sfm-stock", 2, 3, "step", hidden_size=6, state_size=4,
+                                num_freqs=5)
+    assert isinstance(model.body, StockSFM) and model.is_sfm
+    # D = M = hidden_size (state_size is ignored); the LSTM / GRU budget stays the SFM's
+    assert model.body.state_size == 6 and model.body.num_freqs == 5
+    assert counts["params"] == count_parameters(model) == (4 * 6 + 5) * (2 + 6 + 1) + 5 + 6 + 21
+    _, sfm_counts = build_model("sfm", 2, 3, "step", hidden_size=6, state_size=4, num_freqs=5)
+    assert counts["sfm_params"] == sfm_counts["params"]
+    _, lstm_counts = build_model("lstm", 2, 3, "step", hidden_size=6, state_size=4, num_freqs=5)
+    assert lstm_counts["sfm_params"] == sfm_counts["params"]

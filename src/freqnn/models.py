@@ -1,4 +1,5 @@
-"""Task heads on SFM / A-SFM / LSTM / GRU, and parameter-count matching of the baselines.
+"""Task heads on SFM / A-SFM / stock SFM / LSTM / GRU, and parameter-count matching of the
+baselines.
 
 :class:`SequenceModel` is a recurrent body followed by a linear read-out, for both kinds of task:
 
@@ -7,12 +8,15 @@
 * ``head="step"``: one output per step (next-frame prediction, forecasting).
 
 Time handling is the one place where the bodies differ. With real timestamps ``times`` (B, T),
-SFM / A-SFM take them as the phase times (``times=``: the phase of a step is omega * t);
+the SFM bodies take them as the phase times (``times=``: the phase of a step is omega * t);
 LSTM / GRU cannot, so they get the time since the previous sample as one more input feature
 (0 for the first sample). Without ``times``, every body uses the step index.
 
 Baselines are compared at an equal budget: :func:`matched_hidden_size` picks the LSTM / GRU
-hidden size whose whole-model parameter count (body + read-out) is closest to the SFM's.
+hidden size whose whole-model parameter count (body + read-out) is closest to the SFM's. The
+reference is always the standard SFM (arch ``"sfm"``) of the same configuration, also for the
+A-SFM and the KDD 2017 stock variant (arch ``"sfm-stock"``, :class:`freqnn.sfm.stock.StockSFM`,
+whose body has D = M = ``hidden_size`` and ignores ``state_size``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from torch import Tensor, nn
 
 from .checks import check_floating, check_integer, check_rank, describe, fail
 from .sfm import SFM, AdaptiveSFM
+from .sfm.stock import StockSFM
 
 __all__ = [
     "ARCHS",
@@ -35,7 +40,8 @@ __all__ = [
     "time_deltas",
 ]
 
-ARCHS = ("sfm", "asfm", "lstm", "gru")
+ARCHS = ("sfm", "asfm", "sfm-stock", "lstm", "gru")
+_SFM_ARCHS = ("sfm", "asfm", "sfm-stock")
 _GATES = {"lstm": 4, "gru": 3}
 
 
@@ -105,11 +111,14 @@ def matched_hidden_size(
 
 
 class SequenceModel(nn.Module):
-    """A recurrent body (SFM, A-SFM, LSTM or GRU) and a linear read-out.
+    """A recurrent body (SFM, A-SFM, stock SFM, LSTM or GRU) and a linear read-out.
 
     Parameters
     ----------
-    arch : {"sfm", "asfm", "lstm", "gru"}
+    arch : {"sfm", "asfm", "sfm-stock", "lstm", "gru"}
+        ``"sfm-stock"`` is the KDD 2017 stock variant (:class:`freqnn.sfm.stock.StockSFM`):
+        its D is ``hidden_size`` (``state_size`` is ignored), and the linear read-out below is
+        the paper's ``p = W_p h + b_p``.
     input_size : int
         Features per step N of the task (the LSTM / GRU time feature is added here when
         ``use_times``).
@@ -120,7 +129,7 @@ class SequenceModel(nn.Module):
     hidden_size : int
         M: size of the body's output (SFM z_t, LSTM / GRU h_t).
     state_size, num_freqs : int
-        D and K of SFM / A-SFM (ignored by LSTM / GRU).
+        D and K of SFM / A-SFM (``num_freqs`` also for the stock SFM; ignored by LSTM / GRU).
     num_layers : int
         Stacked recurrent layers.
     dropout : float
@@ -171,10 +180,21 @@ class SequenceModel(nn.Module):
         self.input_size = input_size
         self.output_size = output_size
         self.use_times = bool(use_times)
-        self.is_sfm = arch in ("sfm", "asfm")
-        if self.is_sfm:
+        self.is_sfm = arch in _SFM_ARCHS
+        if arch == "sfm-stock":
+            self.body: nn.Module = StockSFM(
+                input_size,
+                hidden_size,
+                num_freqs,
+                num_layers,
+                batch_first=True,
+                dropout=dropout if num_layers > 1 else 0.0,
+                frequencies=frequencies,
+                learn_frequencies=learn_frequencies,
+            )
+        elif self.is_sfm:
             layer = SFM if arch == "sfm" else AdaptiveSFM
-            self.body: nn.Module = layer(
+            self.body = layer(
                 input_size,
                 hidden_size,
                 state_size,
@@ -267,7 +287,8 @@ def build_model(
 
     For ``arch`` in {"lstm", "gru"} the hidden size is ``rnn_hidden_size`` if given, else, when
     ``match_params``, the size whose parameter count is closest to the SFM model built with the
-    same task and SFM sizes (:func:`matched_hidden_size`), else ``hidden_size``.
+    same task and SFM sizes (:func:`matched_hidden_size`), else ``hidden_size``. The reference
+    is the standard SFM for every arch (``"sfm-stock"`` included: its own count is ``params``).
 
     Returns
     -------

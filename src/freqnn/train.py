@@ -53,7 +53,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from .io import atomic_write
-from .models import build_model
+from .models import ARCHS, build_model
 from .tasks import Task, TaskData, collate, get_task
 
 __all__ = [
@@ -121,8 +121,8 @@ def make_config(task: Task, *layers: dict[str, Any] | None) -> dict[str, Any]:
                                  f"got unknown key {key!r}")
             if value is not None:
                 cfg[key] = value
-    if cfg["model"] not in ("sfm", "asfm", "lstm", "gru"):
-        raise ValueError(f"model: expected one of sfm, asfm, lstm, gru, got {cfg['model']!r}")
+    if cfg["model"] not in ARCHS:
+        raise ValueError(f"model: expected one of {', '.join(ARCHS)}, got {cfg['model']!r}")
     if str(cfg["precision"]) not in ("32", "64"):
         raise ValueError(f"precision: expected '32' or '64', got {cfg['precision']!r}")
     cfg["precision"] = str(cfg["precision"])

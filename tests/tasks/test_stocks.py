@@ -280,3 +280,38 @@ def test_diebold_mariano_sign_and_formula() -> None:
     var += 2 * (1 / 3) * np.sum(c[2:] * c[:-2]) / c.size
     expected = d.mean() / np.sqrt(var / d.size)
     assert diebold_mariano(good, bad, truth, 3)[1] == pytest.approx(expected)
+
+
+def test_runner_trains_the_stock_sfm_variant(tmp_path: Path) -> None:
+    import shutil
+
+    from freqnn.models import build_model
+    from freqnn.tasks.stocks import main, predict_run, run_rows
+
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    rng = np.random.default_rng(12)
+    days = np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-03-20"))
+    for name in ("AAA", "BBB"):
+        price = 20 * np.exp(0.02 * np.cumsum(rng.normal(size=days.size)))
+        lines = ["Date,Open"] + [f"{d},{p:.4f}" for d, p in zip(days, price, strict=True)]
+        (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "sfm-stock"
+    code = main(["train", "--set", "model=sfm-stock", "--csv", str(folder), "--horizon", "1",
+                 "--epochs", "1", "--batch-size", "2", "--run-dir", str(run), "--no-progress",
+                 "--threads", "1"])
+    assert code == 0
+    results = json.loads((run / "results.json").read_text())
+    _, counts = build_model("sfm-stock", 1, 1, "step", hidden_size=10, state_size=10,
+                            num_freqs=10)
+    # D = M = 10, K = 10, N = 1: (4D + K) (N + D + 1) + K + D, plus the read-out D + 1
+    assert results["model"] == "sfm-stock" and results["params"] == counts["params"] == 631
+    assert results["sfm_params"] == counts["sfm_params"] == 3791  # the standard SFM's budget
+    assert predict_run(run)["mse"] == pytest.approx(results["test"]["mse"], rel=1e-5)
+    # table order: sfm, asfm, sfm-stock, lstm, gru (labels only: the same checkpoint)
+    for other in ("gru", "sfm"):
+        shutil.copytree(run, tmp_path / other)
+        path = tmp_path / other / "results.json"
+        path.write_text(json.dumps({**results, "model": other}))
+    rows = run_rows([tmp_path / "gru", run, tmp_path / "sfm"])
+    assert [r["model"] for r in rows] == ["sfm", "sfm-stock", "gru"]

@@ -640,7 +640,7 @@ def run_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
                 "train_wall_s": res["train_wall_s"],
             }
         )
-    order = {"sfm": 0, "asfm": 1, "lstm": 2, "gru": 3}
+    order = {"sfm": 0, "asfm": 1, "sfm-stock": 2, "lstm": 3, "gru": 4}
     rows.sort(key=lambda r: (r["horizon"], r["scaling"] != "train", r["target"],
                              order.get(r["model"], 9), r["seed"]))
     return rows
