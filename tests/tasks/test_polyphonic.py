@@ -195,8 +195,7 @@ def test_train_then_sample(tmp_path, monkeypatch, capsys):
     from freqnn.train import make_config, train
 
     monkeypatch.setenv("FREQNN_CACHE", str(tmp_path / "cache"))
-    # registered by the lead in freqnn.tasks.TASKS; set here too so the test does not depend on it
-    monkeypatch.setitem(TASKS, "polyphonic", "freqnn.tasks.polyphonic")
+    assert TASKS["polyphonic"] == "freqnn.tasks.polyphonic"
     cfg = make_config(T.TASK, {"bach_limit": 5, "epochs": 2, "batch_size": 2,
                                "hidden_size": 8, "state_size": 4, "num_freqs": 2,
                                "progress": False, "run_dir": str(tmp_path / "run"),

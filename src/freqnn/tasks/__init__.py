@@ -82,6 +82,7 @@ __all__ = [
 #: Task name -> module path; the module defines ``TASK``. Add your task here.
 TASKS: dict[str, str] = {
     "signal_type": "freqnn.tasks.signal_type",
+    "phoneme": "freqnn.tasks.phoneme",
     "polyphonic": "freqnn.tasks.polyphonic",
     "stocks": "freqnn.tasks.stocks",
 }
