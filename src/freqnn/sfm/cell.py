@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ..checks import check_finite, check_floating, check_rank, check_shape, describe, fail
 from ..frequencies import fold_frequency, frequency_grid, phase
 from . import fast
-from .state import SFMState, check_state, map_batch_axis, zero_state
+from .state import SFMState, check_state, last_time, map_batch_axis, zero_state
 from .step import advance_phase, amplitude, memory_update, output, split_gates
 
 __all__ = ["AdaptiveSFMCell", "SFMCell"]
@@ -235,13 +235,8 @@ class SFMCell(nn.Module):
                 if self.adaptive:
                     phi = torch.where(m[:, None], phi_new, phi)
                 outputs.append(z_new * m[:, None].to(z_new.dtype))
-        if mask is None:
-            time = times[-1]
-        else:
-            steps = mask.sum(0)
-            last = times.gather(0, (steps - 1).clamp(min=0).unsqueeze(0)).squeeze(0)
-            time = torch.where(steps > 0, last, state.time)
-        return torch.stack(outputs), SFMState(z, re, im, time, phi)
+        final = SFMState(z, re, im, last_time(times, mask, state.time), phi)
+        return torch.stack(outputs), final
 
     # ------------------------------------------------------------------ one step
     def forward(

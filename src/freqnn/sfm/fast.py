@@ -55,7 +55,7 @@ from torch import Tensor
 
 from ..checks import fail
 from ..frequencies import phase
-from .state import SFMState
+from .state import SFMState, last_time
 
 __all__ = [
     "PATHS",
@@ -1561,10 +1561,4 @@ def scan(
             out, (z, re, im, phi) = s.out, s.final(copy=False)
     if not cell.adaptive:
         phi = None
-    if mask is None:
-        time_ = times[-1]
-    else:
-        steps = mask.sum(0)
-        last = times.gather(0, (steps - 1).clamp(min=0).unsqueeze(0)).squeeze(0)
-        time_ = torch.where(steps > 0, last, state.time)
-    return out, SFMState(z, re, im, time_, phi)
+    return out, SFMState(z, re, im, last_time(times, mask, state.time), phi)

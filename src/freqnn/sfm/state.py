@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..checks import check_finite, check_floating, check_shape, describe, fail
 
-__all__ = ["SFMState", "check_state", "map_batch_axis", "zero_state"]
+__all__ = ["SFMState", "check_state", "last_time", "map_batch_axis", "zero_state"]
 
 
 class SFMState(NamedTuple):
@@ -119,6 +119,19 @@ def check_state(
         if value is not None:
             check_finite(value, f"{name}.{field}")
     return state
+
+
+def last_time(times: Tensor, mask: Tensor | None, start: Tensor) -> Tensor:
+    """The state's time after a scan: each sequence's timestamp at its last valid step.
+
+    ``times`` (T, B) float64, ``mask`` (T, B) bool or None (False at padded steps), ``start``
+    (B,) the time before the scan, kept by a sequence with no valid step.
+    """
+    if mask is None:
+        return times[-1]
+    steps = mask.sum(0)
+    last = times.gather(0, (steps - 1).clamp(min=0).unsqueeze(0)).squeeze(0)
+    return torch.where(steps > 0, last, start)
 
 
 def map_batch_axis(state: SFMState, axis: int, squeeze: bool) -> SFMState:
