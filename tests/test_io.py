@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from freqnn.io import atomic_write, sha256sum
+from freqnn.io import atomic_write, fetch_verified, sha256sum
 
 
 def test_atomic_write_replaces_and_cleans_up(tmp_path):
@@ -45,3 +45,12 @@ def test_atomic_write_uses_ordinary_permissions(tmp_path, umask):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o666 & ~umask
+
+
+def test_fetch_verified_checks_the_digest(tmp_path):
+    path = tmp_path / "payload.bin"
+    path.write_bytes(b"freqnn")
+    digest = hashlib.sha256(b"freqnn").hexdigest()
+    assert fetch_verified(path.as_uri(), digest) == b"freqnn"
+    with pytest.raises(ValueError, match=r"sha256 expected 0{64}, got .*nothing written"):
+        fetch_verified(path.as_uri(), "0" * 64)

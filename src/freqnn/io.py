@@ -11,11 +11,12 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "sha256sum"]
+__all__ = ["atomic_write", "fetch_verified", "sha256sum"]
 
 
 def _default_mode() -> int:
@@ -70,3 +71,20 @@ def sha256sum(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def fetch_verified(
+    url: str, sha256: str, opener: Callable[[str], IO[bytes]] | None = None
+) -> bytes:
+    """Download ``url`` into memory and return its bytes if their SHA-256 is ``sha256``.
+
+    ``opener`` (default ``urllib.request.urlopen``) is there for tests and proxies; ``url`` may
+    be ``file://``. A mismatch raises ``ValueError`` before the caller writes anything.
+    """
+    open_url = opener if opener is not None else urllib.request.urlopen
+    with open_url(url) as response:
+        payload = response.read()
+    digest = hashlib.sha256(payload).hexdigest()
+    if digest != sha256:
+        raise ValueError(f"{url}: sha256 expected {sha256}, got {digest}; nothing written")
+    return payload

@@ -49,7 +49,6 @@ import io
 import math
 import os
 import pickle
-import urllib.request
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -58,7 +57,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
-from ..io import atomic_write, sha256sum
+from ..io import atomic_write, fetch_verified, sha256sum
 from .paths import DATA_ENV, cache_dir, data_root
 
 __all__ = [
@@ -527,12 +526,7 @@ def download(
     target = data_root(root) / "polyphonic" / filename
     if target.is_file() and not force:
         return target
-    open_url = opener if opener is not None else urllib.request.urlopen
-    with open_url(url) as response:
-        payload = response.read()
-    digest = hashlib.sha256(payload).hexdigest()
-    if digest != sha256:
-        raise ValueError(f"{url}: sha256 expected {sha256}, got {digest}; nothing written")
+    payload = fetch_verified(url, sha256, opener)
     if format == "pickle":  # parse before writing: never leave an unusable file behind
         _parse_pickle(payload, url)
     with atomic_write(target, "wb") as handle:

@@ -44,10 +44,8 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import hashlib
 import math
 import os
-import urllib.request
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -57,7 +55,7 @@ from typing import IO, Literal
 import numpy as np
 
 from ..checks import fail
-from ..io import atomic_write, sha256sum
+from ..io import atomic_write, fetch_verified, sha256sum
 from .paths import data_root
 
 __all__ = [
@@ -396,12 +394,7 @@ def download(
     folder = data_root(root) / "stocks"
     target = folder / "data.npy"
     if not (target.is_file() and not force):
-        open_url = opener if opener is not None else urllib.request.urlopen
-        with open_url(url) as response:
-            payload = response.read()
-        digest = hashlib.sha256(payload).hexdigest()
-        if digest != sha256:
-            raise ValueError(f"{url}: sha256 expected {sha256}, got {digest}; nothing written")
+        payload = fetch_verified(url, sha256, opener)
         with atomic_write(target, "wb") as handle:
             handle.write(payload)
     symbols_path = folder / "symbols.txt"
