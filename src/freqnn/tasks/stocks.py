@@ -21,7 +21,8 @@ Baselines, the ones finance people check first:
 
 Run ``python -m freqnn.tasks.stocks baselines`` to print the table in ``docs/results/stocks.md``.
 
-Runner task ``stocks`` (``freqnn train stocks --model sfm --horizon 3``), as the paper's code:
+Runner task ``stocks`` (``freqnn train stocks --model sfm --horizon 3``; model ``sfm-stock`` is the
+paper's own cell, :class:`freqnn.sfm.stock.StockSFM`), as the paper's code:
 every stock is one sequence of its min-max-scaled daily prices (input N = 1); the model reads
 days ``0..t`` and predicts the price of day ``t + n`` at every step (``head="step"``). Items:
 
