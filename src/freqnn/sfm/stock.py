@@ -35,7 +35,7 @@ from ..checks import fail
 from ..frequencies import frequency_grid, phase
 from .cell import SFMCell, _check_size
 from .layer import SFM
-from .state import SFMState
+from .state import SFMState, last_time
 
 __all__ = ["StockSFM", "StockSFMCell", "hard_sigmoid"]
 
@@ -237,13 +237,7 @@ class StockSFMCell(SFMCell):
                 re = torch.where(m[:, None, None], re_new, re)
                 im = torch.where(m[:, None, None], im_new, im)
                 outputs.append(z_new * m[:, None].to(z_new.dtype))
-        if mask is None:
-            time = times[-1]
-        else:
-            steps = mask.sum(0)
-            last = times.gather(0, (steps - 1).clamp(min=0).unsqueeze(0)).squeeze(0)
-            time = torch.where(steps > 0, last, state.time)
-        return torch.stack(outputs), SFMState(z, re, im, time, None)
+        return torch.stack(outputs), SFMState(z, re, im, last_time(times, mask, time), None)
 
 
 class StockSFM(SFM):
