@@ -4,7 +4,7 @@ Core layers (torch + numpy only):
 
 * :class:`SFM`, :class:`AdaptiveSFM`: State-Frequency Memory networks (Hu & Qi, ICML 2017)
   with an ``nn.LSTM``-like interface; :class:`SFMCell`, :class:`AdaptiveSFMCell` step by step;
-  :class:`SFMState` the recurrent state.
+  :class:`SFMState` the recurrent state; :class:`StockSFM` the KDD 2017 stock variant.
 * :class:`CosineTransform`: a learnable analysis/synthesis cosine pair, the orthonormal DCT at
   initialisation; :class:`FramedTransform` frames long signals (block or half-overlap).
 * :mod:`freqnn.functional`: ``dct`` / ``idct`` and the cosine-basis builders;
@@ -16,7 +16,7 @@ the ``freqnn`` command and needs the ``experiments`` extra.
 """
 
 from . import functional, metrics
-from .sfm import SFM, AdaptiveSFM, AdaptiveSFMCell, SFMCell, SFMState
+from .sfm import SFM, AdaptiveSFM, AdaptiveSFMCell, SFMCell, SFMState, StockSFM, StockSFMCell
 from .transform import CosineTransform, FramedTransform
 
 __version__ = "0.1.0"
@@ -29,6 +29,8 @@ __all__ = [
     "FramedTransform",
     "SFMCell",
     "SFMState",
+    "StockSFM",
+    "StockSFMCell",
     "__version__",
     "functional",
     "metrics",

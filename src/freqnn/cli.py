@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    freqnn train TASK --model {sfm,asfm,lstm,gru} [options | --config FILE.yaml] [--resume]
+    freqnn train TASK --model {sfm,asfm,sfm-stock,lstm,gru} [options | --config FILE] [--resume]
     freqnn eval CHECKPOINT_OR_RUN_DIR [--data FILE.npz] [--split test]
     freqnn report RUN_DIR... [--out DIR]
     freqnn demo [--out reports/demo]
@@ -46,11 +46,12 @@ _BUILTIN_HELP = {
 
 # --------------------------------------------------------------------------- train
 def _add_train_arguments(parser: argparse.ArgumentParser, task_name: str | None) -> None:
+    from .models import ARCHS
     from .tasks import available_tasks, get_task
 
     parser.add_argument("task", nargs="?", help=f"one of {', '.join(available_tasks())} "
                         "(optional with --resume: read from the run's config.yaml)")
-    parser.add_argument("--model", choices=("sfm", "asfm", "lstm", "gru"))
+    parser.add_argument("--model", choices=ARCHS)
     parser.add_argument("--config", help="YAML file of configuration keys")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="set any configuration key (VALUE parsed as YAML); repeatable")
@@ -213,8 +214,14 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, std
 
 
-_ORDER = {"sfm": 0, "asfm": 1, "lstm": 2, "gru": 3}
-_LABEL = {"sfm": "SFM", "asfm": "A-SFM", "lstm": "LSTM", "gru": "GRU"}
+_ORDER = {"sfm": 0, "asfm": 1, "sfm-stock": 2, "lstm": 3, "gru": 4}
+_LABEL = {
+    "sfm": "SFM",
+    "asfm": "A-SFM",
+    "sfm-stock": "SFM (stock variant)",
+    "lstm": "LSTM",
+    "gru": "GRU",
+}
 
 
 def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "freqnn report",

@@ -8,6 +8,7 @@ from .cell import AdaptiveSFMCell, SFMCell
 from .fast import empty_cache, get_path, set_path, use_path, use_reference
 from .layer import SFM, AdaptiveSFM
 from .state import SFMState
+from .stock import StockSFM, StockSFMCell
 
 __all__ = [
     "SFM",
@@ -15,6 +16,8 @@ __all__ = [
     "AdaptiveSFMCell",
     "SFMCell",
     "SFMState",
+    "StockSFM",
+    "StockSFMCell",
     "empty_cache",
     "get_path",
     "set_path",
