@@ -58,6 +58,8 @@ class SFMCell(nn.Module):
     """
 
     adaptive = False
+    #: whether D is a size of its own (the stock variant ties it to M)
+    separate_state_size = True
 
     def __init__(
         self,
@@ -81,18 +83,22 @@ class SFMCell(nn.Module):
         self.learn_frequencies = bool(learn_frequencies)
         self._grid_spec = frequencies if isinstance(frequencies, str) else "tensor"
         grid = frequency_grid(frequencies, num_freqs)
-        D, K, M, N = state_size, num_freqs, hidden_size, input_size
         factory = {"device": device, "dtype": dtype}
-        rows = 3 * D + K + K * M + (K if self.adaptive else 0)
-        self.weight_ih = nn.Parameter(torch.empty(rows, N, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(rows, M, **factory))
-        self.weight_a = nn.Parameter(torch.empty(K, 2 * M, D, **factory))
+        rows = sum(self._gate_sizes().values())
+        weight_rows = rows + (self.num_freqs if self.adaptive else 0)
+        readout_shape, readout_bias, readout_bias_shape = self._readout_shapes()
+        # registration order = initialisation order of reset_parameters (seeded runs rely on it)
+        self.weight_ih = nn.Parameter(torch.empty(weight_rows, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(weight_rows, hidden_size, **factory))
+        self.weight_a = nn.Parameter(torch.empty(readout_shape, **factory))
         if self.bias:
-            self.bias_ih = nn.Parameter(torch.empty(3 * D + K + K * M, **factory))
-            self.b_z = nn.Parameter(torch.empty(K, M, **factory))
+            self.bias_ih = nn.Parameter(torch.empty(rows, **factory))
+            self.register_parameter(
+                readout_bias, nn.Parameter(torch.empty(readout_bias_shape, **factory))
+            )
         else:
             self.register_parameter("bias_ih", None)
-            self.register_parameter("b_z", None)
+            self.register_parameter(readout_bias, None)
         name = "b_omega" if self.adaptive else "omega"
         grid = grid.to(device=device, dtype=dtype or torch.get_default_dtype())
         if self.learn_frequencies:
@@ -102,20 +108,32 @@ class SFMCell(nn.Module):
         self.register_buffer("_initial_grid", grid.clone(), persistent=False)
         self.reset_parameters()
 
+    def _gate_sizes(self) -> dict[str, int]:
+        """Row blocks of the fused affine maps, in order (see :mod:`freqnn.sfm.step`); an A-SFM
+        appends K rows for omega_t to ``weight_ih`` and ``weight_hh``."""
+        D, K, M = self.state_size, self.num_freqs, self.hidden_size
+        return {"ste": D, "g": D, "i": D, "fre": K, "o": K * M}
+
+    def _readout_shapes(self) -> tuple[tuple[int, ...], str, tuple[int, ...]]:
+        """Shape of ``weight_a`` ([U_o ; W_z]), name and shape of the read-out bias (b_z)."""
+        D, K, M = self.state_size, self.num_freqs, self.hidden_size
+        return (K, 2 * M, D), "b_z", (K, M)
+
     # ------------------------------------------------------------------ parameters
     def reset_parameters(self) -> None:
         """Uniform(-1/sqrt(M), 1/sqrt(M)) weights and biases as in ``nn.LSTM``; frequencies back
         to their initial grid; A-SFM's W_omega_x, W_omega_z start at zero so that omega_t starts
         on the grid."""
         bound = 1.0 / math.sqrt(self.hidden_size)
+        frequencies = self._frequency_tensor()
         with torch.no_grad():
-            for p in (self.weight_ih, self.weight_hh, self.weight_a, self.bias_ih, self.b_z):
-                if p is not None:
+            for p in self.parameters():
+                if p is not frequencies:
                     p.uniform_(-bound, bound)
             if self.adaptive:
                 self.weight_ih[-self.num_freqs :].zero_()
                 self.weight_hh[-self.num_freqs :].zero_()
-            self._frequency_tensor().copy_(self._initial_grid)
+            frequencies.copy_(self._initial_grid)
 
     def _frequency_tensor(self) -> Tensor:
         return self.b_omega if self.adaptive else self.omega
@@ -132,33 +150,37 @@ class SFMCell(nn.Module):
         Biases are absent when ``bias=False``. SFM has ``omega`` (the stored, unfolded value);
         A-SFM has ``W_omega_z``, ``W_omega_x`` and ``b_omega`` instead.
         """
-        D, K, M = self.state_size, self.num_freqs, self.hidden_size
-        sizes = [D, D, D, K, K * M] + ([K] if self.adaptive else [])
-        names = ["ste", "g", "i", "fre", "o"] + (["omega"] if self.adaptive else [])
+        sizes = self._gate_sizes()
         out: dict[str, Tensor] = {}
         for prefix, weight in (("W", self.weight_hh), ("V", self.weight_ih)):
-            for name, block in zip(names, weight.split(sizes), strict=True):
-                key = (
-                    f"W_omega_{'z' if prefix == 'W' else 'x'}"
-                    if name == "omega"
-                    else f"{prefix}_{name}"
-                )
-                out[key] = block.unflatten(0, (K, M)) if name == "o" else block
+            blocks = weight.split([*sizes.values(), weight.shape[0] - sum(sizes.values())])
+            out.update((f"{prefix}_{name}", b) for name, b in zip(sizes, blocks, strict=False))
+            if self.adaptive:
+                out[f"W_omega_{'z' if prefix == 'W' else 'x'}"] = blocks[-1]
         if self.bias_ih is not None:
-            for name, block in zip(names[:5], self.bias_ih.split(sizes[:5]), strict=True):
-                out[f"b_{name}"] = block.unflatten(0, (K, M)) if name == "o" else block
+            blocks = self.bias_ih.split(list(sizes.values()))
+            out.update((f"b_{name}", b) for name, b in zip(sizes, blocks, strict=True))
+        self._readout_parameters(out)
+        out["b_omega" if self.adaptive else "omega"] = self._frequency_tensor()
+        return out
+
+    def _readout_parameters(self, out: dict[str, Tensor]) -> None:
+        """Add the output maps to :meth:`paper_parameters`: W_o, V_o, b_o as (K, M, ...), U_o, W_z,
+        b_z."""
+        K, M = self.num_freqs, self.hidden_size
+        for key in ("W_o", "V_o", "b_o"):
+            if key in out:
+                out[key] = out[key].unflatten(0, (K, M))
         out["U_o"] = self.weight_a[:, :M]
         out["W_z"] = self.weight_a[:, M:]
         if self.b_z is not None:
             out["b_z"] = self.b_z
-        out["b_omega" if self.adaptive else "omega"] = self._frequency_tensor()
-        return out
 
     def extra_repr(self) -> str:
-        s = (
-            f"{self.input_size}, {self.hidden_size}, state_size={self.state_size}, "
-            f"num_freqs={self.num_freqs}, frequencies={self._grid_spec!r}"
-        )
+        s = f"{self.input_size}, {self.hidden_size}, "
+        if self.separate_state_size:
+            s += f"state_size={self.state_size}, "
+        s += f"num_freqs={self.num_freqs}, frequencies={self._grid_spec!r}"
         if self.learn_frequencies:
             s += ", learn_frequencies=True"
         if not self.bias:

@@ -26,13 +26,11 @@ belongs to the model head (:class:`freqnn.models.SequenceModel`), not to the cel
 
 from __future__ import annotations
 
-import math
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..checks import fail
-from ..frequencies import frequency_grid, phase
+from ..frequencies import phase
 from .cell import SFMCell, _check_size
 from .layer import SFM
 from .state import SFMState, last_time
@@ -79,10 +77,13 @@ class StockSFMCell(SFMCell):
     -----
     ``forward(x_t, state=None, t=None) -> (z_t, state)`` as :class:`SFMCell` (inherited, with
     its validation); the state is an :class:`freqnn.SFMState` with ``phase=None``. Only a
-    reference time loop exists (no fast path): autograd differentiates it.
+    reference time loop exists (no fast path): autograd differentiates it. Initialisation
+    (:meth:`reset_parameters`, inherited): every weight and bias uniform in +-1/sqrt(D) as in
+    ``nn.LSTM``; the released Keras code's Glorot-uniform input weights, orthogonal recurrent
+    weights and zero biases (b_ste = b_fre = 1) are not reproduced.
     """
 
-    adaptive = False
+    separate_state_size = False
 
     def __init__(
         self,
@@ -97,94 +98,37 @@ class StockSFMCell(SFMCell):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        # nn.Module.__init__ instead of SFMCell.__init__: the parent would allocate the ICML
-        # cell's per-frequency output maps (weight_a (K, 2M, D), b_z, K*M output-gate rows),
-        # which this variant does not have.
-        nn.Module.__init__(self)
-        self.input_size = _check_size(input_size, "input_size")
-        self.hidden_size = _check_size(hidden_size, "hidden_size")
-        self.state_size = _check_size(state_size, "state_size")
-        self.num_freqs = _check_size(num_freqs, "num_freqs")
-        if state_size != hidden_size:
+        if _check_size(state_size, "state_size") != _check_size(hidden_size, "hidden_size"):
             fail(
                 "state_size",
                 f"state_size == hidden_size={hidden_size} (the stock variant's output z_t has "
                 "one value per memory state)",
                 repr(state_size),
             )
-        self.bias = bool(bias)
-        self.learn_frequencies = bool(learn_frequencies)
-        self._grid_spec = frequencies if isinstance(frequencies, str) else "tensor"
-        grid = frequency_grid(frequencies, num_freqs)
-        D, K, N = state_size, num_freqs, input_size
-        factory = {"device": device, "dtype": dtype}
-        rows = 4 * D + K
-        self.weight_ih = nn.Parameter(torch.empty(rows, N, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(rows, D, **factory))
-        self.weight_a = nn.Parameter(torch.empty(K, **factory))
-        if self.bias:
-            self.bias_ih = nn.Parameter(torch.empty(rows, **factory))
-            self.bias_a = nn.Parameter(torch.empty(D, **factory))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_a", None)
-        grid = grid.to(device=device, dtype=dtype or torch.get_default_dtype())
-        if self.learn_frequencies:
-            self.register_parameter("omega", nn.Parameter(grid))
-        else:
-            self.register_buffer("omega", grid)
-        self.register_buffer("_initial_grid", grid.clone(), persistent=False)
-        self.reset_parameters()
+        super().__init__(
+            input_size,
+            hidden_size,
+            state_size,
+            num_freqs,
+            bias=bias,
+            frequencies=frequencies,
+            learn_frequencies=learn_frequencies,
+            device=device,
+            dtype=dtype,
+        )
 
     # ------------------------------------------------------------------ parameters
-    def reset_parameters(self) -> None:
-        """Every weight and bias uniform(-1/sqrt(D), 1/sqrt(D)) as in ``nn.LSTM``; frequencies
-        back to their initial grid.
-
-        (The released Keras code uses Glorot-uniform input weights, orthogonal recurrent
-        weights, zero biases except b_ste = b_fre = 1; that is not reproduced.)
-        """
-        bound = 1.0 / math.sqrt(self.state_size)
-        with torch.no_grad():
-            for p in (self.weight_ih, self.weight_hh, self.weight_a, self.bias_ih, self.bias_a):
-                if p is not None:
-                    p.uniform_(-bound, bound)
-            self.omega.copy_(self._initial_grid)
-
-    def paper_parameters(self) -> dict[str, Tensor]:
-        """The parameters under the names of the equations (views sharing storage).
-
-        ``W_ste, W_g, W_i, W_o`` (D, D), ``W_fre`` (K, D); ``V_ste, V_g, V_i, V_o`` (D, N),
-        ``V_fre`` (K, N); ``b_ste, b_g, b_i, b_o`` (D,), ``b_fre`` (K,); ``U_a`` (K,),
-        ``b_a`` (D,); ``omega`` (K,) (the stored, unfolded value). Biases are absent when
-        ``bias=False``.
-        """
+    def _gate_sizes(self) -> dict[str, int]:
         D, K = self.state_size, self.num_freqs
-        sizes = [D, D, D, K, D]
-        names = ["ste", "g", "i", "fre", "o"]
-        out: dict[str, Tensor] = {}
-        for prefix, weight in (("W", self.weight_hh), ("V", self.weight_ih)):
-            for name, block in zip(names, weight.split(sizes), strict=True):
-                out[f"{prefix}_{name}"] = block
-        if self.bias_ih is not None:
-            for name, block in zip(names, self.bias_ih.split(sizes), strict=True):
-                out[f"b_{name}"] = block
+        return {"ste": D, "g": D, "i": D, "fre": K, "o": D}
+
+    def _readout_shapes(self) -> tuple[tuple[int, ...], str, tuple[int, ...]]:
+        return (self.num_freqs,), "bias_a", (self.state_size,)
+
+    def _readout_parameters(self, out: dict[str, Tensor]) -> None:
         out["U_a"] = self.weight_a
         if self.bias_a is not None:
             out["b_a"] = self.bias_a
-        out["omega"] = self.omega
-        return out
-
-    def extra_repr(self) -> str:
-        s = (
-            f"{self.input_size}, {self.hidden_size}, num_freqs={self.num_freqs}, "
-            f"frequencies={self._grid_spec!r}"
-        )
-        if self.learn_frequencies:
-            s += ", learn_frequencies=True"
-        if not self.bias:
-            s += ", bias=False"
-        return s
 
     # ------------------------------------------------------------------ equations
     def scan(
