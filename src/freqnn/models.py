@@ -181,24 +181,14 @@ class SequenceModel(nn.Module):
         self.output_size = output_size
         self.use_times = bool(use_times)
         self.is_sfm = arch in _SFM_ARCHS
-        if arch == "sfm-stock":
-            self.body: nn.Module = StockSFM(
+        if self.is_sfm:
+            layer = {"sfm": SFM, "asfm": AdaptiveSFM, "sfm-stock": StockSFM}[arch]
+            # the stock variant has no state size of its own (D = M)
+            sizes = (hidden_size, num_freqs) if arch == "sfm-stock" else (
+                hidden_size, state_size, num_freqs)
+            self.body: nn.Module = layer(
                 input_size,
-                hidden_size,
-                num_freqs,
-                num_layers,
-                batch_first=True,
-                dropout=dropout if num_layers > 1 else 0.0,
-                frequencies=frequencies,
-                learn_frequencies=learn_frequencies,
-            )
-        elif self.is_sfm:
-            layer = SFM if arch == "sfm" else AdaptiveSFM
-            self.body = layer(
-                input_size,
-                hidden_size,
-                state_size,
-                num_freqs,
+                *sizes,
                 num_layers,
                 batch_first=True,
                 dropout=dropout if num_layers > 1 else 0.0,

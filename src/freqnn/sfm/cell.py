@@ -79,6 +79,13 @@ class SFMCell(nn.Module):
         self.hidden_size = _check_size(hidden_size, "hidden_size")
         self.state_size = _check_size(state_size, "state_size")
         self.num_freqs = _check_size(num_freqs, "num_freqs")
+        if not self.separate_state_size and state_size != hidden_size:
+            fail(
+                "state_size",
+                f"state_size == hidden_size={hidden_size} (in {type(self).__name__} the output "
+                "z_t has one value per memory state)",
+                repr(state_size),
+            )
         self.bias = bool(bias)
         self.learn_frequencies = bool(learn_frequencies)
         self._grid_spec = frequencies if isinstance(frequencies, str) else "tensor"

@@ -29,9 +29,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..checks import fail
 from ..frequencies import phase
-from .cell import SFMCell, _check_size
+from .cell import SFMCell
 from .layer import SFM
 from .state import SFMState, last_time
 
@@ -84,38 +83,6 @@ class StockSFMCell(SFMCell):
     """
 
     separate_state_size = False
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        state_size: int,
-        num_freqs: int,
-        *,
-        bias: bool = True,
-        frequencies: str | Tensor = "paper",
-        learn_frequencies: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> None:
-        if _check_size(state_size, "state_size") != _check_size(hidden_size, "hidden_size"):
-            fail(
-                "state_size",
-                f"state_size == hidden_size={hidden_size} (the stock variant's output z_t has "
-                "one value per memory state)",
-                repr(state_size),
-            )
-        super().__init__(
-            input_size,
-            hidden_size,
-            state_size,
-            num_freqs,
-            bias=bias,
-            frequencies=frequencies,
-            learn_frequencies=learn_frequencies,
-            device=device,
-            dtype=dtype,
-        )
 
     # ------------------------------------------------------------------ parameters
     def _gate_sizes(self) -> dict[str, int]:
