@@ -224,19 +224,28 @@ def test_task_train_chunks_cover_every_training_step(tmp_path: Path) -> None:
         build(dict(DEFAULTS, data_root=str(root), target="returns"))
 
 
+def _random_walk_csvs(folder: Path, end: str, seed: int, yahoo_columns: bool) -> Path:
+    """Daily prices of two tickers from 2020-01-01 to ``end`` as Yahoo-Finance CSV files (all
+    columns) or Date,Open only."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    days = np.arange(np.datetime64("2020-01-01"), np.datetime64(end))
+    for name in ("AAA", "BBB"):
+        price = 20 * np.exp(0.02 * np.cumsum(rng.normal(size=days.size)))
+        if yahoo_columns:
+            lines = ["Date,Open,High,Low,Close,Adj Close,Volume"]
+            lines += [f"{d},{p:.4f},{p:.4f},{p:.4f},{p:.4f},{p:.4f},100" for d, p in
+                      zip(days, price, strict=True)]
+        else:
+            lines = ["Date,Open"] + [f"{d},{p:.4f}" for d, p in zip(days, price, strict=True)]
+        (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
 def test_runner_trains_on_csv_files(tmp_path: Path) -> None:
     from freqnn.tasks.stocks import main
 
-    folder = tmp_path / "csv"
-    folder.mkdir()
-    rng = np.random.default_rng(11)
-    days = np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-04-10"))
-    for name in ("AAA", "BBB"):
-        price = 20 * np.exp(0.02 * np.cumsum(rng.normal(size=days.size)))
-        lines = ["Date,Open,High,Low,Close,Adj Close,Volume"]
-        lines += [f"{d},{p:.4f},{p:.4f},{p:.4f},{p:.4f},{p:.4f},100" for d, p in
-                  zip(days, price, strict=True)]
-        (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    folder = _random_walk_csvs(tmp_path / "csv", "2020-04-10", seed=11, yahoo_columns=True)
     run = tmp_path / "run"
     code = main(["train", "--model", "lstm", "--csv", str(folder), "--horizon", "3",
                  "--epochs", "2", "--batch-size", "2", "--run-dir", str(run), "--no-progress",
@@ -288,14 +297,7 @@ def test_runner_trains_the_stock_sfm_variant(tmp_path: Path) -> None:
     from freqnn.models import build_model
     from freqnn.tasks.stocks import main, predict_run, run_rows
 
-    folder = tmp_path / "csv"
-    folder.mkdir()
-    rng = np.random.default_rng(12)
-    days = np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-03-20"))
-    for name in ("AAA", "BBB"):
-        price = 20 * np.exp(0.02 * np.cumsum(rng.normal(size=days.size)))
-        lines = ["Date,Open"] + [f"{d},{p:.4f}" for d, p in zip(days, price, strict=True)]
-        (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    folder = _random_walk_csvs(tmp_path / "csv", "2020-03-20", seed=12, yahoo_columns=False)
     run = tmp_path / "sfm-stock"
     code = main(["train", "--set", "model=sfm-stock", "--csv", str(folder), "--horizon", "1",
                  "--epochs", "1", "--batch-size", "2", "--run-dir", str(run), "--no-progress",
