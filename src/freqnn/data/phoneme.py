@@ -44,7 +44,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -60,13 +59,16 @@ from ..io import atomic_write
 from .paths import cache_dir
 from .phones import FLITE_TO_39, PHONES39
 from .speech import (
+    CACHE_ERRORS,
     SAMPLE_RATE,
     VOICES,
     align_phones,
     available_voices,
     flite_version,
     make_texts,
+    pack_utterances,
     parse_psdur,
+    unpack_utterances,
     word_list,
 )
 from .timit import read_audio
@@ -371,27 +373,15 @@ def build_phoneme_corpus(
 
 
 # -------------------------------------------------------------------------------------- cache
-_STRINGS = ("ids", "voices", "splits", "texts")
 
 
 def _save(path: Path, corpus: PhonemeCorpus) -> None:
     utts = corpus.utterances
-    arrays = {
-        "audio": np.concatenate([np.round(u.audio * 32768).astype(np.int16) for u in utts]),
-        "audio_offsets": np.cumsum([0] + [len(u.audio) for u in utts]).astype(np.int64),
-        "phones": np.array([p for u in utts for p in u.phones], dtype=np.str_),
-        "starts": np.concatenate([u.starts for u in utts]).astype(np.int64),
-        "ends": np.concatenate([u.ends for u in utts]).astype(np.int64),
-        "phone_offsets": np.cumsum([0] + [len(u.phones) for u in utts]).astype(np.int64),
-        "ids": np.array([u.id for u in utts], dtype=np.str_),
-        "voices": np.array([u.voice for u in utts], dtype=np.str_),
-        "splits": np.array([u.split for u in utts], dtype=np.str_),
-        "texts": np.array([u.text for u in utts], dtype=np.str_),
-        "text_ids": np.array([u.text_id for u in utts], dtype=np.int64),
-        "variants": np.array([u.variant for u in utts], dtype=np.int64),
-        "prosody": np.array([[u.stretch, u.f0_shift] for u in utts], dtype=np.float64),
-        "meta": np.array(json.dumps(corpus.meta, sort_keys=True)),
-    }
+    arrays = pack_utterances(utts)
+    arrays["splits"] = np.array([u.split for u in utts], dtype=np.str_)
+    arrays["variants"] = np.array([u.variant for u in utts], dtype=np.int64)
+    arrays["prosody"] = np.array([[u.stretch, u.f0_shift] for u in utts], dtype=np.float64)
+    arrays["meta"] = np.array(json.dumps(corpus.meta, sort_keys=True))
     with atomic_write(path, "wb") as handle:
         np.savez(handle, **arrays)
 
@@ -400,27 +390,15 @@ def _load(path: Path) -> PhonemeCorpus:
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            audio, ao, po = data["audio"], data["audio_offsets"], data["phone_offsets"]
-            phones, starts, ends = data["phones"], data["starts"], data["ends"]
-            strings = {name: data[name].tolist() for name in _STRINGS}
-            text_ids, variants, prosody = data["text_ids"], data["variants"], data["prosody"]
-            count = len(strings["ids"])
-            if len(ao) != count + 1 or len(po) != count + 1 or ao[-1] != len(audio) \
-                    or po[-1] != len(phones):
-                raise ValueError("inconsistent offsets")
+            splits, variants, prosody = data["splits"].tolist(), data["variants"], data["prosody"]
             utts = [
                 PhonemeUtterance(
-                    id=strings["ids"][i], voice=strings["voices"][i],
-                    split=strings["splits"][i], text_id=int(text_ids[i]),
-                    variant=int(variants[i]), text=strings["texts"][i],
+                    **fields, split=splits[i], variant=int(variants[i]),
                     stretch=float(prosody[i, 0]), f0_shift=float(prosody[i, 1]),
-                    audio=audio[ao[i]: ao[i + 1]].astype(np.float32) / 32768.0,
-                    phones=tuple(str(p) for p in phones[po[i]: po[i + 1]]),
-                    starts=starts[po[i]: po[i + 1]].copy(), ends=ends[po[i]: po[i + 1]].copy(),
                 )
-                for i in range(count)
+                for i, fields in enumerate(unpack_utterances(data))
             ]
-    except (OSError, KeyError, ValueError, IndexError, EOFError, zipfile.BadZipFile) as error:
+    except CACHE_ERRORS as error:
         raise ValueError(f"{path}: expected a phoneme corpus cache written by freqnn, got an "
                          f"unreadable file ({error}); delete it or rebuild with force=True "
                          "(--force)") from error

@@ -40,9 +40,11 @@ import shutil
 import subprocess
 import tempfile
 import wave
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -343,23 +345,56 @@ def _config(n_texts: int, seed: int, voices: Sequence[str], min_words: int, max_
             "words_sha256": sha, "flite": version, "sample_rate": SAMPLE_RATE}
 
 
-def _save(path: Path, corpus: SpeechCorpus) -> None:
-    utts = corpus.utterances
-    audio_offsets = np.cumsum([0] + [len(u.audio) for u in utts]).astype(np.int64)
-    phone_offsets = np.cumsum([0] + [len(u.phones) for u in utts]).astype(np.int64)
-    arrays = {
+def pack_utterances(utts: Sequence[Any]) -> dict[str, np.ndarray]:
+    """The arrays every flite corpus cache holds: 16-bit audio and phone alignments concatenated
+    with their offsets, and each utterance's id, voice, text id and text.
+
+    ``utts`` are :class:`Utterance`-like (``audio``, ``phones``, ``starts``, ``ends``, ``id``,
+    ``voice``, ``text_id``, ``text``); :func:`unpack_utterances` reads the arrays back.
+    """
+    return {
         "audio": np.concatenate([np.round(u.audio * 32768).astype(np.int16) for u in utts]),
-        "audio_offsets": audio_offsets,
+        "audio_offsets": np.cumsum([0] + [len(u.audio) for u in utts]).astype(np.int64),
         "phones": np.array([p for u in utts for p in u.phones], dtype=np.str_),
-        "starts": np.concatenate([u.starts for u in utts]),
-        "ends": np.concatenate([u.ends for u in utts]),
-        "phone_offsets": phone_offsets,
+        "starts": np.concatenate([u.starts for u in utts]).astype(np.int64),
+        "ends": np.concatenate([u.ends for u in utts]).astype(np.int64),
+        "phone_offsets": np.cumsum([0] + [len(u.phones) for u in utts]).astype(np.int64),
         "ids": np.array([u.id for u in utts], dtype=np.str_),
         "voices": np.array([u.voice for u in utts], dtype=np.str_),
         "text_ids": np.array([u.text_id for u in utts], dtype=np.int64),
         "texts": np.array([u.text for u in utts], dtype=np.str_),
-        "meta": np.array(json.dumps(corpus.meta, sort_keys=True)),
     }
+
+
+def unpack_utterances(data: Any) -> list[dict[str, Any]]:
+    """The fields of each utterance from arrays written by :func:`pack_utterances` (an open
+    ``.npz``); ``ValueError`` when the offsets do not fit the arrays."""
+    audio, ao, po = data["audio"], data["audio_offsets"], data["phone_offsets"]
+    phones, starts, ends = data["phones"], data["starts"], data["ends"]
+    ids, voices, texts = data["ids"].tolist(), data["voices"].tolist(), data["texts"].tolist()
+    text_ids = data["text_ids"]
+    count = len(ids)
+    if len(ao) != count + 1 or len(po) != count + 1 or ao[-1] != len(audio) \
+            or po[-1] != len(phones):
+        raise ValueError("inconsistent offsets")
+    return [
+        {
+            "id": ids[i], "voice": voices[i], "text_id": int(text_ids[i]), "text": texts[i],
+            "audio": audio[ao[i]:ao[i + 1]].astype(np.float32) / 32768.0,
+            "phones": tuple(str(p) for p in phones[po[i]:po[i + 1]]),
+            "starts": starts[po[i]:po[i + 1]].copy(), "ends": ends[po[i]:po[i + 1]].copy(),
+        }
+        for i in range(count)
+    ]
+
+
+#: what reading a damaged cache can raise
+CACHE_ERRORS = (OSError, KeyError, ValueError, IndexError, EOFError, zipfile.BadZipFile)
+
+
+def _save(path: Path, corpus: SpeechCorpus) -> None:
+    arrays = pack_utterances(corpus.utterances)
+    arrays["meta"] = np.array(json.dumps(corpus.meta, sort_keys=True))
     with atomic_write(path, "wb") as handle:
         np.savez(handle, **arrays)
 
@@ -368,24 +403,12 @@ def _load(path: Path) -> SpeechCorpus:
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-            audio, ao = data["audio"], data["audio_offsets"]
-            phones, starts, ends, po = data["phones"], data["starts"], data["ends"], \
-                data["phone_offsets"]
-            utts = [
-                Utterance(
-                    id=str(data["ids"][i]), voice=str(data["voices"][i]),
-                    text_id=int(data["text_ids"][i]), text=str(data["texts"][i]),
-                    audio=audio[ao[i]:ao[i + 1]].astype(np.float32) / 32768.0,
-                    phones=tuple(str(p) for p in phones[po[i]:po[i + 1]]),
-                    starts=starts[po[i]:po[i + 1]].copy(), ends=ends[po[i]:po[i + 1]].copy(),
-                    sample_rate=int(meta["sample_rate"]),
-                )
-                for i in range(len(ao) - 1)
-            ]
-    except (OSError, KeyError, ValueError, IndexError) as error:
+            rate = int(meta["sample_rate"])
+            utts = [Utterance(**fields, sample_rate=rate) for fields in unpack_utterances(data)]
+    except CACHE_ERRORS as error:
         raise ValueError(f"{path}: expected a speech corpus cache written by freqnn, got an "
                          f"unreadable file ({error}); delete it or pass force=True") from error
-    return SpeechCorpus(utts, int(meta["sample_rate"]), meta)
+    return SpeechCorpus(utts, rate, meta)
 
 
 def build_corpus(
