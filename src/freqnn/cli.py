@@ -214,22 +214,13 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, std
 
 
-_ORDER = {"sfm": 0, "asfm": 1, "sfm-stock": 2, "lstm": 3, "gru": 4}
-_LABEL = {
-    "sfm": "SFM",
-    "asfm": "A-SFM",
-    "sfm-stock": "SFM (stock variant)",
-    "lstm": "LSTM",
-    "gru": "GRU",
-}
-
-
 def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "freqnn report",
                  amplitude: bool = True, notes: str = "") -> Path:
     """Summarise finished runs: ``report.md`` (table of test metrics, mean and sample std over
     seeds, parameter counts, wall time), ``learning_curves.png`` and, for the signal-type task
     with an SFM / A-SFM run, ``amplitude.png``. Returns the path of ``report.md``."""
     from .io import atomic_write
+    from .models import ARCH_LABELS, arch_rank
     from .plots import learning_curves
 
     out = Path(out)
@@ -241,7 +232,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
         history = json.loads((run / "history.json").read_text())
         groups.setdefault((results["task"], results["model"]), []).append(
             (run, results, history))
-    keys = sorted(groups, key=lambda k: (k[0], _ORDER.get(k[1], 9), k[1]))
+    keys = sorted(groups, key=lambda k: (k[0], arch_rank(k[1]), k[1]))
     metric_names = sorted({m for k in keys for _, r, _ in groups[k] for m in r["test"]})
     lines = [f"# {title}", ""]
     if notes:
@@ -251,7 +242,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in keys:
         entries = groups[key]
-        cells = [key[0], _LABEL.get(key[1], key[1]),
+        cells = [key[0], ARCH_LABELS.get(key[1], key[1]),
                  ", ".join(str(r["seed"]) for _, r, _ in entries)]
         for m in metric_names:
             vals = [r["test"][m] for _, r, _ in entries if m in r["test"]]
@@ -273,7 +264,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
 
     tasks = sorted({k[0] for k in keys})
     for task in tasks:
-        histories = {_LABEL.get(m, m): [h for _, _, h in groups[(t, m)]]
+        histories = {ARCH_LABELS.get(m, m): [h for _, _, h in groups[(t, m)]]
                      for (t, m) in keys if t == task}
         val_metrics = sorted({k for hs in histories.values() for h in hs for r in h for k in r
                               if k.startswith("val_")})
@@ -285,9 +276,9 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
         if amplitude and task == "signal_type":
             sfm_runs = [(m, e[0][0]) for (t, m), e in groups.items()
                         if t == task and m in ("sfm", "asfm")]
-            for arch, run in sorted(sfm_runs, key=lambda x: _ORDER[x[0]]):
+            for arch, run in sorted(sfm_runs, key=lambda x: arch_rank(x[0])):
                 png = _amplitude_png(run, out / f"amplitude_{arch}.png")
-                lines += [f"## {_LABEL[arch]} amplitude |S| per frequency over time", "",
+                lines += [f"## {ARCH_LABELS[arch]} amplitude |S| per frequency over time", "",
                           f"![amplitude]({png.name})", "",
                           f"Run `{run}` (seed {groups[(task, arch)][0][1]['seed']}), first "
                           "layer, one test wave of each type; mean of |S_t| over the D states "
@@ -302,6 +293,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
 def _amplitude_png(run: Path, path: Path) -> Path:
     import torch
 
+    from .models import ARCH_LABELS
     from .plots import amplitude_figure, sfm_amplitudes
     from .train import model_from_checkpoint
 
@@ -318,7 +310,7 @@ def _amplitude_png(run: Path, path: Path) -> Path:
                          amps.double().numpy()))
     cell = module.model.body.cells[0]
     freqs = None if cell.adaptive else cell.frequencies().detach().to(torch.float64).numpy()
-    return amplitude_figure(examples, freqs, path, title=f"{_LABEL[module.cfg['model']]}: |S|")
+    return amplitude_figure(examples, freqs, path, title=f"{ARCH_LABELS[module.cfg['model']]}: |S|")
 
 
 def _run_report(args: argparse.Namespace) -> int:
@@ -343,6 +335,7 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from .models import ARCH_LABELS
     from .tasks import get_task
     from .train import make_config, train
 
@@ -371,7 +364,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     report = write_report([runs_dir], out, "freqnn demo: signal type", notes=notes)
     elapsed = time.perf_counter() - start
     for model, res in results.items():
-        print(f"{_LABEL.get(model, model)} test accuracy: {res['test']['accuracy']:.4f}")
+        print(f"{ARCH_LABELS.get(model, model)} test accuracy: {res['test']['accuracy']:.4f}")
     print(f"demo finished in {elapsed:.0f} s; report: {report.resolve()}")
     return 0
 

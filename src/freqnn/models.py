@@ -32,7 +32,9 @@ from .sfm.stock import StockSFM
 
 __all__ = [
     "ARCHS",
+    "ARCH_LABELS",
     "SequenceModel",
+    "arch_rank",
     "build_model",
     "count_parameters",
     "matched_hidden_size",
@@ -41,8 +43,21 @@ __all__ = [
 ]
 
 ARCHS = ("sfm", "asfm", "sfm-stock", "lstm", "gru")
+#: display names; tables and reports list models in the order of ARCHS (see arch_rank)
+ARCH_LABELS = {
+    "sfm": "SFM",
+    "asfm": "A-SFM",
+    "sfm-stock": "SFM (stock variant)",
+    "lstm": "LSTM",
+    "gru": "GRU",
+}
 _SFM_ARCHS = ("sfm", "asfm", "sfm-stock")
 _GATES = {"lstm": 4, "gru": 3}
+
+
+def arch_rank(arch: str) -> int:
+    """Position of ``arch`` in :data:`ARCHS` (unknown names sort last): the order of tables."""
+    return ARCHS.index(arch) if arch in ARCHS else len(ARCHS)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -54,6 +54,7 @@ from ..metrics import (
     piano_roll_nll,
     softmax_nll,
 )
+from ..models import ARCH_LABELS, ARCHS, arch_rank
 from . import Batch, Task, TaskData, TensorDataset
 
 __all__ = [
@@ -446,10 +447,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- results table
-_MODEL_ORDER = {"sfm": 0, "asfm": 1, "lstm": 2, "gru": 3}
 _DATA_ORDER = {name: i for i, name in enumerate(("jsb", "nottingham", "musedata",
                                                   "piano-midi", "bach"))}
-_LABELS = {"sfm": "SFM", "asfm": "A-SFM", "lstm": "LSTM", "gru": "GRU"}
 
 
 def _finished_runs(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[dict, dict, Path]]:
@@ -472,7 +471,7 @@ def _finished_runs(paths: Sequence[str | os.PathLike[str]]) -> list[tuple[dict, 
         raise ValueError(f"paths: expected finished polyphonic runs (results.json), got none "
                          f"under {[str(p) for p in paths]}")
     rows.sort(key=lambda r: (_DATA_ORDER.get(r[0]["info"]["dataset"], 9),
-                             _MODEL_ORDER.get(r[0]["model"], 9), float(r[1]["lr"]),
+                             arch_rank(r[0]["model"]), float(r[1]["lr"]),
                              str(r[2])))
     return rows
 
@@ -506,7 +505,8 @@ def results_table(paths: Sequence[str | os.PathLike[str]]) -> str:
         name, model, test = res["info"]["dataset"], res["model"], res["test"]
         published = PUBLISHED.get((name, model))
         lines.append(
-            f"| {name} | {_LABELS.get(model, model)} | {res['seed']} | {_variant(cfg, model)} | "
+            f"| {name} | {ARCH_LABELS.get(model, model)} | {res['seed']} | "
+            f"{_variant(cfg, model)} | "
             f"{res['params']} | {res['epochs_run']} ({res['best_epoch'] + 1}) | "
             f"{res['train_wall_s']:.0f} | {res['best_val']['val_loss']:.3f} | "
             f"**{test['nll']:.3f}** | {'' if published is None else f'{published:.2f}'} | "
@@ -537,9 +537,9 @@ def summary_table(paths: Sequence[str | os.PathLike[str]]) -> str:
         if (name, model) not in chosen or val < mean(
                 [r["best_val"]["val_loss"] for r in chosen[(name, model)][1]]):
             chosen[(name, model)] = (tag, runs)
-    models = [m for m in _MODEL_ORDER if any(k[1] == m for k in chosen)]
+    models = [m for m in ARCHS if any(k[1] == m for k in chosen)]
     datasets = sorted({k[0] for k in chosen}, key=lambda d: _DATA_ORDER.get(d, 9))
-    lines = ["| data set | " + " | ".join(_LABELS[m] for m in models) +
+    lines = ["| data set | " + " | ".join(ARCH_LABELS[m] for m in models) +
              " | published LSTM | published GRU | published TCN |",
              "|---|" + "---|" * (len(models) + 3)]
     for name in datasets:

@@ -68,6 +68,7 @@ from ..data.stocks import (
     load_paper_data,
     split_steps,
 )
+from ..models import arch_rank
 from . import Batch, Task, TaskData, TensorDataset
 
 __all__ = [
@@ -641,9 +642,8 @@ def run_rows(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
                 "train_wall_s": res["train_wall_s"],
             }
         )
-    order = {"sfm": 0, "asfm": 1, "sfm-stock": 2, "lstm": 3, "gru": 4}
     rows.sort(key=lambda r: (r["horizon"], r["scaling"] != "train", r["target"],
-                             order.get(r["model"], 9), r["seed"]))
+                             arch_rank(r["model"]), r["seed"]))
     return rows
 
 
