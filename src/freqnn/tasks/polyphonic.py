@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -528,15 +529,12 @@ def summary_table(paths: Sequence[str | os.PathLike[str]]) -> str:
         key = (res["info"]["dataset"], res["model"], str(run_dir.parent))
         configs.setdefault(key, []).append(res)
 
-    def mean(values: list[float]) -> float:
-        return sum(values) / len(values)
-
-    chosen: dict[tuple[str, str], tuple[str, list[dict]]] = {}
+    # (mean validation NLL, folder, runs) of the configuration chosen per data set and model
+    chosen: dict[tuple[str, str], tuple[float, str, list[dict]]] = {}
     for (name, model, tag), runs in sorted(configs.items()):
-        val = mean([r["best_val"]["val_loss"] for r in runs])
-        if (name, model) not in chosen or val < mean(
-                [r["best_val"]["val_loss"] for r in chosen[(name, model)][1]]):
-            chosen[(name, model)] = (tag, runs)
+        val = statistics.fmean(r["best_val"]["val_loss"] for r in runs)
+        if (name, model) not in chosen or val < chosen[(name, model)][0]:
+            chosen[(name, model)] = (val, tag, runs)
     models = [m for m in ARCHS if any(k[1] == m for k in chosen)]
     datasets = sorted({k[0] for k in chosen}, key=lambda d: _DATA_ORDER.get(d, 9))
     lines = ["| data set | " + " | ".join(ARCH_LABELS[m] for m in models) +
@@ -544,19 +542,17 @@ def summary_table(paths: Sequence[str | os.PathLike[str]]) -> str:
              "|---|" + "---|" * (len(models) + 3)]
     for name in datasets:
         here = {m: chosen[(name, m)] for m in models if (name, m) in chosen}
-        best = min(here, key=lambda m: mean([r["best_val"]["val_loss"] for r in here[m][1]]))
+        best = min(here, key=lambda m: here[m][0])
         cells = []
         for m in models:
             if m not in here:
                 cells.append("")
                 continue
-            tag, runs = here[m]
+            _, tag, runs = here[m]
             tests = [r["test"]["nll"] for r in runs]
-            mu = mean(tests)
-            cell = f"{mu:.3f}"
+            cell = f"{statistics.fmean(tests):.3f}"
             if len(tests) > 1:
-                std = (sum((t - mu) ** 2 for t in tests) / (len(tests) - 1)) ** 0.5
-                cell += f" ± {std:.3f}"
+                cell += f" ± {statistics.stdev(tests):.3f}"
             seeds = f"{len(tests)} seeds" if len(tests) > 1 else f"seed {runs[0]['seed']}"
             cells.append(f"{cell}{'*' if m == best else ''} ({Path(tag).name}, {seeds})")
         pub = [PUBLISHED.get((name, m)) for m in ("lstm", "gru", "tcn")]
