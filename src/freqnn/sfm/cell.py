@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ..checks import check_finite, check_floating, check_rank, check_shape, describe, fail
 from ..frequencies import fold_frequency, frequency_grid, phase
 from . import fast
-from .state import SFMState, check_state, last_time, map_batch_axis, zero_state
+from .state import SFMState, check_state, last_time, map_batch_axis, where_valid, zero_state
 from .step import advance_phase, amplitude, memory_update, output, split_gates
 
 __all__ = ["AdaptiveSFMCell", "SFMCell"]
@@ -258,11 +258,9 @@ class SFMCell(nn.Module):
                 outputs.append(z)
             else:
                 m = mask[t]
-                z = torch.where(m[:, None], z_new, z)
-                re = torch.where(m[:, None, None], re_new, re)
-                im = torch.where(m[:, None, None], im_new, im)
+                z, re, im = where_valid(m, (z_new, re_new, im_new), (z, re, im))
                 if self.adaptive:
-                    phi = torch.where(m[:, None], phi_new, phi)
+                    (phi,) = where_valid(m, (phi_new,), (phi,))
                 outputs.append(z_new * m[:, None].to(z_new.dtype))
         final = SFMState(z, re, im, last_time(times, mask, state.time), phi)
         return torch.stack(outputs), final

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..checks import check_finite, check_floating, check_shape, describe, fail
 
-__all__ = ["SFMState", "check_state", "last_time", "map_batch_axis", "zero_state"]
+__all__ = ["SFMState", "check_state", "last_time", "map_batch_axis", "where_valid", "zero_state"]
 
 
 class SFMState(NamedTuple):
@@ -132,6 +132,17 @@ def last_time(times: Tensor, mask: Tensor | None, start: Tensor) -> Tensor:
     steps = mask.sum(0)
     last = times.gather(0, (steps - 1).clamp(min=0).unsqueeze(0)).squeeze(0)
     return torch.where(steps > 0, last, start)
+
+
+def where_valid(
+    valid: Tensor, new: tuple[Tensor, ...], old: tuple[Tensor, ...]
+) -> tuple[Tensor, ...]:
+    """One masked step of a scan: ``new`` for the sequences whose step is ``valid`` (B,) bool,
+    ``old`` for the padded ones (their state does not move). Tensors have the batch axis first."""
+    return tuple(
+        torch.where(valid.view(-1, *(1,) * (n.dim() - 1)), n, o)
+        for n, o in zip(new, old, strict=True)
+    )
 
 
 def map_batch_axis(state: SFMState, axis: int, squeeze: bool) -> SFMState:

@@ -32,7 +32,7 @@ from torch import Tensor
 from ..frequencies import phase
 from .cell import SFMCell
 from .layer import SFM
-from .state import SFMState, last_time
+from .state import SFMState, last_time, where_valid
 
 __all__ = ["StockSFM", "StockSFMCell", "hard_sigmoid"]
 
@@ -144,9 +144,7 @@ class StockSFMCell(SFMCell):
                 outputs.append(z)
             else:
                 m = mask[t]
-                z = torch.where(m[:, None], z_new, z)
-                re = torch.where(m[:, None, None], re_new, re)
-                im = torch.where(m[:, None, None], im_new, im)
+                z, re, im = where_valid(m, (z_new, re_new, im_new), (z, re, im))
                 outputs.append(z_new * m[:, None].to(z_new.dtype))
         return torch.stack(outputs), SFMState(z, re, im, last_time(times, mask, time), None)
 
