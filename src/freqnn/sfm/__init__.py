@@ -1,11 +1,12 @@
 """State-Frequency Memory layers: cells, multi-layer modules, state and the step equations.
 
-The recurrence runs on a fast path (:mod:`freqnn.sfm.fast`) by default; ``use_reference()``,
-``use_path(...)`` / ``set_path(...)`` choose the path and ``empty_cache()`` frees its buffers.
+The recurrence runs on a registered operator (:mod:`freqnn.sfm.kernels`) by default;
+``use_reference()``, ``use_path(...)`` / ``set_path(...)`` choose the path and ``empty_cache()``
+frees its buffers.
 """
 
 from .cell import AdaptiveSFMCell, SFMCell
-from .fast import empty_cache, get_path, set_path, use_path, use_reference
+from .kernels import empty_cache, get_path, set_path, use_path, use_reference
 from .layer import SFM, AdaptiveSFM
 from .state import SFMState
 from .stock import StockSFM, StockSFMCell

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..checks import check_finite, check_floating, check_rank, check_shape, describe, fail
 from ..frequencies import fold_frequency, frequency_grid, phase
-from . import fast
+from . import kernels
 from .state import SFMState, check_state, last_time, map_batch_axis, where_valid, zero_state
 from .step import advance_phase, amplitude, memory_update, output, split_gates
 
@@ -212,9 +212,10 @@ class SFMCell(nn.Module):
     ) -> tuple[Tensor, SFMState]:
         """Run the recurrence over a whole sequence.
 
-        By default this takes the fast path of :mod:`freqnn.sfm.fast` (a hand-written
-        backward-through-time, compiled on the CPU where a C++ compiler is available). Inside
-        ``with freqnn.sfm.fast.use_reference():`` (or with ``FREQNN_SFM_PATH=reference``) it
+        By default this runs the registered operator ``torch.ops.freqnn.sfm_scan``
+        (:mod:`freqnn.sfm.kernels`: a hand-written backward-through-time, compiled on the CPU
+        where a C++ compiler is available). Inside ``with freqnn.sfm.use_reference():`` (or
+        with ``FREQNN_SFM_PATH=reference``), and under ONNX export, it
         runs the reference below: the step equations of :mod:`freqnn.sfm.step`, one step at a
         time, differentiated by autograd. Both give the same outputs and gradients.
 
@@ -230,10 +231,9 @@ class SFMCell(nn.Module):
         output : Tensor [shape=(T, B, M)], z_t (zeros at padded steps)
         state : SFMState at each sequence's last valid step
         """
-        if fast.get_path() != "reference":
-            result = fast.scan(self, gx, state, times, mask)
-            if result is not None:
-                return result
+        result = kernels.scan(self, gx, state, times, mask)
+        if result is not None:
+            return result
         D, K, M = self.state_size, self.num_freqs, self.hidden_size
         z, re, im, time, phi = state
         if self.adaptive:

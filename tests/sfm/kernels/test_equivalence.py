@@ -1,4 +1,4 @@
-"""The fast SFM recurrence (freqnn.sfm.fast) against the autograd reference path.
+"""The SFM operator (freqnn.sfm.kernels) against the autograd reference path.
 
 Everything is compared in float64 to 1e-10: outputs, final states and the gradients of x, of every
 parameter and of every part of the initial state, for the compiled kernel and the PyTorch fallback.
@@ -11,10 +11,13 @@ import torch
 from torch.func import functional_call
 
 import freqnn
-from freqnn.sfm import fast
+from freqnn.sfm import kernels
+from freqnn.sfm.kernels import build, op
+from freqnn.sfm.kernels import compiled as compiled_mod
+from freqnn.sfm.kernels.pytorch import Inputs
 from freqnn.sfm.state import zero_state
 
-from .reference import randomise_
+from ..reference import randomise_
 
 N, M, D, K = 3, 4, 3, 5
 CLASSES = [freqnn.SFM, freqnn.AdaptiveSFM]
@@ -25,15 +28,15 @@ TOL = {"atol": 1e-10, "rtol": 0}
 @pytest.fixture(scope="module")
 def compiled() -> None:
     """The compiled kernel must build on the test machines (CI has a C++ compiler)."""
-    assert fast.compiled_available(), fast.compiled_status()
+    assert kernels.compiled_available(), kernels.compiled_status()
 
 
 @pytest.fixture
 def fresh_kernel(monkeypatch):
     """Forget the loaded kernel for one test; restore it afterwards."""
-    monkeypatch.setattr(fast, "_lib", None)
-    monkeypatch.setattr(fast, "_lib_error", None)
-    monkeypatch.setattr(fast, "_lib_info", {})
+    monkeypatch.setattr(build, "_lib", None)
+    monkeypatch.setattr(build, "_lib_error", None)
+    monkeypatch.setattr(build, "_lib_info", {})
 
 
 def make(cls, **kw):
@@ -71,7 +74,7 @@ def run(module, path, x, state, **kw):
             )
         )._replace(time=state.time)
         leaves += [v for v in (state.z, state.re, state.im, state.phase) if v is not None]
-    with fast.use_path(path):
+    with kernels.use_path(path):
         out, final = module(x, state, **kw)
     gen = torch.Generator().manual_seed(7)
     loss = (out * torch.randn(out.shape, generator=gen, dtype=out.dtype)).sum()
@@ -145,7 +148,7 @@ def test_adaptive_times_gradient_falls_back_to_reference(compiled, cls):
     base, results = irregular_times(5, 2), []
     for path in ("fast", "reference"):
         times = base.clone().requires_grad_()
-        with fast.use_path(path):
+        with kernels.use_path(path):
             out, _ = module(x, times=times)
         results.append(torch.autograd.grad(out.square().sum(), times)[0])
     torch.testing.assert_close(results[0], results[1], **TOL)
@@ -174,7 +177,7 @@ def test_inference_without_histories_equals_training_forward(compiled, path, cls
     module = make(cls, num_layers=2)
     x = torch.randn(T, 3, N, dtype=torch.float64)
     kw = {"lengths": torch.tensor([T, max(T - 2, 0), 1])}
-    with fast.use_path(path):
+    with kernels.use_path(path):
         out, state = module(x, **kw)
         with torch.no_grad():
             out_ng, state_ng = module(x, **kw)
@@ -192,7 +195,7 @@ def test_streaming_cell_steps_equal_reference(compiled, cls):
     outs = {}
     for path in ("fast", "reference"):
         state, zs = None, []
-        with fast.use_path(path):
+        with kernels.use_path(path):
             for t in range(4):
                 z, state = cell(x[t], state)
                 zs.append(z)
@@ -200,7 +203,7 @@ def test_streaming_cell_steps_equal_reference(compiled, cls):
     torch.testing.assert_close(outs["fast"], outs["reference"], **TOL)
 
 
-def _function_inputs(adaptive: bool, masked: bool):
+def _op_inputs(adaptive: bool, masked: bool) -> Inputs:
     T, B, d, k, m = 3, 2, 2, 2, 3
     G = 3 * d + k + k * m + (k if adaptive else 0)
 
@@ -208,7 +211,8 @@ def _function_inputs(adaptive: bool, masked: bool):
         return (torch.randn(*shape, dtype=torch.float64) * scale).requires_grad_()
 
     phases = torch.rand(T, B, k, dtype=torch.float64) * 6
-    return fast._Inputs(
+    times = torch.cumsum(torch.rand(T, B, dtype=torch.float64) + 0.5, dim=0)
+    return Inputs(
         gx=r(T, B, G),
         z0=r(B, m, scale=0.5),
         re0=r(B, d, k),
@@ -216,7 +220,9 @@ def _function_inputs(adaptive: bool, masked: bool):
         phi0=r(B, k) if adaptive else None,
         cos=None if adaptive else torch.cos(phases).requires_grad_(),
         sin=None if adaptive else torch.sin(phases).requires_grad_(),
-        dt=torch.rand(T, B, dtype=torch.float64) + 0.5 if adaptive else None,
+        omega=None,
+        times=times,
+        time0=torch.zeros(B, dtype=torch.float64),
         mask=torch.tensor([[True, True], [True, False], [False, True]]) if masked else None,
         weight_hh=r(G, m, scale=0.5),
         weight_a=r(k, 2 * m, d, scale=0.5),
@@ -227,16 +233,16 @@ def _function_inputs(adaptive: bool, masked: bool):
 @pytest.mark.parametrize("path", FAST)
 @pytest.mark.parametrize("adaptive", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
-def test_gradcheck_of_the_function(compiled, path, adaptive, masked):
-    p = _function_inputs(adaptive, masked)
-    lib = fast._backend(p, path)
-    assert (lib is None) == (path == "pytorch")
+def test_gradcheck_of_the_op(compiled, path, adaptive, masked):
+    p = _op_inputs(adaptive, masked)
 
     def f(*tensors):
-        out, z, re, im, phi = fast._Scan.apply(lib, adaptive, *tensors)
+        out, z, re, im, phi = torch.ops.freqnn.sfm_scan(*tensors, True)[:5]
         return (out, z, re, im, phi) if adaptive else (out, z, re, im)
 
-    assert torch.autograd.gradcheck(f, tuple(p), atol=1e-7)
+    with kernels.use_path(path):
+        assert (op.cpu_library(torch.float64) is None) == (path == "pytorch")
+        assert torch.autograd.gradcheck(f, tuple(p), atol=1e-7)
 
 
 def test_double_backward_is_refused(compiled):
@@ -244,7 +250,7 @@ def test_double_backward_is_refused(compiled):
     x = torch.randn(3, 2, N, dtype=torch.float64, requires_grad=True)
     with pytest.raises(RuntimeError, match=r"first derivatives only .*use_reference"):
         torch.autograd.grad(module(x)[0].sum(), x, create_graph=True)
-    with fast.use_reference():  # the reference has them
+    with kernels.use_reference():  # the reference has them
         (g,) = torch.autograd.grad(module(x)[0].sum(), x, create_graph=True)
     g.sum().backward()
 
@@ -263,41 +269,43 @@ def test_inplace_edit_of_returned_state_does_not_change_gradients(compiled):
 
 
 def test_path_selection_and_errors(monkeypatch):
-    assert fast.get_path() == "fast"
-    with fast.use_path("pytorch"):
-        assert fast.get_path() == "pytorch"
-        with fast.use_reference():
-            assert fast.get_path() == "reference"
-        assert fast.get_path() == "pytorch"
-    assert fast.get_path() == "fast"
+    assert kernels.get_path() == "fast"
+    with kernels.use_path("pytorch"):
+        assert kernels.get_path() == "pytorch"
+        with kernels.use_reference():
+            assert kernels.get_path() == "reference"
+        assert kernels.get_path() == "pytorch"
+    assert kernels.get_path() == "fast"
     with pytest.raises(ValueError, match=r"path: expected one of \('fast', 'compiled'"):
-        with fast.use_path("turbo"):
+        with kernels.use_path("turbo"):
             pass
-    monkeypatch.setattr(fast, "_default_path", "fast")
-    fast.set_path("reference")
-    assert fast.get_path() == "reference"
+    monkeypatch.setattr(kernels.path, "_default_path", "fast")
+    kernels.set_path("reference")
+    assert kernels.get_path() == "reference"
     with pytest.raises(ValueError, match="path: expected one of"):
-        fast.set_path(None)
+        kernels.set_path(None)
 
 
-def test_reference_path_never_calls_the_fast_scan(monkeypatch):
+@torch.no_grad()
+def test_reference_path_never_calls_the_op(monkeypatch):
     def boom(*args, **kwargs):
-        raise AssertionError("fast path used")
+        raise AssertionError("op used")
 
     module = make(freqnn.SFM)
     x = torch.randn(3, 2, N, dtype=torch.float64)
-    monkeypatch.setattr(fast, "scan", boom)
-    with fast.use_reference():
+    monkeypatch.setattr(op, "scan_cpu", boom)  # eager inference calls the CPU kernel directly
+    with kernels.use_reference():
         module(x)
-    with pytest.raises(AssertionError, match="fast path used"):
+    with pytest.raises(AssertionError, match="op used"):
         module(x)
 
 
 @pytest.mark.parametrize("cls", CLASSES)
 def test_fallback_when_the_kernel_cannot_build(fresh_kernel, monkeypatch, cls):
-    monkeypatch.setattr(fast, "_compiler", lambda: None)
-    assert not fast.compiled_available()
-    assert "no C++ compiler" in fast.compiled_status()["error"]
+    monkeypatch.setattr(build, "_compiler", lambda: None)
+    with pytest.warns(RuntimeWarning, match=r"no C\+\+ compiler.*PyTorch implementation"):
+        assert not kernels.compiled_available()
+    assert "no C++ compiler" in kernels.compiled_status()["error"]
     module = make(cls)
     x = torch.randn(4, 2, N, dtype=torch.float64, requires_grad=True)
     assert_same(run(module, "fast", x, None), run(module, "reference", x, None))
@@ -309,36 +317,23 @@ def test_fallback_when_the_kernel_fails_its_self_test(fresh_kernel, monkeypatch)
     def broken(lib):
         raise RuntimeError("the compiled SFM kernel failed its self-test")
 
-    monkeypatch.setattr(fast, "_self_test", broken)
-    assert not fast.compiled_available()
-    assert "self-test" in fast.compiled_status()["error"]
+    monkeypatch.setattr(build, "self_test", broken)
+    with pytest.warns(RuntimeWarning, match="self-test"):
+        assert not kernels.compiled_available()
+    assert "self-test" in kernels.compiled_status()["error"]
 
 
 def test_compiled_refuses_other_dtypes():
     module = freqnn.SFM(N, M, D, K, dtype=torch.bfloat16)
     x = torch.randn(3, 2, N, dtype=torch.bfloat16)
     with pytest.raises(RuntimeError, match="path: expected 'compiled' only for CPU float32"):
-        with fast.use_path("compiled"):
+        with kernels.use_path("compiled"):
             module(x)
-    with fast.use_path("fast"):  # bfloat16 runs on the PyTorch fast path
+    with kernels.use_path("fast"):  # bfloat16 runs on the PyTorch fast path
         out, _ = module(x)
-    with fast.use_reference():
+    with kernels.use_reference():
         ref, _ = module(x)
     torch.testing.assert_close(out, ref, atol=0.05, rtol=0.05)
-
-
-def test_build_is_cached_and_atomic(fresh_kernel, monkeypatch, tmp_path):
-    """A fresh cache directory: the first load compiles, the next one reuses the library."""
-    monkeypatch.setenv("FREQNN_CACHE", str(tmp_path))
-    assert fast.compiled_available()
-    info = fast.compiled_status()
-    assert info["compiled"] is True and str(tmp_path) in info["path"]
-    files = sorted(p.name for p in (tmp_path / "sfm_kernel").iterdir())
-    assert files == [info["path"].rsplit("/", 1)[1]]  # no temporary left behind
-    monkeypatch.setattr(fast, "_lib", None)
-    monkeypatch.setattr(fast, "_lib_info", {})
-    assert fast.compiled_available()
-    assert fast.compiled_status()["compiled"] is False
 
 
 @pytest.mark.parametrize("cls", CLASSES)
@@ -361,26 +356,26 @@ def test_matches_the_functional_call_used_by_gradcheck(compiled):
 @pytest.fixture
 def small_cache(monkeypatch):
     """Route every training buffer through the reuse cache (normally only >= 16 MiB ones)."""
-    cache = fast._HostCache()
+    cache = compiled_mod._HostCache()
     cache.enabled = True
     monkeypatch.setattr(cache, "min_bytes", 0)
-    monkeypatch.setattr(fast, "_cache", cache)
+    monkeypatch.setattr(compiled_mod, "_cache", cache)
     return cache
 
 
 def test_cache_hands_out_only_free_buffers(small_cache):
     like = torch.empty(0, dtype=torch.float64)
-    a = small_cache.empty(100, like)
-    b = small_cache.empty(100, like)
+    a = small_cache.empty((100,), like)
+    b = small_cache.empty((100,), like)
     assert a.data_ptr() != b.data_ptr()  # a is alive: not handed out twice
     view, ptr = a[10:20], a.data_ptr()
     del a
-    c = small_cache.empty(100, like)
+    c = small_cache.empty((100,), like)
     assert c.data_ptr() != ptr  # a view keeps the buffer alive
     del view
-    d = small_cache.empty(90, like)  # within 2x of the size: reused
+    d = small_cache.empty((90,), like)  # within 2x of the size: reused
     assert d.data_ptr() == ptr
-    assert small_cache.empty(30, like).data_ptr() not in (ptr, b.data_ptr(), c.data_ptr())
+    assert small_cache.empty((30,), like).data_ptr() not in (ptr, b.data_ptr(), c.data_ptr())
     del b, c, d
     small_cache.clear()
     assert small_cache.nbytes() == 0
@@ -388,9 +383,9 @@ def test_cache_hands_out_only_free_buffers(small_cache):
 
 def test_cache_drops_stale_buffers(small_cache):
     like = torch.empty(0)
-    small_cache.empty(1000, like)
+    small_cache.empty((1000,), like)
     for _ in range(small_cache.keep_takes + 1):
-        small_cache.empty(10, like)
+        small_cache.empty((10,), like)
     assert all(len(m) < 4000 for m in small_cache._maps)
 
 
@@ -400,7 +395,7 @@ def test_cache_reuse_keeps_gradients_exact(compiled, small_cache, cls):
     module = make(cls, num_layers=2)
     x1 = torch.randn(6, 3, N, dtype=torch.float64, requires_grad=True)
     x2 = torch.randn(6, 3, N, dtype=torch.float64, requires_grad=True)
-    with fast.use_reference():
+    with kernels.use_reference():
         ref1 = torch.autograd.grad(module(x1)[0].square().sum(), x1)[0]
         ref2 = torch.autograd.grad(module(x2)[0].square().sum(), x2)[0]
     loss1 = module(x1)[0].square().sum()
@@ -410,4 +405,4 @@ def test_cache_reuse_keeps_gradients_exact(compiled, small_cache, cls):
     torch.testing.assert_close(torch.autograd.grad(loss1, x1)[0], ref1, **TOL)
     torch.testing.assert_close(torch.autograd.grad(loss2, x2)[0], ref2, **TOL)
     assert small_cache.nbytes() > 0
-    fast.empty_cache()
+    kernels.empty_cache()

@@ -1,0 +1,545 @@
+// SFM / A-SFM time loop of one layer on the CPU: forward and backward-through-time.
+// Row-major arrays. Inside the kernel the memory is laid out (B, K, D) (the library's state is
+// (B, D, K)) so the loops over D are contiguous and vectorise. GEMMs go to the BLAS symbols
+// exported by libtorch_cpu.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "sfm_abi.h"  // generated from freqnn/sfm/kernels/abi.py: dims and pointer order
+
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*,
+            const float*, const int*, const float*, const int*, const float*, float*,
+            const int*);
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*,
+            const double*, const int*, const double*, const int*, const double*, double*,
+            const int*);
+// Optional MKL extensions (weak: null, and unused, with another BLAS).
+int MKL_Set_Num_Threads_Local(int) __attribute__((weak));
+void cblas_sgemm_batch(int, const int*, const int*, const int*, const int*, const int*,
+                       const float*, const float**, const int*, const float**, const int*,
+                       const float*, float**, const int*, int, const int*)
+    __attribute__((weak));
+void cblas_dgemm_batch(int, const int*, const int*, const int*, const int*, const int*,
+                       const double*, const double**, const int*, const double**, const int*,
+                       const double*, double**, const int*, int, const int*)
+    __attribute__((weak));
+}
+
+namespace {
+typedef int64_t i64;
+
+// ------------------------------------------------------------------------------- GEMM
+// GEMMs below this many multiply-adds (about 0.1 ms on one core) run on one thread: a parallel
+// region costs more than it saves on them, and far more when the cores are shared with other
+// processes (a region waits for its slowest thread to be scheduled).
+const double kThreadedWork = double(1 << 22);
+
+void threads_for(double work) {
+  if (MKL_Set_Num_Threads_Local) MKL_Set_Num_Threads_Local(work < kThreadedWork ? 1 : 0);
+}
+
+// Restores MKL's thread-local setting when a kernel returns.
+struct ThreadScope {
+  int saved = 0;
+  ThreadScope() { saved = MKL_Set_Num_Threads_Local ? MKL_Set_Num_Threads_Local(0) : 0; }
+  ~ThreadScope() {
+    if (MKL_Set_Num_Threads_Local) MKL_Set_Num_Threads_Local(saved);
+  }
+};
+
+inline void blas(char ta, char tb, int m, int n, int k, float alpha, const float* a, int lda,
+                 const float* b, int ldb, float beta, float* c, int ldc) {
+  sgemm_(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
+}
+inline void blas(char ta, char tb, int m, int n, int k, double alpha, const double* a, int lda,
+                 const double* b, int ldb, double beta, double* c, int ldc) {
+  dgemm_(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
+}
+inline void blas_batch(int ta, int tb, int m, int n, int k, float alpha, const float** a,
+                       int lda, const float** b, int ldb, float beta, float** c, int ldc,
+                       int count) {
+  cblas_sgemm_batch(101, &ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc, 1,
+                    &count);
+}
+inline void blas_batch(int ta, int tb, int m, int n, int k, double alpha, const double** a,
+                       int lda, const double** b, int ldb, double beta, double** c, int ldc,
+                       int count) {
+  cblas_dgemm_batch(101, &ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc, 1,
+                    &count);
+}
+template <class S> bool have_batch();
+template <> bool have_batch<float>() { return cblas_sgemm_batch != nullptr; }
+template <> bool have_batch<double>() { return cblas_dgemm_batch != nullptr; }
+
+// Row-major C (m x n) = alpha op(A) op(B) + beta C: the column-major call with A, B swapped.
+template <class S>
+void mm(bool ta, bool tb, i64 m, i64 n, i64 k, S alpha, const S* a, i64 lda, const S* b,
+        i64 ldb, S beta, S* c, i64 ldc) {
+  if (m == 0 || n == 0) return;
+  threads_for(double(m) * n * k);
+  blas(tb ? 'T' : 'N', ta ? 'T' : 'N', (int)n, (int)m, (int)k, alpha, b, (int)ldb, a, (int)lda,
+       beta, c, (int)ldc);
+}
+
+// `count` row-major products C_i = alpha op(A_i) op(B_i) + beta C_i with X_i = X + i * sx,
+// in one batched call (one parallel region) where MKL provides it. `ptrs`: 3 * count slots.
+template <class S>
+void mm_batch(i64 count, bool ta, bool tb, i64 m, i64 n, i64 k, S alpha, const S* a, i64 sa,
+              i64 lda, const S* b, i64 sb, i64 ldb, S beta, S* c, i64 sc, i64 ldc,
+              const S** ptrs) {
+  if (m == 0 || n == 0 || count == 0) return;
+  if (!have_batch<S>()) {
+    for (i64 i = 0; i < count; ++i)
+      mm<S>(ta, tb, m, n, k, alpha, a + i * sa, lda, b + i * sb, ldb, beta, c + i * sc, ldc);
+    return;
+  }
+  const S** pa = ptrs;
+  const S** pb = ptrs + count;
+  S** pc = const_cast<S**>(ptrs + 2 * count);
+  for (i64 i = 0; i < count; ++i) {
+    pa[i] = a + i * sa;
+    pb[i] = b + i * sb;
+    pc[i] = c + i * sc;
+  }
+  threads_for(double(count) * m * n * k);
+  blas_batch(ta ? 112 : 111, tb ? 112 : 111, (int)m, (int)n, (int)k, alpha, pa, (int)lda, pb,
+             (int)ldb, beta, pc, (int)ldc, (int)count);
+}
+
+// ------------------------------------------------------------------------------- math
+// exp without branches or library calls, so that loops over it vectorise: x = n ln2 + r with
+// |r| <= ln2 / 2, e^r by its Taylor series (truncation below 1 ulp), 2^n written into the
+// exponent bits. The argument is clamped where e^x leaves the normal range; at the ends of
+// sigmoid and tanh this changes the result by less than 1e-300 (1e-37 in float32).
+inline double fexp(double x) {
+  x = x < -708.0 ? -708.0 : x;
+  x = x > 709.0 ? 709.0 : x;
+  const double magic = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
+  const double kd = x * 1.4426950408889634 + magic;
+  const double n = kd - magic;
+  const double r = (x - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
+  double p = 1.0 / 6227020800.0;  // 1 / 13!
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  int64_t bits, mbits;
+  std::memcpy(&bits, &kd, 8);
+  std::memcpy(&mbits, &magic, 8);
+  const int64_t e = (bits - mbits + 1023) << 52;  // bits - mbits = n
+  double scale;
+  std::memcpy(&scale, &e, 8);
+  return p * scale;
+}
+
+inline float fexp(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float magic = 12582912.0f;  // 1.5 * 2^23
+  const float kd = x * 1.44269504f + magic;
+  const float n = kd - magic;
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  int32_t bits, mbits;
+  std::memcpy(&bits, &kd, 4);
+  std::memcpy(&mbits, &magic, 4);
+  const int32_t e = (bits - mbits + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &e, 4);
+  return p * scale;
+}
+
+template <class S> inline S sigm(S x) { return S(1) / (S(1) + fexp(-x)); }
+// tanh x = 2 sigmoid(2x) - 1: absolute error of a few ulp of 1
+template <class S> inline S ftanh(S x) { return S(2) / (S(1) + fexp(S(-2) * x)) - S(1); }
+
+template <class S> inline S wrap(S p) {  // as freqnn.frequencies.wrap_phase
+  const S two_pi = S(6.283185307179586);
+  return p - two_pi * std::floor(p / two_pi);
+}
+
+// ------------------------------------------------------------------------------- layout
+// The order of the dims (DIM_*) and pointers (F_*, B_*) is generated into sfm_abi.h from
+// freqnn/sfm/kernels/abi.py, the one place that defines it.
+
+// Forward pointers (null where absent). Memory arrays are (., B, K, D).
+// SFM phases: cos, sin given, or (inference) computed here from omega (K) and the float64
+// timestamps (T, B) exactly as freqnn.frequencies.phase does. A-SFM steps: dt given, or
+// computed from the timestamps and the state's float64 time (B).
+// The initial re0, im0 come (B, D, K) as the library's state; F_ZF, F_REF, F_IMF, F_PHIF
+// receive the final state, re / im in that layout too.
+
+template <class S>
+void forward(const i64* dim, void* const* ptr) {
+  const i64 T = dim[DIM_T], B = dim[DIM_B], D = dim[DIM_D], K = dim[DIM_K], M = dim[DIM_M], G = dim[DIM_G];
+  const bool adaptive = dim[DIM_ADAPTIVE] != 0, keep = dim[DIM_KEEP] != 0;
+  const i64 A = 3 * D + K, OB = 3 * D + K, WB = OB + K * M, KD = K * D, M2 = 2 * M;
+  const S* gx = (const S*)ptr[F_GX];
+  const S* whh = (const S*)ptr[F_WHH];
+  const S* wa = (const S*)ptr[F_WA];
+  const S* bz = (const S*)ptr[F_BZ];
+  const S* cosv = (const S*)ptr[F_COS];
+  const S* sinv = (const S*)ptr[F_SIN];
+  const S* dt = (const S*)ptr[F_DT];
+  const uint8_t* mask = (const uint8_t*)ptr[F_MASK];
+  const S* omega = (const S*)ptr[F_OMEGA];
+  const double* times = (const double*)ptr[F_TIMES];
+  const double* time0 = (const double*)ptr[F_TIME0];
+  S* out = (S*)ptr[F_OUT];
+  S* zs = (S*)ptr[F_ZS];
+  S* act = (S*)ptr[F_ACT];
+  S* O = (S*)ptr[F_O];
+  S* C = (S*)ptr[F_C];
+  S* re = (S*)ptr[F_RE];
+  S* im = (S*)ptr[F_IM];
+  S* phi = (S*)ptr[F_PHI];
+  S* pre = (S*)ptr[F_WORK];  // (B, G) pre-activations of the step
+  S* proj = pre + B * G;     // (K, B, 2M) [U_o ; W_z] A
+  S* amp = proj + K * B * M2;  // (K, B, D) amplitudes
+  S* w = amp + K * B * D;    // (D) g * i of one sequence
+  S* cs = w + D;             // (2K) cos | sin of one sequence
+  ThreadScope threads;
+  std::vector<const S*> ptr_buffer(3 * K);
+  const S** ptrs = ptr_buffer.data();
+  std::memcpy(zs, ptr[F_Z0], sizeof(S) * B * M);
+  {
+    const S* r0 = (const S*)ptr[F_RE0];
+    const S* i0 = (const S*)ptr[F_IM0];
+    for (i64 b = 0; b < B; ++b)
+      for (i64 d = 0; d < D; ++d)
+        for (i64 k = 0; k < K; ++k) {
+          re[(b * K + k) * D + d] = r0[(b * D + d) * K + k];
+          im[(b * K + k) * D + d] = i0[(b * D + d) * K + k];
+        }
+  }
+  if (adaptive) std::memcpy(phi, ptr[F_PHI0], sizeof(S) * B * K);
+  for (i64 t = 0; t < T; ++t) {
+    // state slots: all T + 1 with `keep` (training), else two alternating ones
+    const i64 sp = keep ? t : (t & 1), sn = keep ? t + 1 : ((t + 1) & 1), sa = keep ? t : 0;
+    const S* zp = zs + sp * B * M;
+    S* zn = zs + sn * B * M;
+    S* at = act + sa * B * A;
+    std::memcpy(pre, gx + t * B * G, sizeof(S) * B * G);
+    mm<S>(false, true, B, G, M, S(1), zp, M, whh, M, S(1), pre, G);
+    for (i64 b = 0; b < B; ++b) {
+      const bool on = mask == nullptr || mask[t * B + b];
+      const S* pb = pre + b * G;
+      S* ab = at + b * A;
+      const S *fs = ab, *g = ab + D, *in = ab + 2 * D, *ff = ab + 3 * D;
+#pragma omp simd
+      for (i64 j = 0; j < 2 * D; ++j) ab[j] = sigm(pb[j]);
+#pragma omp simd
+      for (i64 d = 0; d < D; ++d) ab[2 * D + d] = ftanh(pb[2 * D + d]);
+#pragma omp simd
+      for (i64 k = 0; k < K; ++k) ab[3 * D + k] = sigm(pb[3 * D + k]);
+#pragma omp simd
+      for (i64 d = 0; d < D; ++d) w[d] = g[d] * in[d];
+      const S *cb, *sb;
+      if (adaptive) {
+        const S* pp = phi + (sp * B + b) * K;
+        S* pn = phi + (sn * B + b) * K;
+        const S step = dt ? dt[t * B + b]
+                          : S(times[t * B + b] - (t ? times[(t - 1) * B + b] : time0[b]));
+        for (i64 k = 0; k < K; ++k) {
+          const S p = wrap(pp[k] + pb[WB + k] * step);
+          cs[k] = std::cos(p);
+          cs[K + k] = std::sin(p);
+          pn[k] = on ? p : pp[k];
+        }
+        cb = cs;
+        sb = cs + K;
+      } else if (cosv) {
+        cb = cosv + (t * B + b) * K;
+        sb = sinv + (t * B + b) * K;
+      } else {
+        const double tb = times[t * B + b];
+        for (i64 k = 0; k < K; ++k) {
+          const S p = S(wrap(double(omega[k]) * tb));
+          cs[k] = std::cos(p);
+          cs[K + k] = std::sin(p);
+        }
+        cb = cs;
+        sb = cs + K;
+      }
+      for (i64 k = 0; k < K; ++k) {
+        const S ffk = ff[k], ck = cb[k], sk = sb[k];
+        const S* rp = re + ((sp * B + b) * K + k) * D;
+        const S* ip = im + ((sp * B + b) * K + k) * D;
+        S* rn = re + ((sn * B + b) * K + k) * D;
+        S* inn = im + ((sn * B + b) * K + k) * D;
+        S* ak = amp + (k * B + b) * D;
+        if (on) {
+#pragma omp simd
+          for (i64 d = 0; d < D; ++d) {
+            const S f = fs[d] * ffk;
+            const S r = f * rp[d] + w[d] * ck;
+            const S s = f * ip[d] + w[d] * sk;
+            ak[d] = std::sqrt(r * r + s * s);  // sqrt(0) = 0 exactly, as the reference
+            rn[d] = r;
+            inn[d] = s;
+          }
+        } else {  // padded step: the state is kept; the amplitudes feed nothing that is kept
+          for (i64 d = 0; d < D; ++d) ak[d] = S(0);
+          if (rn != rp) std::memcpy(rn, rp, sizeof(S) * D);
+          if (inn != ip) std::memcpy(inn, ip, sizeof(S) * D);
+        }
+      }
+    }
+    mm_batch<S>(K, false, true, B, M2, D, S(1), amp, B * D, D, wa, M2 * D, D, S(0), proj,
+                B * M2, M2, ptrs);
+    for (i64 b = 0; b < B; ++b) {
+      const bool on = mask == nullptr || mask[t * B + b];
+      S* zb = zn + b * M;
+      S* ob = out + (t * B + b) * M;
+      if (!on) {
+        std::memcpy(zb, zp + b * M, sizeof(S) * M);
+        for (i64 m = 0; m < M; ++m) ob[m] = S(0);
+        continue;
+      }
+      const S* pb = pre + b * G + OB;
+      for (i64 m = 0; m < M; ++m) zb[m] = S(0);
+      for (i64 k = 0; k < K; ++k) {
+        const S* pk = proj + (k * B + b) * M2;
+        S* ok = O + ((sa * B + b) * K + k) * M;
+        S* ck = C + ((sa * B + b) * K + k) * M;
+        const S* bk = bz ? bz + k * M : nullptr;
+#pragma omp simd
+        for (i64 m = 0; m < M; ++m) {
+          const S o = sigm(pk[m] + pb[k * M + m]);
+          const S c = ftanh(bk ? pk[M + m] + bk[m] : pk[M + m]);
+          ok[m] = o;
+          ck[m] = c;
+          zb[m] += o * c;
+        }
+      }
+      std::memcpy(ob, zb, sizeof(S) * M);
+    }
+  }
+  // the final state, in the library's layout, into arrays of its own
+  const i64 last = keep ? T : (T & 1);
+  std::memcpy(ptr[F_ZF], zs + last * B * M, sizeof(S) * B * M);
+  if (adaptive) std::memcpy(ptr[F_PHIF], phi + last * B * K, sizeof(S) * B * K);
+  {
+    S* rf = (S*)ptr[F_REF];
+    S* jf = (S*)ptr[F_IMF];
+    for (i64 b = 0; b < B; ++b)
+      for (i64 d = 0; d < D; ++d)
+        for (i64 k = 0; k < K; ++k) {
+          rf[(b * D + d) * K + k] = re[((last * B + b) * K + k) * D + d];
+          jf[(b * D + d) * K + k] = im[((last * B + b) * K + k) * D + d];
+        }
+  }
+}
+
+// Backward pointers (null where absent).
+
+template <class S>
+void backward(const i64* dim, void* const* ptr) {
+  const i64 T = dim[DIM_T], B = dim[DIM_B], D = dim[DIM_D], K = dim[DIM_K], M = dim[DIM_M], G = dim[DIM_G];
+  const bool adaptive = dim[DIM_ADAPTIVE] != 0;
+  const i64 TC = dim[DIM_CHUNK];
+  const i64 A = 3 * D + K, OB = 3 * D + K, WB = OB + K * M, M2 = 2 * M;
+  const S* whh = (const S*)ptr[B_WHH];
+  const S* wa = (const S*)ptr[B_WA];
+  const S* cosv = (const S*)ptr[B_COS];
+  const S* sinv = (const S*)ptr[B_SIN];
+  const S* dt = (const S*)ptr[B_DT];
+  const uint8_t* mask = (const uint8_t*)ptr[B_MASK];
+  const S* zs = (const S*)ptr[B_ZS];
+  const S* act = (const S*)ptr[B_ACT];
+  const S* O = (const S*)ptr[B_O];
+  const S* C = (const S*)ptr[B_C];
+  const S* re = (const S*)ptr[B_RE];
+  const S* im = (const S*)ptr[B_IM];
+  const S* phi = (const S*)ptr[B_PHI];
+  const S* gout = (const S*)ptr[B_GOUT];
+  S* dgx = (S*)ptr[B_DGX];  // (T, B, G): gradients of the pre-activations (= of gx)
+  S* dz = (S*)ptr[B_DZ];    // carries: in, gradient of the final state; out, of the initial
+  S* dre = (S*)ptr[B_DRE];
+  S* dim_ = (S*)ptr[B_DIM];
+  S* dphi = (S*)ptr[B_DPHI];
+  S* dcos = (S*)ptr[B_DCOS];
+  S* dsin = (S*)ptr[B_DSIN];
+  S* dwhh = (S*)ptr[B_DWHH];
+  S* dwa = (S*)ptr[B_DWA];
+  S* dbz = (S*)ptr[B_DBZ];
+  S* dproj = (S*)ptr[B_WORK];        // (K, TC, B, 2M) read-out gradients of a chunk of steps
+  S* ampc = dproj + K * TC * B * M2;  // (K, TC, B, D) their amplitudes
+  S* dA = ampc + K * TC * B * D;      // (K, B, D)
+  S* dzn = dA + K * B * D;            // (B, M) gradient of the step's new z
+  S* dw = dzn + B * M;                // (D) g * i
+  S* dfs = dw + D;                    // (D) sigmoid(ste)
+  S* w = dfs + D;                     // (D) g * i
+  S* dcs = w + D;                     // (K) cos, then sin, sigmoid(fre), cos, sin values
+  S *dsn = dcs + K, *dff = dsn + K, *cb_ = dff + K, *sb_ = cb_ + K;
+  ThreadScope threads;
+  std::vector<const S*> ptr_buffer(3 * K);
+  const S** ptrs = ptr_buffer.data();
+  std::memset(dwa, 0, sizeof(S) * K * M2 * D);
+  if (dbz) std::memset(dbz, 0, sizeof(S) * K * M);
+  i64 chunk_end = T;
+  for (i64 t = T - 1; t >= 0; --t) {
+    const i64 c0 = (t / TC) * TC, pos = t - c0;
+    const S* at = act + t * B * A;
+    S* dp = dgx + t * B * G;
+    // 1. read-out: z = sum_k o * c, o = sigmoid(U_o A + pre_o), c = tanh(W_z A + b_z)
+    for (i64 b = 0; b < B; ++b) {
+      const bool on = mask == nullptr || mask[t * B + b];
+      S* zb = dzn + b * M;
+      S* dpb = dp + b * G;
+      if (!on) {  // padded: nothing of the step is kept, its gradients are zero
+        for (i64 j = 0; j < G; ++j) dpb[j] = S(0);
+        for (i64 k = 0; k < K; ++k)
+          for (i64 j = 0; j < M2; ++j) dproj[((k * TC + pos) * B + b) * M2 + j] = S(0);
+        continue;
+      }
+      const S* gb = gout + (t * B + b) * M;
+      S* dzb = dz + b * M;
+      for (i64 m = 0; m < M; ++m) {
+        zb[m] = gb[m] + dzb[m];
+        dzb[m] = S(0);
+      }
+      for (i64 k = 0; k < K; ++k) {
+        const S* ok = O + ((t * B + b) * K + k) * M;
+        const S* ck = C + ((t * B + b) * K + k) * M;
+        S* dq = dproj + ((k * TC + pos) * B + b) * M2;
+        S* dpo = dpb + OB + k * M;
+#pragma omp simd
+        for (i64 m = 0; m < M; ++m) {
+          const S o = ok[m], c = ck[m];
+          const S a = zb[m] * c * o * (S(1) - o);
+          dpo[m] = a;
+          dq[m] = a;
+          dq[M + m] = zb[m] * o * (S(1) - c * c);
+        }
+        if (dbz) {
+          S* dbk = dbz + k * M;
+#pragma omp simd
+          for (i64 m = 0; m < M; ++m) dbk[m] += dq[M + m];
+        }
+      }
+    }
+    mm_batch<S>(K, false, false, B, D, M2, S(1), dproj + pos * B * M2, TC * B * M2, M2, wa,
+                M2 * D, D, S(0), dA, B * D, D, ptrs);
+    // 2. amplitude and memory update (re, im of step t at slot t + 1)
+    for (i64 b = 0; b < B; ++b) {
+      const bool on = mask == nullptr || mask[t * B + b];
+      if (!on) {  // carries pass unchanged
+        for (i64 k = 0; k < K; ++k)
+          for (i64 d = 0; d < D; ++d) ampc[((k * TC + pos) * B + b) * D + d] = S(0);
+        if (!adaptive)
+          for (i64 k = 0; k < K; ++k) dcos[(t * B + b) * K + k] = dsin[(t * B + b) * K + k] = S(0);
+        continue;
+      }
+      const S* ab = at + b * A;
+      const S *fs = ab, *g = ab + D, *in = ab + 2 * D, *ff = ab + 3 * D;
+      const S *cb, *sb;
+      if (adaptive) {
+        const S* pn = phi + ((t + 1) * B + b) * K;
+        for (i64 k = 0; k < K; ++k) {
+          cb_[k] = std::cos(pn[k]);
+          sb_[k] = std::sin(pn[k]);
+        }
+        cb = cb_;
+        sb = sb_;
+      } else {
+        cb = cosv + (t * B + b) * K;
+        sb = sinv + (t * B + b) * K;
+      }
+      for (i64 d = 0; d < D; ++d) {
+        w[d] = g[d] * in[d];
+        dw[d] = dfs[d] = S(0);
+      }
+      for (i64 k = 0; k < K; ++k) {
+        const S ffk = ff[k], ck = cb[k], sk = sb[k];
+        const i64 now = (((t + 1) * B + b) * K + k) * D, prev = ((t * B + b) * K + k) * D;
+        const S *rn = re + now, *inn = im + now, *rp = re + prev, *ip = im + prev;
+        const S* dak = dA + (k * B + b) * D;
+        S* ampk = ampc + ((k * TC + pos) * B + b) * D;
+        S* drb = dre + (b * K + k) * D;
+        S* dib = dim_ + (b * K + k) * D;
+        S acs = S(0), asn = S(0), aff = S(0);
+#pragma omp simd reduction(+ : acs, asn, aff)
+        for (i64 d = 0; d < D; ++d) {
+          const S r = rn[d], s = inn[d];
+          const S a = std::sqrt(r * r + s * s);
+          const S da = a > S(0) ? dak[d] / a : S(0);  // |S| has a zero subgradient at 0
+          const S dr = drb[d] + da * r, di = dib[d] + da * s;
+          const S f = fs[d] * ffk;
+          const S df = dr * rp[d] + di * ip[d];
+          ampk[d] = a;
+          drb[d] = dr * f;
+          dib[d] = di * f;
+          dw[d] += dr * ck + di * sk;
+          dfs[d] += df * ffk;
+          acs += dr * w[d];
+          asn += di * w[d];
+          aff += df * fs[d];
+        }
+        dcs[k] = acs;
+        dsn[k] = asn;
+        dff[k] = aff;
+      }
+      S* dpb = dp + b * G;
+#pragma omp simd
+      for (i64 d = 0; d < D; ++d) {
+        dpb[d] = dfs[d] * fs[d] * (S(1) - fs[d]);
+        dpb[D + d] = dw[d] * in[d] * g[d] * (S(1) - g[d]);
+        dpb[2 * D + d] = dw[d] * g[d] * (S(1) - in[d] * in[d]);
+      }
+      for (i64 k = 0; k < K; ++k) dpb[3 * D + k] = dff[k] * ff[k] * (S(1) - ff[k]);
+      if (adaptive) {  // phi_t = wrap(phi_{t-1} + omega_t dt): slope 1 in phi, dt in omega
+        S* dpk = dphi + b * K;
+        const S step = dt[t * B + b];
+        for (i64 k = 0; k < K; ++k) {
+          const S v = dpk[k] + dsn[k] * cb[k] - dcs[k] * sb[k];
+          dpk[k] = v;
+          dpb[WB + k] = v * step;
+        }
+      } else {
+        for (i64 k = 0; k < K; ++k) {
+          dcos[(t * B + b) * K + k] = dcs[k];
+          dsin[(t * B + b) * K + k] = dsn[k];
+        }
+      }
+    }
+    // 3. into z_{t-1} through the recurrent weights
+    mm<S>(false, false, B, M, G, S(1), dp, G, whh, M, S(1), dz, M);
+    // 4. read-out weights: one batched GEMM per chunk of steps
+    if (pos == 0) {
+      mm_batch<S>(K, true, false, M2, D, (chunk_end - c0) * B, S(1), dproj, TC * B * M2, M2,
+                  ampc, TC * B * D, D, S(1), dwa, M2 * D, D, ptrs);
+      chunk_end = c0;
+    }
+  }
+  // recurrent weights: one GEMM over all steps, dW_hh = sum_t dpre_t^T z_{t-1}
+  if (dwhh) mm<S>(true, false, G, M, T * B, S(1), dgx, G, zs, M, S(0), dwhh, M);
+}
+}  // namespace
+
+extern "C" {
+int freqnn_sfm_abi() { return FREQNN_SFM_ABI; }
+void freqnn_sfm_forward_f32(const int64_t* d, void* const* p) { forward<float>(d, p); }
+void freqnn_sfm_forward_f64(const int64_t* d, void* const* p) { forward<double>(d, p); }
+void freqnn_sfm_backward_f32(const int64_t* d, void* const* p) { backward<float>(d, p); }
+void freqnn_sfm_backward_f64(const int64_t* d, void* const* p) { backward<double>(d, p); }
+}
