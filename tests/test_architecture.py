@@ -12,7 +12,7 @@ import freqnn
 SRC = Path(freqnn.__file__).resolve().parent
 CORE = [
     "__init__.py", "checks.py", "frequencies.py", "functional.py", "transform.py", "metrics.py",
-    "features.py", "io.py", "sfm", "data/paths.py",
+    "features.py", "io.py", "sfm", "baselines", "data/paths.py",
 ]
 # filelock is a dependency of torch itself (the kernel cache locks its builds with it)
 ALLOWED = {"torch", "numpy", "freqnn", "filelock"}

@@ -5,6 +5,9 @@ Core layers (torch + numpy only):
 * :class:`SFM`, :class:`AdaptiveSFM`: State-Frequency Memory networks (Hu & Qi, ICML 2017)
   with an ``nn.LSTM``-like interface; :class:`SFMCell`, :class:`AdaptiveSFMCell` step by step;
   :class:`SFMState` the recurrent state; :class:`StockSFM` the KDD 2017 stock variant.
+* :mod:`freqnn.baselines`: the SFM paper's other baselines with the same interface,
+  :class:`ClockworkRNN`, :class:`PhasedLSTM`, :class:`RHN`, :class:`AssociativeLSTM`,
+  :class:`ACTRNN`.
 * :class:`CosineTransform`: a learnable analysis/synthesis cosine pair, the orthonormal DCT at
   initialisation; :class:`FramedTransform` frames long signals (block or half-overlap).
 * :mod:`freqnn.functional`: ``dct`` / ``idct`` and the cosine-basis builders;
@@ -15,23 +18,30 @@ The experiment stack (runner, tasks, plots) lives in :mod:`freqnn.train`, :mod:`
 the ``freqnn`` command and needs the ``experiments`` extra.
 """
 
-from . import functional, metrics
+from . import baselines, functional, metrics
+from .baselines import ACTRNN, RHN, AssociativeLSTM, ClockworkRNN, PhasedLSTM
 from .sfm import SFM, AdaptiveSFM, AdaptiveSFMCell, SFMCell, SFMState, StockSFM, StockSFMCell
 from .transform import CosineTransform, FramedTransform
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ACTRNN",
+    "RHN",
     "SFM",
     "AdaptiveSFM",
     "AdaptiveSFMCell",
+    "AssociativeLSTM",
+    "ClockworkRNN",
     "CosineTransform",
     "FramedTransform",
+    "PhasedLSTM",
     "SFMCell",
     "SFMState",
     "StockSFM",
     "StockSFMCell",
     "__version__",
+    "baselines",
     "functional",
     "metrics",
 ]

@@ -1,0 +1,339 @@
+"""The interface plumbing every baseline shares, written once.
+
+:class:`RecurrentLayer` is the ``nn.LSTM``-style layer: input validation, ``batch_first``,
+unbatched input, stacked layers with dropout between them, padded batches (``lengths``), state
+validation and state passing. A baseline subclasses it with
+
+* a state type (a ``NamedTuple``): per-layer fields of shape (L, B, ...) first, then, for a
+  model with a clock, one per-sequence field (B,) last;
+* a cell class (:class:`RecurrentCell`) holding one layer's parameters and its step equations;
+* :meth:`RecurrentLayer._state_shapes` (trailing shapes of the per-layer fields) and, with a
+  clock, :meth:`RecurrentLayer._clock`.
+
+The scan runs the cell's step one time step after the other. At a padded step the state does
+not move and the output is zero, so a padded sequence gives what it gives alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..checks import (
+    check_finite,
+    check_floating,
+    check_integer,
+    check_range,
+    check_rank,
+    check_shape,
+    describe,
+    fail,
+)
+from ..sfm.layer import SFM
+from ..sfm.state import where_valid
+
+__all__ = ["RecurrentCell", "RecurrentLayer", "check_positive_int", "init_uniform"]
+
+Carry = tuple[Tensor, ...]
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Require a positive ``int`` (``bool`` excluded)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        fail(name, "a positive int", repr(value))
+    return value  # type: ignore[return-value]
+
+
+def init_uniform(hidden_size: int, *tensors: Tensor) -> None:
+    """``nn.LSTM``'s initialisation: U(-1/sqrt(H), 1/sqrt(H))."""
+    bound = hidden_size**-0.5
+    with torch.no_grad():
+        for tensor in tensors:
+            tensor.uniform_(-bound, bound)
+
+
+class RecurrentCell(nn.Module):
+    """One layer's parameters and step equations; :class:`RecurrentLayer` scans it over time.
+
+    A cell implements
+
+    * ``project(x) -> gx``: the input's contribution for every step at once, x (T, B, N) ->
+      (T, B, G) (one matrix product instead of T);
+    * ``recurrent_weight() -> w``: the recurrent weight in the form the step uses, built once
+      per scan (the identity for most cells; the block-triangular matrix for the clockwork
+      RNN);
+    * ``step(gx_t, w, carry, clock_t) -> (output_t, carry)``: one time step. ``carry`` is the
+      layer's state fields (B, ...) followed by the layer's extra accumulators, if any;
+      ``clock_t`` (B,) is the step's clock value (``None`` for models without a clock);
+    * ``reset_parameters()``.
+    """
+
+    def project(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def recurrent_weight(self) -> Tensor:
+        return self.weight_hh
+
+    def step(
+        self, gx: Tensor, weight: Tensor, carry: Carry, clock: Tensor | None
+    ) -> tuple[Tensor, Carry]:
+        raise NotImplementedError
+
+    def reset_parameters(self) -> None:
+        raise NotImplementedError
+
+
+class RecurrentLayer(nn.Module):
+    """Base of the baselines: an ``nn.LSTM``-style multi-layer recurrent network.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+        Features per step N, size of the output (and of ``h``) H.
+    num_layers : int
+        Stacked layers; layer l > 0 reads the output of layer l - 1.
+    batch_first : bool
+        Input and output as (B, T, ...) instead of (T, B, ...). The state is never batch-first.
+    dropout : float
+        Dropout on the outputs of every layer but the last (as ``nn.LSTM``).
+
+    Notes
+    -----
+    ``forward(x, state=None, *, lengths=None) -> (output, state)``
+
+    * ``x``: (T, B, N), (B, T, N) with ``batch_first``, or unbatched (T, N); the module's dtype.
+    * ``state``: the model's state ``NamedTuple``; ``None`` means zeros (and a clock at 0).
+      Per-layer fields are (L, B, ...), the clock (B,); unbatched: no B axis.
+    * ``lengths``: (B,) true lengths of a padded batch, in [0, T]: padded steps change nothing,
+      their output is zero and the returned state is each sequence's state at its last step.
+    * ``output``: (T, B, H) (or batch-first / unbatched to match ``x``), the top layer's h_t.
+
+    Passing the returned state to the next call continues the sequence exactly: a sequence in
+    chunks gives the outputs of one pass. Nothing is kept on the module between calls.
+    """
+
+    #: the state NamedTuple; per-layer fields first, then the clock (if ``clock_dtype``)
+    state_type: ClassVar[type[tuple]]
+    #: dtype of the per-sequence clock field, ``None`` for models without a clock
+    clock_dtype: ClassVar[torch.dtype | None] = None
+    cells: nn.ModuleList
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
+                            ("num_layers", num_layers)):
+            check_positive_int(name, value)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not (
+            0.0 <= dropout <= 1.0
+        ):
+            fail("dropout", "a float in [0, 1]", repr(dropout))
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+
+    @staticmethod
+    def parameter_count(input_size: int, hidden_size: int, num_layers: int = 1,
+                        **options: Any) -> int:
+        """Closed-form parameter count of the model built with these arguments (constructor
+        options that do not change it are accepted and ignored)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def hidden_size_step(**options: Any) -> int:
+        """Valid hidden sizes are the multiples of this (for the model built with ``options``)."""
+        return 1
+
+    def layer_input_sizes(self) -> list[int]:
+        """Input size of each layer: N for the first, H for the others."""
+        return [self.input_size] + [self.hidden_size] * (self.num_layers - 1)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every layer."""
+        for cell in self.cells:
+            cell.reset_parameters()
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        return s
+
+    # ------------------------------------------------------------------ model hooks
+    def _state_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Trailing shapes (after L, B) of the per-layer state fields, in field order."""
+        raise NotImplementedError
+
+    def _clock(
+        self, start: Tensor, steps: int, mask: Tensor | None, **kwargs: Any
+    ) -> tuple[Tensor, Tensor]:
+        """Models with a clock: its value at every step (T, B) and its final value (B,), from
+        the state's clock ``start`` (B,); ``kwargs`` are the model's extra forward arguments."""
+        raise NotImplementedError
+
+    def _extra_carry(self, batch: int, like: Tensor) -> Carry:
+        """Accumulators a layer carries through its scan next to its state (none by default);
+        padded steps do not move them either."""
+        return ()
+
+    def _finish(self, extras: list[Carry], steps_taken: Tensor) -> None:
+        """Receives each layer's final accumulators and the valid steps per sequence (B,)."""
+
+    # ------------------------------------------------------------------ validation
+    def _check_input(self, x: object) -> Tensor:
+        dtype = next(self.parameters()).dtype
+        x = check_floating(x, "x", dtype)
+        layout = "(batch, time, input_size)" if self.batch_first else "(time, batch, input_size)"
+        check_rank(x, "x", (2, 3), f"of shape {layout} or unbatched (time, input_size)")
+        if x.shape[-1] != self.input_size:
+            fail("x", f"last dimension input_size={self.input_size}", describe(x))
+        if x.shape[-2 if x.dim() == 2 or self.batch_first else 0] == 0:
+            fail("x", "at least one time step", describe(x))
+        check_finite(x, "x")
+        return x
+
+    def _state_spec(self, batch: tuple[int, ...], dtype: torch.dtype
+                    ) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        fields = self.state_type._fields  # type: ignore[attr-defined]
+        lead = (self.num_layers, *batch)
+        shapes = self._state_shapes()
+        spec = {name: ((*lead, *shape), dtype)
+                for name, shape in zip(fields[: len(shapes)], shapes, strict=True)}
+        if self.clock_dtype is not None:
+            spec[fields[-1]] = (batch, self.clock_dtype)
+        return spec
+
+    def _zero_state(self, batch: tuple[int, ...], like: Tensor) -> tuple:
+        spec = self._state_spec(batch, like.dtype)
+        return self.state_type(
+            *(torch.zeros(shape, dtype=dtype, device=like.device) for shape, dtype in spec.values())
+        )
+
+    def _check_state(self, state: object, batch: tuple[int, ...], like: Tensor) -> tuple:
+        cls = self.state_type
+        fields = cls._fields  # type: ignore[attr-defined]
+        if not isinstance(state, cls):
+            if isinstance(state, tuple) and len(state) == len(fields):
+                state = cls(*state)
+            else:
+                article = "an" if cls.__name__[0] in "AEIOU" else "a"
+                fail("state", f"{article} {cls.__name__} ({', '.join(fields)}) or None",
+                     describe(state), TypeError)
+        values = []
+        for (field, (shape, dtype)), value in zip(
+            self._state_spec(batch, like.dtype).items(), state, strict=True
+        ):
+            name = f"state.{field}"
+            clock = len(shape) == len(batch)
+            if dtype.is_floating_point:
+                check_floating(value, name, None if clock else dtype)
+            else:
+                check_integer(value, name)
+            meaning = "(one value per sequence)" if clock else "(layers, batch, ...)"
+            check_shape(value, name, shape, meaning)
+            if dtype.is_floating_point:
+                check_finite(value, name)
+            else:
+                check_range(value, name, 0)
+            values.append(value.to(device=like.device, dtype=dtype))
+        return cls(*values)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self, x: Tensor, state: tuple | None = None, *, lengths: Tensor | None = None
+    ) -> tuple[Tensor, tuple]:
+        return self._run(x, state, lengths)
+
+    def _run(
+        self, x: Tensor, state: tuple | None, lengths: Tensor | None, **clock_args: Any
+    ) -> tuple[Tensor, tuple]:
+        x = self._check_input(x)
+        unbatched = x.dim() == 2
+        if unbatched:
+            x = x.unsqueeze(1)
+        elif self.batch_first:
+            x = x.transpose(0, 1)
+        steps, batch = x.shape[0], x.shape[1]
+        if state is None:
+            state = self._zero_state((batch,), x)
+        else:
+            state = self._check_state(state, () if unbatched else (batch,), x)
+            if unbatched:
+                state = self._batch_axis(state, squeeze=False)
+        mask = None
+        steps_taken = torch.full((batch,), steps, dtype=torch.long, device=x.device)
+        if lengths is not None:
+            steps_taken = SFM._check_lengths(lengths, steps, batch, x.device)
+            mask = torch.arange(steps, device=x.device).unsqueeze(1) < steps_taken.unsqueeze(0)
+        fields = len(self._state_shapes())
+        clock_values, clock_final = None, ()
+        if self.clock_dtype is not None:
+            clock_values, final = self._clock(state[-1], steps, mask, **clock_args)
+            clock_final = (final,)
+
+        finals, extras = [], []
+        layer_input = x
+        for layer, cell in enumerate(self.cells):
+            carry = tuple(field[layer] for field in state[:fields])
+            carry += self._extra_carry(batch, x)
+            layer_input, carry = self._scan(cell, layer_input, carry, clock_values, mask)
+            finals.append(carry[:fields])
+            extras.append(carry[fields:])
+            if self.dropout and layer < self.num_layers - 1:
+                layer_input = F.dropout(layer_input, self.dropout, self.training)
+        self._finish(extras, steps_taken)
+
+        new_state = self.state_type(*(torch.stack(f) for f in zip(*finals, strict=True)),
+                                    *clock_final)
+        out = layer_input
+        if unbatched:
+            out = out.squeeze(1)
+            new_state = self._batch_axis(new_state, squeeze=True)
+        elif self.batch_first:
+            out = out.transpose(0, 1)
+        return out, new_state
+
+    @staticmethod
+    def _scan(
+        cell: RecurrentCell, x: Tensor, carry: Carry, clock: Tensor | None, mask: Tensor | None
+    ) -> tuple[Tensor, Carry]:
+        """One layer over the whole sequence: x (T, B, N) -> output (T, B, H), final carry."""
+        gx = cell.project(x)
+        weight = cell.recurrent_weight()
+        outputs = []
+        for t in range(gx.shape[0]):
+            out, new = cell.step(gx[t], weight, carry, None if clock is None else clock[t])
+            if mask is not None:
+                valid = mask[t]
+                new = where_valid(valid, new, carry)
+                out = out * valid.unsqueeze(1).to(out.dtype)
+            carry = new
+            outputs.append(out)
+        return torch.stack(outputs), carry
+
+    def _batch_axis(self, state: tuple, squeeze: bool) -> tuple:
+        """Remove (``squeeze``) or insert the batch axis of an unbatched state: axis 1 of the
+        per-layer fields, axis 0 of the clock."""
+        fields = len(self._state_shapes())
+        axes = [1] * fields + [0] * (len(state) - fields)
+        return self.state_type(*(
+            v.squeeze(axis) if squeeze else v.unsqueeze(axis)
+            for v, axis in zip(state, axes, strict=True)
+        ))
+

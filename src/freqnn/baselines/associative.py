@@ -1,0 +1,190 @@
+"""Associative LSTM (Danihelka, Wayne, Uria, Kalchbrenner, Graves, ICML 2016)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..checks import fail
+from ._base import Carry, RecurrentCell, RecurrentLayer, check_positive_int, init_uniform
+
+__all__ = ["AssociativeLSTM", "AssociativeLSTMState", "bound"]
+
+
+class AssociativeLSTMState(NamedTuple):
+    """State of an :class:`AssociativeLSTM`.
+
+    Attributes
+    ----------
+    h : Tensor [shape=(L, B, H)]
+        Output of each layer: the real parts of its H / 2 complex units, then the imaginary
+        parts.
+    re, im : Tensor [shape=(L, B, copies, H / 2)]
+        Real and imaginary parts of the memory c_s of each copy s.
+    """
+
+    h: Tensor
+    re: Tensor
+    im: Tensor
+
+
+def bound(re: Tensor, im: Tensor) -> tuple[Tensor, Tensor]:
+    """The paper's bound(): each complex number divided by max(1, |z|), so |z| <= 1.
+
+    Written as sqrt(max(1, |z|^2)) so that the gradient is finite at z = 0 too.
+    """
+    d = torch.sqrt(torch.clamp(re * re + im * im, min=1.0))
+    return re / d, im / d
+
+
+class AssociativeCell(RecurrentCell):
+    """One Associative LSTM layer with ``copies`` permuted copies of its complex memory."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        copies: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        kw = {"device": device, "dtype": dtype}
+        self.hidden_size = hidden_size
+        self.units = units = hidden_size // 2
+        # rows: real gates g_f, g_i, g_o (units each); complex keys r_i, r_o and value u
+        # (real parts then imaginary parts, 2 units each)
+        self.weight_ih = nn.Parameter(torch.empty(9 * units, input_size, **kw))
+        self.weight_hh = nn.Parameter(torch.empty(9 * units, hidden_size, **kw))
+        self.bias = nn.Parameter(torch.empty(9 * units, **kw))
+        # P_s: a fixed random permutation of the complex units per copy (not trained)
+        self.register_buffer(
+            "permutations",
+            torch.stack([torch.randperm(units) for _ in range(copies)]).to(device),
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init_uniform(self.hidden_size, self.weight_ih, self.weight_hh, self.bias)
+
+    def project(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight_ih, self.bias)
+
+    def step(
+        self, gx: Tensor, weight: Tensor, carry: Carry, clock: Tensor | None
+    ) -> tuple[Tensor, Carry]:
+        h, c_re, c_im = carry
+        n = self.units
+        pre = torch.addmm(gx, h, weight.t())
+        g_f, g_i, g_o = torch.sigmoid(pre[:, : 3 * n]).chunk(3, dim=1)
+        ri_re, ri_im, ro_re, ro_im, u_re, u_im = pre[:, 3 * n:].chunk(6, dim=1)
+        ri_re, ri_im = bound(ri_re, ri_im)
+        ro_re, ro_im = bound(ro_re, ro_im)
+        u_re, u_im = bound(u_re, u_im)
+        # the keys of every copy: (B, copies, n)
+        perm = self.permutations
+        ri_re, ri_im, ro_re, ro_im = ri_re[:, perm], ri_im[:, perm], ro_re[:, perm], ro_im[:, perm]
+        v_re, v_im = (g_i * u_re).unsqueeze(1), (g_i * u_im).unsqueeze(1)
+        f = g_f.unsqueeze(1)
+        c_re = f * c_re + ri_re * v_re - ri_im * v_im
+        c_im = f * c_im + ri_re * v_im + ri_im * v_re
+        read_re = (ro_re * c_re - ro_im * c_im).mean(dim=1)
+        read_im = (ro_re * c_im + ro_im * c_re).mean(dim=1)
+        read_re, read_im = bound(read_re, read_im)
+        h = torch.cat([g_o * read_re, g_o * read_im], dim=1)
+        return h, (h, c_re, c_im)
+
+
+class AssociativeLSTM(RecurrentLayer):
+    r"""Associative LSTM (I. Danihelka, G. Wayne, B. Uria, N. Kalchbrenner, A. Graves,
+    "Associative Long Short-Term Memory", ICML 2016).
+
+    An LSTM whose memory is a holographic associative array of complex numbers, stored in
+    ``copies`` redundant copies, each read and written with its own fixed permutation P_s of
+    the keys (the noise of the retrieval averages out over the copies):
+
+    .. math::
+
+        \hat g_f, \hat g_i, \hat g_o, \hat r_i, \hat r_o, \hat u
+            &= W_{xh} x_t + W_{hh} h_{t-1} + b_h \\
+        g_f, g_i, g_o = \sigma(\hat g_f, \hat g_i, \hat g_o), \quad
+        r_i, r_o, u &= \mathrm{bound}(\hat r_i, \hat r_o, \hat u) \\
+        c_{s,t} &= g_f \odot c_{s,t-1} + (P_s r_i) \circledast (g_i \odot u) \\
+        h_t &= g_o \odot \mathrm{bound}\Big(\frac{1}{N_{copies}} \sum_s (P_s r_o)
+            \circledast c_{s,t}\Big)
+
+    where the keys r_i, r_o, the value u, the memories c_s and h_t are complex vectors of
+    H / 2 units, ⊛ is the elementwise complex product and bound(z) = z / max(1, |z|).
+
+    Parameters
+    ----------
+    input_size, hidden_size, num_layers :
+        As :class:`torch.nn.LSTM`; ``hidden_size`` counts real outputs (H / 2 complex units,
+        real parts first), so it must be even.
+    copies : int
+        Redundant copies of the memory, default 4 as in the SFM paper's table.
+    batch_first, dropout, device, dtype :
+        As :class:`torch.nn.LSTM`.
+
+    Notes
+    -----
+    Choices where the paper leaves a detail open:
+
+    * the gates g_f, g_i, g_o are real, one per complex unit, and scale its real and imaginary
+      parts alike (a gate changes the modulus of a stored value, not its phase), so the
+      pre-activations are 3 H / 2 gates and 3 complex vectors of H / 2: 9 H / 2 rows;
+    * every copy, the first included, has its own random permutation (``permutations``, a
+      buffer drawn from torch's global generator at construction, saved in the state dict and
+      not redrawn by :meth:`reset_parameters`);
+    * weights and biases are initialised U(-1/sqrt(H), 1/sqrt(H)) (``nn.LSTM``'s rule);
+    * bound() divides by sqrt(max(1, |z|^2)), equal to max(1, |z|), whose gradient stays finite
+      at z = 0.
+
+    ``forward(x, state=None, *, lengths=None) -> (output, state)``: see
+    :class:`freqnn.baselines.RecurrentLayer`; the state is an :class:`AssociativeLSTMState`.
+    """
+
+    state_type = AssociativeLSTMState
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        copies: int = 4,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(input_size, hidden_size, num_layers, batch_first=batch_first,
+                         dropout=dropout)
+        if hidden_size % 2:
+            fail("hidden_size", "an even int (H / 2 complex units)", repr(hidden_size))
+        self.copies = check_positive_int("copies", copies)
+        self.cells = nn.ModuleList(
+            AssociativeCell(n, hidden_size, copies, device, dtype)
+            for n in self.layer_input_sizes()
+        )
+
+    @staticmethod
+    def parameter_count(input_size: int, hidden_size: int, num_layers: int = 1,
+                        **options: Any) -> int:
+        """Parameters: per layer 9 (H / 2) (N_l + H + 1) (the copies add none)."""
+        H = hidden_size
+        return sum(9 * (H // 2) * (n + H + 1) for n in [input_size] + [H] * (num_layers - 1))
+
+    @staticmethod
+    def hidden_size_step(**options: Any) -> int:
+        return 2
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, copies={self.copies}"
+
+    def _state_shapes(self) -> tuple[tuple[int, ...], ...]:
+        memory = (self.copies, self.hidden_size // 2)
+        return ((self.hidden_size,), memory, memory)
