@@ -10,8 +10,11 @@ Subcommands::
 Other modules add subcommands through :data:`COMMANDS` (name -> module path, imported only when
 the subcommand is used). Such a module exposes ``add_arguments(parser)`` and
 ``run(args) -> int`` (the exit status), and optionally a one-line ``HELP`` string.
-Tasks are registered in :data:`freqnn.tasks.TASKS`. Input errors (bad files, options) print
-``freqnn: error: ...`` and exit with status 2; set ``FREQNN_TRACEBACK=1`` for the traceback.
+Tasks are registered in :data:`freqnn.tasks.TASKS`; the options of ``freqnn train TASK`` are
+generated from the task's configuration schema (:mod:`freqnn.config`). Input errors (bad files,
+options, configuration values, unsafe checkpoints), files that cannot be read or written and a
+missing ``experiments`` extra print one line ``freqnn: error: ...`` and exit with status 2; set
+``FREQNN_TRACEBACK=1`` for the traceback.
 """
 
 from __future__ import annotations
@@ -46,90 +49,78 @@ _BUILTIN_HELP = {
 
 # --------------------------------------------------------------------------- train
 def _add_train_arguments(parser: argparse.ArgumentParser, task_name: str | None) -> None:
-    from .models import ARCHS
+    from .config import DEFAULTS, RunConfig, add_options, schema_of, task_defaults
     from .tasks import available_tasks, get_task
 
     parser.add_argument("task", nargs="?", help=f"one of {', '.join(available_tasks())} "
                         "(optional with --resume: read from the run's config.yaml)")
-    parser.add_argument("--model", choices=ARCHS)
     parser.add_argument("--config", help="YAML file of configuration keys")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="set any configuration key (VALUE parsed as YAML); repeatable")
     parser.add_argument("--run-dir", help="run directory (default runs/TASK/MODEL-sSEED)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --run-dir from its last good checkpoint")
-    g = parser.add_argument_group("training")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int, help="global batch (split over DDP processes)")
-    g.add_argument("--lr", type=float)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--clip", type=float, help="gradient-norm clipping (0: off)")
-    g.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
-    g.add_argument("--precision", choices=("32", "64"))
-    g.add_argument("--accelerator", choices=("auto", "cpu", "gpu"))
-    g.add_argument("--threads", dest="num_threads", type=int, help="torch CPU threads")
-    g.add_argument("--no-progress", dest="progress", action="store_const", const=False)
-    m = parser.add_argument_group("model")
-    m.add_argument("--hidden-size", type=int, help="SFM hidden size M")
-    m.add_argument("--state-size", type=int, help="SFM states D")
-    m.add_argument("--num-freqs", type=int, help="SFM frequencies K")
-    m.add_argument("--num-layers", type=int)
-    m.add_argument("--dropout", type=float)
-    m.add_argument("--frequencies", choices=("paper", "half", "dct"))
-    m.add_argument("--learn-frequencies", action="store_const", const=True)
-    m.add_argument("--rnn-hidden-size", type=int,
-                   help="LSTM/GRU hidden size (default: matched to the SFM's parameter count)")
-    m.add_argument("--no-match-params", dest="match_params", action="store_const", const=False,
-                   help="LSTM/GRU use --hidden-size instead of the matched size")
-    if task_name is not None:
-        task = get_task(task_name)
-        parser.description = f"{parser.description}. {task.name}: {task.description}"
-        if task.add_arguments is not None:
-            task.add_arguments(parser)
+    runner_keys = list(RunConfig.model_fields)
+    if task_name is None:
+        add_options(parser.add_argument_group("runner keys (docs/runner.md)"), RunConfig,
+                    DEFAULTS, runner_keys)
+        return
+    task = get_task(task_name)
+    schema, defaults = schema_of(task), task_defaults(task)
+    parser.description = f"{parser.description}. {task.name}: {task.description}"
+    add_options(parser.add_argument_group("runner keys (docs/runner.md)"), schema, defaults,
+                runner_keys)
+    own = [key for key in schema.model_fields if key not in RunConfig.model_fields]
+    if own:
+        add_options(parser.add_argument_group(f"{task.name} task keys"), schema, defaults, own)
 
 
 _NOT_CONFIG = {"command", "run", "task", "config", "set", "resume", "run_dir"}
 
 
 def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
-    import yaml
+    from .config import read_yaml
 
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"freqnn: error: --set: expected KEY=VALUE, got {item!r}")
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        if not sep or not key.strip():
+            raise ValueError(f"--set: expected KEY=VALUE, got {item!r}")
+        key = key.strip().replace("-", "_")
+        out[key] = read_yaml(value, source=f"--set {key}")
     return out
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    import yaml
-
+    from .config import make_config, read_yaml
     from .tasks import get_task
-    from .train import load_run_config, make_config, train
+    from .train import CONFIG_FILE, load_run_config, train
 
     base: dict[str, Any] = {}
     if args.resume:
         if not args.run_dir:
-            raise SystemExit("freqnn: error: --resume needs --run-dir (the run to continue)")
-        if (Path(args.run_dir) / "config.yaml").is_file():
+            raise ValueError("--resume: expected --run-dir (the run to continue), got none")
+        if (Path(args.run_dir) / CONFIG_FILE).is_file():
             base = load_run_config(args.run_dir)
+        elif args.task is None:
+            found = "a directory without it" if Path(args.run_dir).is_dir() else "nothing there"
+            raise ValueError(f"--run-dir: expected a run directory holding {CONFIG_FILE} to "
+                             f"resume, got {args.run_dir} ({found}); give the TASK to start a "
+                             "new run there")
     task_name = args.task or base.get("task")
     if task_name is None:
-        raise SystemExit("freqnn: error: train: expected a TASK (or --resume with --run-dir)")
+        raise ValueError("train: expected a TASK, got none (or --resume with the --run-dir of "
+                         "an existing run)")
     if base and base["task"] != task_name:
-        raise SystemExit(f"freqnn: error: task: expected {base['task']!r} (the run being "
-                         f"resumed), got {task_name!r}")
+        raise ValueError(f"task: expected {base['task']!r} (the run being resumed), got "
+                         f"{task_name!r}")
     task = get_task(task_name)
     from_yaml: dict[str, Any] = {}
     if args.config:
-        with open(args.config) as handle:
-            from_yaml = yaml.safe_load(handle) or {}
+        from_yaml = read_yaml(args.config) or {}
         if not isinstance(from_yaml, dict):
-            raise SystemExit(f"freqnn: error: {args.config}: expected a YAML mapping of "
-                             f"configuration keys, got {type(from_yaml).__name__}")
+            raise ValueError(f"{args.config}: expected a YAML mapping of configuration keys, "
+                             f"got {type(from_yaml).__name__}")
     cli = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG and v is not None}
     cli.update(_parse_sets(args.set))
     base.pop("task", None)
@@ -158,7 +149,14 @@ def _add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="external data set (.npz, see docs/runner.md)")
     parser.add_argument("--split", choices=("train", "val", "test"), default="test",
                         help="split of the task's own data when --data is not given")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=_positive_int, default=64)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {value}")
+    return value
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -405,18 +403,35 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
+#: Modules of the ``experiments`` extra: a command that misses one says what to install.
+EXTRA_MODULES = frozenset({"lightning", "matplotlib", "music21", "pretty_midi", "pydantic",
+                           "scipy", "tensorboard", "yaml"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``freqnn`` console script; returns the exit status."""
+    """Entry point of the ``freqnn`` console script; returns the exit status.
+
+    Bad input (a value, a file, a checkpoint) and failures to read or write files print one
+    line ``freqnn: error: ...`` and return 2; ``FREQNN_TRACEBACK=1`` raises instead.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
     try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
         return int(args.run(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as error:
+    except ModuleNotFoundError as error:
+        if os.environ.get("FREQNN_TRACEBACK") or (error.name or "").split(".")[0] not in \
+                EXTRA_MODULES:
+            raise
+        command = " ".join(["freqnn", *argv[:1]])
+        message = (f"{command} needs the experiments extra, got no module {error.name!r}: "
+                   'pip install "freqnn[experiments]"')
+    except (ValueError, OSError) as error:
         if os.environ.get("FREQNN_TRACEBACK"):
             raise
-        print(f"freqnn: error: {error}", file=sys.stderr)
-        return 2
+        message = str(error)
+    print(f"freqnn: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

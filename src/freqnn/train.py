@@ -12,6 +12,10 @@ Guarantees and how they are kept
 --------------------------------
 * Checkpoints are written through :func:`freqnn.io.atomic_write` (:class:`AtomicCheckpointIO`):
   a checkpoint file is either complete or absent, whenever the process dies.
+* Checkpoints are read weights-only (:func:`load_checkpoint`): a file that would build objects
+  or call functions when unpickled is refused (:class:`UnsafeCheckpointError`) before any of
+  it runs, by ``freqnn eval``, ``--resume`` and every other reader. A checkpoint used in a run
+  directory must match the run's task and model (:func:`check_checkpoint_matches`).
 * ``resume=True`` continues from the newest checkpoint that loads (:func:`last_good_checkpoint`)
   and gives the metrics of an uninterrupted run with the same seed: checkpoints are taken at
   epoch ends; the data order of epoch e is a permutation drawn from (seed, e)
@@ -34,6 +38,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import platform
 import sys
 import time
@@ -52,55 +57,31 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from .config import DEFAULTS, make_config, read_yaml
 from .io import atomic_write
-from .models import ARCHS, build_model
-from .tasks import Task, TaskData, collate, get_task
+from .models import build_model
+from .tasks import TaskData, collate, get_task
 
 __all__ = [
     "DEFAULTS",
     "AtomicCheckpointIO",
     "GlobalBatchSampler",
     "TaskModule",
+    "UnsafeCheckpointError",
+    "check_checkpoint_matches",
     "evaluate",
     "last_good_checkpoint",
     "load_checkpoint",
     "load_run_config",
     "make_config",
     "model_from_checkpoint",
+    "run_dir_of",
     "train",
 ]
 
-#: Runner hyper-parameters; a task's ``defaults`` override them, then YAML, then the CLI.
-DEFAULTS: dict[str, Any] = {
-    "task": None,
-    "model": "sfm",
-    "seed": 0,
-    "epochs": 10,
-    "batch_size": 32,
-    "eval_batch_size": None,  # None: batch_size
-    "lr": 1e-3,
-    "weight_decay": 0.0,
-    "clip": 1.0,  # gradient-norm clipping; 0 disables
-    "patience": 5,  # early stopping on the monitored validation metric; 0 disables
-    "hidden_size": 32,
-    "state_size": 16,
-    "num_freqs": 8,
-    "num_layers": 1,
-    "dropout": 0.0,
-    "frequencies": "paper",
-    "learn_frequencies": False,
-    "rnn_hidden_size": None,  # None: matched to the SFM's parameter count (match_params)
-    "match_params": True,
-    "precision": "32",  # "32" or "64" (float64 everywhere, for exactness checks)
-    "deterministic": True,
-    "accelerator": "auto",  # "cpu", "gpu" or "auto"
-    "num_threads": None,  # torch CPU threads per process; None: torch's default
-    "progress": True,
-    "limit_train_batches": None,  # int: stop each epoch after that many global batches
-    "run_dir": None,
-}
-
 CONFIG_FILE = "config.yaml"
+#: Keys a checkpoint must share with the configuration of the run directory it is used in.
+MATCHED_KEYS = ("task", "model")
 RESULTS_FILE = "results.json"
 HISTORY_FILE = "history.json"
 
@@ -108,37 +89,12 @@ log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- configuration
-def make_config(task: Task, *layers: dict[str, Any] | None) -> dict[str, Any]:
-    """Merge runner defaults, the task's defaults and ``layers`` (later wins; ``None`` values
-    in a layer mean "not given"). Unknown keys are an error (catches typos in YAML files)."""
-    cfg: dict[str, Any] = dict(DEFAULTS)
-    cfg.update(task.defaults)
-    cfg["task"] = task.name
-    for layer in layers:
-        for key, value in (layer or {}).items():
-            if key not in cfg:
-                raise ValueError(f"config: expected keys among {', '.join(sorted(cfg))}, "
-                                 f"got unknown key {key!r}")
-            if value is not None:
-                cfg[key] = value
-    if cfg["model"] not in ARCHS:
-        raise ValueError(f"model: expected one of {', '.join(ARCHS)}, got {cfg['model']!r}")
-    if str(cfg["precision"]) not in ("32", "64"):
-        raise ValueError(f"precision: expected '32' or '64', got {cfg['precision']!r}")
-    cfg["precision"] = str(cfg["precision"])
-    for key in ("epochs", "batch_size"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ValueError(f"{key}: expected a positive int, got {cfg[key]!r}")
-    return cfg
-
-
 def load_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The configuration saved in ``run_dir`` (``config.yaml``)."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no run configuration (is {run_dir} a run directory?)")
-    with open(path) as handle:
-        cfg = yaml.safe_load(handle)
+    cfg = read_yaml(path)
     if not isinstance(cfg, dict) or "task" not in cfg:
         raise ValueError(f"{path}: expected a YAML mapping with a 'task' key, got {cfg!r}")
     return cfg
@@ -153,7 +109,8 @@ def _write_json(path: Path, obj: Any) -> None:
 # --------------------------------------------------------------------------- checkpoints
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning checkpoint I/O that writes through :func:`freqnn.io.atomic_write`
-    (temporary file, fsync, rename): a checkpoint is complete or absent, never half-written."""
+    (temporary file, fsync, rename): a checkpoint is complete or absent, never half-written;
+    and reads through :func:`load_checkpoint`, weights-only."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
                         storage_options: Any | None = None) -> None:
@@ -163,12 +120,60 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         with atomic_write(path) as handle:
             torch.save(checkpoint, handle)
 
+    def load_checkpoint(self, path: Any, map_location: Any | None = None,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        """What Lightning reads to resume: :func:`load_checkpoint` (weights-only, checked)."""
+        if weights_only is False:
+            raise ValueError("weights_only: expected True or None (freqnn loads checkpoints "
+                             "weights-only), got False")
+        return load_checkpoint(path)
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint file that would run code or build arbitrary objects when loaded."""
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The globals a pickle in ``path`` refers to beyond the weights-only allow-list (read from
+    the pickle's opcodes, nothing executed); empty if the file cannot be scanned."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a zip checkpoint (truncated, foreign): nothing to name
+        return []
+
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a freqnn checkpoint on the CPU (it holds the run's configuration, so it is a trusted
-    pickle: only load checkpoints you wrote)."""
+    """Load a freqnn checkpoint on the CPU without running code from it.
+
+    Loading is weights-only (``torch.load(..., weights_only=True)``): tensors, numbers,
+    strings and containers of them, which is all a freqnn checkpoint holds. A file whose pickle
+    names anything else (a class to build, a function to call) is refused before any of it
+    runs.
+
+    Raises
+    ------
+    UnsafeCheckpointError
+        The file holds objects other than weights and plain values (the message lists them).
+    ValueError
+        The file is not a readable freqnn checkpoint (truncated, foreign, other keys).
+    FileNotFoundError
+        No such file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: expected a checkpoint file, got nothing there")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        unsafe = _unsafe_globals(path)
+        if unsafe:
+            raise UnsafeCheckpointError(
+                f"{path}: expected a freqnn checkpoint of weights and plain values, got a file "
+                f"that would build or call {', '.join(unsafe)} when loaded; refused, nothing "
+                "in it was run (load only checkpoints you trust, and never with "
+                "weights_only=False)") from None
+        raise ValueError(f"{path}: expected a freqnn checkpoint, got an unreadable file "
+                         f"({type(error).__name__}: {error})") from error
     except Exception as error:  # torch raises several types for truncated / foreign files
         raise ValueError(f"{path}: expected a freqnn checkpoint, got an unreadable file "
                          f"({type(error).__name__}: {error})") from error
@@ -178,9 +183,29 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return ckpt
 
 
+def check_checkpoint_matches(ckpt: dict[str, Any], cfg: dict[str, Any],
+                             path: str | os.PathLike[str]) -> None:
+    """Refuse a checkpoint whose task or model differ from the run's configuration ``cfg``.
+
+    Raises
+    ------
+    ValueError
+        Naming the key, the run's value and the checkpoint's.
+    """
+    saved = ckpt["freqnn"]["config"]
+    for key in MATCHED_KEYS:
+        if saved.get(key) != cfg.get(key):
+            raise ValueError(f"{path}: {key}: expected {cfg.get(key)!r} (the run's "
+                             f"{CONFIG_FILE}), got a checkpoint of {saved.get(key)!r}; refused")
+
+
 def last_good_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
     """The newest (largest global step, ``last.ckpt`` first on ties) checkpoint of ``run_dir``
-    that loads; stale temporary files of interrupted writes are removed. ``None`` if none."""
+    that loads; stale temporary files of interrupted writes are removed. ``None`` if none.
+
+    An unreadable checkpoint (truncated, say) is skipped with a warning; an unsafe one
+    (:class:`UnsafeCheckpointError`) stops the search: the run directory has been tampered with.
+    """
     folder = Path(run_dir) / "checkpoints"
     if not folder.is_dir():
         return None
@@ -191,6 +216,8 @@ def last_good_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
     for path in folder.glob("*.ckpt"):
         try:
             ckpt = load_checkpoint(path)
+        except UnsafeCheckpointError:
+            raise
         except ValueError as error:
             warnings.warn(f"skipping unreadable checkpoint: {error}", stacklevel=2)
             continue
@@ -198,6 +225,15 @@ def last_good_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
         if best is None or key[:2] > best[:2]:
             best = key
     return None if best is None else best[2]
+
+
+def run_dir_of(checkpoint: str | os.PathLike[str]) -> Path | None:
+    """The run directory holding ``checkpoint`` (``RUN_DIR/checkpoints/NAME.ckpt`` with a
+    ``RUN_DIR/config.yaml``), or ``None`` for a checkpoint outside a run directory."""
+    folder = Path(checkpoint).parent
+    if folder.name == "checkpoints" and (folder.parent / CONFIG_FILE).is_file():
+        return folder.parent
+    return None
 
 
 # --------------------------------------------------------------------------- data
@@ -396,14 +432,14 @@ class TaskModule(L.LightningModule):
 
     # checkpoint state
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["freqnn"] = {
+        checkpoint["freqnn"] = _plain({
             "config": self.cfg,
             "facts": self.facts,
             "counts": self.counts,
             "history": self.history,
             "elapsed": self.elapsed + time.perf_counter() - self._start,
             "stopped": bool(self.trainer.should_stop),
-        }
+        })
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint["freqnn"]
@@ -412,9 +448,30 @@ class TaskModule(L.LightningModule):
         self._start = time.perf_counter()
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers and paths as strings, so that a
+    weights-only load reads it back (a task's ``info`` may hold ``numpy.float64``)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
 def model_from_checkpoint(path: str | os.PathLike[str]) -> TaskModule:
-    """Rebuild a :class:`TaskModule` (model weights included) from a checkpoint file."""
+    """Rebuild a :class:`TaskModule` (model weights included) from a checkpoint file.
+
+    The file is loaded weights-only (:func:`load_checkpoint`). A checkpoint inside a run
+    directory must match the run's task and model (:func:`check_checkpoint_matches`).
+    """
     ckpt = load_checkpoint(path)
+    run_dir = run_dir_of(path)
+    if run_dir is not None:
+        check_checkpoint_matches(ckpt, load_run_config(run_dir), path)
     state = ckpt["freqnn"]
     module = TaskModule(state["config"], state["facts"])
     module.load_state_dict(ckpt["state_dict"])
@@ -488,11 +545,37 @@ def train(cfg: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
     -------
     dict
         The content of ``results.json``.
+
+    Raises
+    ------
+    OSError
+        ``run_dir`` cannot be created or written (below a file, read-only, disk full): the
+        message names the directory. Checkpoints are written atomically, so those written
+        before the failure are intact and ``resume=True`` continues from them.
     """
     _quiet_lightning()
     if not cfg.get("run_dir"):
         raise ValueError("run_dir: expected a directory for the run, got None")
     run_dir = Path(cfg["run_dir"])
+    for folder in (run_dir, *run_dir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise NotADirectoryError(f"run_dir: expected a directory, got {run_dir}, "
+                                         f"below the file {folder}")
+            break
+    try:
+        return _train(cfg, run_dir, resume)
+    except OSError as error:
+        if error.filename is None or not Path(os.path.abspath(error.filename)).is_relative_to(
+                os.path.abspath(run_dir)):
+            raise
+        raise OSError(f"run_dir: expected a writable directory, got {run_dir} where "
+                      f"{error.strerror or error} ({error.filename}); the checkpoints written "
+                      "before are intact: make it writable and continue with --resume"
+                      ) from error
+
+
+def _train(cfg: dict[str, Any], run_dir: Path, resume: bool) -> dict[str, Any]:
     if cfg["num_threads"]:
         torch.set_num_threads(int(cfg["num_threads"]))
     world, local = _distributed_env()
@@ -506,6 +589,10 @@ def train(cfg: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
             (run_dir / "checkpoints").glob("*.ckpt")):
         raise FileExistsError(f"run_dir: expected a new directory or resume=True (--resume), "
                               f"got {run_dir} which already holds checkpoints")
+    state: dict[str, Any] = {}
+    if ckpt_path is not None:
+        state = load_checkpoint(ckpt_path)
+        check_checkpoint_matches(state, cfg, ckpt_path)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(run_dir / CONFIG_FILE, "w") as handle:
@@ -563,7 +650,6 @@ def train(cfg: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
     )
     stopped = False
     if ckpt_path is not None:
-        state = load_checkpoint(ckpt_path)
         stopped = bool(state["freqnn"].get("stopped"))
         if rank == 0:
             print(f"resuming from {ckpt_path} (epoch {state['epoch']}, step "

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from freqnn.cli import build_parser
 from freqnn.data import polyphonic as poly
 from freqnn.metrics import PianoRollMetrics, piano_roll_nll
 from freqnn.models import build_model
@@ -243,9 +244,9 @@ def test_dataset_option_and_missing_data(tmp_path):
         T.build(cfg)
     with pytest.raises(ValueError, match="name: expected one of"):
         T.build({**T.DEFAULTS, "dataset": "mozart"})
-    parser = argparse.ArgumentParser()
-    T.TASK.add_arguments(parser)
-    args = parser.parse_args(["--dataset", "jsb", "--no-transpose", "--train-chunk", "50"])
+    argv = ["train", "polyphonic", "--dataset", "jsb", "--no-transpose", "--train-chunk", "50"]
+    args = build_parser(argv).parse_args(argv)
     assert (args.dataset, args.transpose, args.train_chunk) == ("jsb", False, 50)
-    assert parser.parse_args([]).dataset is None  # unset options do not override the config
+    # unset options do not override the config
+    assert build_parser(argv[:2]).parse_args(argv[:2]).dataset is None
     assert set(poly.dataset_names()) == set(T.FRAME_QUARTERS)

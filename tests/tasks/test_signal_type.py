@@ -48,8 +48,10 @@ def test_build_splits_sizes_and_independence_from_the_training_seed() -> None:
     other = build(_cfg(types="square,sawtooth,sine", seed=99))
     assert torch.equal(other.test[3]["x"], data.test[3]["x"])
     assert not torch.equal(data.val[0]["x"], data.train[0]["x"])
+    with pytest.raises(ValueError, match="types: expected a list of 2 or more 'square'"):
+        _cfg(types="square")
     with pytest.raises(ValueError, match="types: expected two or more"):
-        build(_cfg(types="square"))
+        build({**_cfg(), "types": ["square", "square"]})
 
 
 def test_external_npz(tmp_path: Path) -> None:

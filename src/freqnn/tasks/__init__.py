@@ -16,11 +16,16 @@ What a task module provides (see :mod:`freqnn.tasks.signal_type` for a complete 
   classification) or ``"step"`` (one output per step: next-frame prediction, forecasting).
   The runner builds the model (:func:`freqnn.models.build_model`) from it: SFM / A-SFM / LSTM /
   GRU followed by a linear read-out ``hidden -> output_size``.
-* ``defaults``: the task's hyper-parameters, overriding the runner's :data:`freqnn.train.DEFAULTS`
-  (``epochs``, ``batch_size``, ``lr``, ``hidden_size``, ``state_size``, ``num_freqs``, ...) and
-  declaring the task's own options (``n_train``, ``horizon``, ...). Every key may be set from a
-  YAML ``--config`` file or from the command line (``--set key=value``, or a real option
-  declared by ``add_arguments``). Precedence: runner defaults < task defaults < YAML < CLI.
+* ``options``: the task's configuration schema, a subclass of :class:`freqnn.config.RunConfig`
+  that declares the task's own keys (``n_train``, ``horizon``, ...) with their types, ranges and
+  one-line descriptions (``None``: the task has no keys of its own). The runner validates every
+  configuration against it and derives the command-line options of ``freqnn train NAME`` and
+  the tables of ``docs/runner.md`` from it.
+* ``defaults``: the default of each of the task's own keys, and the task's values of the
+  runner's keys (``epochs``, ``batch_size``, ``lr``, ``hidden_size``, ...) where they differ
+  from :data:`freqnn.config.DEFAULTS`. Every key may be set from a YAML ``--config`` file or
+  from the command line (its option, or ``--set key=value``). Precedence: runner defaults <
+  task defaults < YAML < CLI.
 * ``build(cfg) -> TaskData``: the data. ``cfg`` is the merged configuration (a plain dict).
   Must be deterministic given ``cfg`` (use ``cfg["data_seed"]``); it is called on every DDP rank.
 * ``loss(output, batch) -> Tensor``: scalar training loss, a MEAN over the batch's units
@@ -31,8 +36,6 @@ What a task module provides (see :mod:`freqnn.tasks.signal_type` for a complete 
   ``sum / count`` as ``val_<name>`` / ``test_<name>``. Must include ``"loss"``.
 * ``monitor`` / ``mode``: the metric (a key of ``metrics``) selecting the best checkpoint and
   driving early stopping, and whether lower (``"min"``) or higher (``"max"``) is better.
-* optional ``add_arguments(parser)``: task-specific command-line options (dest = config key,
-  default ``None`` so that only explicitly given options override the config).
 * optional ``load_external(path, cfg, info) -> Dataset``: read an external file for
   ``freqnn eval CHECKPOINT --data FILE`` (``info`` is the :attr:`TaskData.info` saved with the
   checkpoint, e.g. class names).
@@ -133,7 +136,7 @@ class Task:
     metrics: Callable[[Tensor, Batch], dict[str, tuple[Tensor, Tensor]]]
     monitor: str = "loss"
     mode: Literal["min", "max"] = "min"
-    add_arguments: Callable[[Any], None] | None = None
+    options: type | None = None
     load_external: Callable[[str, dict[str, Any], dict[str, Any]], Dataset] | None = None
 
 

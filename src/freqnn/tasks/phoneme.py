@@ -43,14 +43,16 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as Fn
+from pydantic import Field
 from torch import Tensor, nn
 
 from .. import features as F
+from ..config import RunConfig
 from ..data.paths import cache_dir
 from ..data.phoneme import (
     SPLITS,
@@ -71,6 +73,7 @@ __all__ = [
     "TASK",
     "BiRNN",
     "FrontEndModel",
+    "Options",
     "build",
     "build_experiment_model",
     "confusion_matrix",
@@ -256,14 +259,28 @@ def confusion_matrix(predicted: Tensor, target: Tensor, classes: int = NUM_CLASS
     return torch.bincount(index, minlength=classes * classes).reshape(classes, classes)
 
 
-def add_arguments(parser: Any) -> None:
-    group = parser.add_argument_group("phoneme task")
-    group.add_argument("--n-texts", type=int, help="texts in the corpus (default 500)")
-    group.add_argument("--data-seed", type=int, help="seed of the corpus (default 0)")
-    group.add_argument("--test-voice", help=f"unseen voice (default {TEST_VOICE})")
-    group.add_argument("--features", choices=FEATURES, help="input features (default logmel)")
-    group.add_argument("--max-train-utterances", type=int,
-                       help="use only the first N training utterances")
+class Options(RunConfig):
+    """The phoneme task's keys."""
+
+    n_texts: int = Field(ge=1, description="texts in the corpus")
+    data_seed: int = Field(ge=0, description="seed of the corpus (texts and split)")
+    train_voices: list[str] = Field(min_length=1, description="flite voices reading the "
+                                    "train and valid texts")
+    test_voice: str = Field(description="the unseen voice reading the test texts")
+    valid_fraction: float = Field(gt=0, lt=1, description="fraction of the texts for "
+                                  "validation")
+    test_fraction: float = Field(gt=0, lt=1, description="fraction of the texts for testing")
+    variants: int = Field(ge=1, description="readings of each (voice, text), each with its own "
+                          "duration stretch and pitch shift")
+    max_train_utterances: int | None = Field(ge=1, description="use only the first N training "
+                                             "utterances; null: all")
+    features: Literal[FEATURES] = Field(description="input features")  # type: ignore[valid-type]
+    num_bands: int = Field(ge=1, description="mel bands")
+    normalisation: Literal["global", "utterance"] = Field(
+        description="standardise with the training frames' statistics, or each utterance "
+        "with its own")
+    valid_voice: str | None = Field(description="a training voice held out for "
+                                    "speaker-independent validation; null: none")
 
 
 TASK = Task(
@@ -277,7 +294,7 @@ TASK = Task(
     metrics=frame_metrics,
     monitor="accuracy",
     mode="max",
-    add_arguments=add_arguments,
+    options=Options,
 )
 
 

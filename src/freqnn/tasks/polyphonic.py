@@ -40,13 +40,15 @@ import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from ..config import RunConfig
 from ..data import polyphonic as poly
 from ..io import atomic_write
 from ..metrics import (
@@ -61,6 +63,7 @@ from . import Batch, Task, TaskData, TensorDataset
 __all__ = [
     "HELP",
     "TASK",
+    "Options",
     "add_arguments",
     "build",
     "generate",
@@ -198,17 +201,19 @@ def metrics(output: Tensor, batch: Batch) -> dict[str, tuple[Tensor, Tensor]]:
     }
 
 
-def _add_task_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("polyphonic task")
-    group.add_argument("--dataset", choices=poly.dataset_names(),
-                       help="data set (default bach: offline, from the music21 corpus)")
-    group.add_argument("--data-root", help="directory holding polyphonic/*.mat "
-                       "(default: FREQNN_DATA or ../shared/data)")
-    group.add_argument("--bach-limit", type=int, help="bach: use the first N chorales only")
-    group.add_argument("--no-transpose", dest="transpose", action="store_const", const=False,
-                       help="bach: keep the original keys")
-    group.add_argument("--train-chunk", type=int,
-                       help="cut training sequences into pieces of N predicted frames (0: off)")
+class Options(RunConfig):
+    """The polyphonic task's keys."""
+
+    dataset: Literal[tuple(poly.dataset_names())] = Field(  # type: ignore[valid-type]
+        description="data set (bach: offline, from the music21 corpus; the others are read "
+        "from the data root)")
+    data_root: str | None = Field(description="directory holding polyphonic/*.mat; null: "
+                                  "FREQNN_DATA, else ../shared/data")
+    bach_limit: int | None = Field(ge=1, description="bach: use the first N chorales only; "
+                                   "null: all")
+    transpose: bool = Field(description="bach: transpose to C major / C minor")
+    train_chunk: int = Field(ge=0, description="cut training sequences into pieces of N "
+                             "predicted frames (0: whole sequences)")
 
 
 TASK = Task(
@@ -222,7 +227,7 @@ TASK = Task(
     metrics=metrics,
     monitor="loss",
     mode="min",
-    add_arguments=_add_task_arguments,
+    options=Options,
     load_external=load_external,
 )
 
@@ -400,6 +405,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the draws (0)")
     parser.add_argument("--qpm", type=float, default=100.0,
                         help="tempo of the MIDI file in quarter notes per minute (100)")
+    parser.add_argument("--data-root", default=None,
+                        help="data root holding polyphonic/*.mat (default: the run's "
+                        "data_root, else FREQNN_DATA, else ../shared/data)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -416,6 +424,8 @@ def run(args: argparse.Namespace) -> int:
     if args.prime < 1:
         raise ValueError(f"--prime: expected at least 1 frame, got {args.prime}")
     cfg = module.cfg
+    if args.data_root is not None:
+        cfg = {**cfg, "data_root": args.data_root}
     rolls = load_rolls(cfg)
     if not 0 <= args.index < len(rolls.valid):
         raise ValueError(f"--index: expected 0..{len(rolls.valid) - 1} (validation sequences), "

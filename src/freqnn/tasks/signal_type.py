@@ -12,17 +12,19 @@ accuracy over the test sequences; the validation loss picks the checkpoint.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, field_validator
 from torch.utils.data import Dataset
 
+from ..config import RunConfig
 from ..data.npz import load_npz
 from ..data.waves import WAVE_TYPES, generate_waves
 from . import Task, TaskData, TensorDataset, classification_loss, classification_metrics
 
-__all__ = ["TASK", "build", "waves_dataset"]
+__all__ = ["TASK", "Options", "build", "waves_dataset"]
 
 DEFAULTS: dict[str, Any] = {
     # data
@@ -102,15 +104,25 @@ def load_external(path: str, cfg: dict[str, Any], info: dict[str, Any]) -> Datas
     return TensorDataset(x=xs, times=ts, y=torch.from_numpy(data.labels))
 
 
-def add_arguments(parser: Any) -> None:
-    group = parser.add_argument_group("signal_type task")
-    group.add_argument("--n-train", type=int, help="training sequences (default 1000)")
-    group.add_argument("--n-val", type=int, help="validation sequences (default 200)")
-    group.add_argument("--n-test", type=int, help="test sequences (default 500)")
-    group.add_argument("--length", type=int, help="samples per sequence (default 500)")
-    group.add_argument("--types", help="comma-separated wave types (default square,sawtooth)")
-    group.add_argument("--noise", type=float, help="noise std / amplitude (default 0)")
-    group.add_argument("--data-seed", type=int, help="seed of the generated data (default 1234)")
+class Options(RunConfig):
+    """The signal_type task's keys."""
+
+    n_train: int = Field(ge=1, description="training sequences")
+    n_val: int = Field(ge=1, description="validation sequences")
+    n_test: int = Field(ge=1, description="test sequences")
+    length: int = Field(ge=2, description="samples per sequence")
+    types: list[Literal[WAVE_TYPES]] = Field(  # type: ignore[valid-type]
+        min_length=2, description="the wave types to tell apart (distinct), in class order")
+    noise: float = Field(ge=0, description="noise std relative to the amplitude")
+    data_seed: int = Field(ge=0, description="seed of the generated data (split s uses "
+                           "data_seed + s)")
+
+    @field_validator("types")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("types must be distinct")
+        return value
 
 
 TASK = Task(
@@ -123,6 +135,6 @@ TASK = Task(
     metrics=classification_metrics,
     monitor="loss",
     mode="min",
-    add_arguments=add_arguments,
+    options=Options,
     load_external=load_external,
 )

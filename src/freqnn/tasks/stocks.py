@@ -50,13 +50,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from ..checks import fail
+from ..config import RunConfig
 from ..data.stocks import (
     HORIZONS,
     PAPER_TEST_MSE,
@@ -76,6 +78,7 @@ __all__ = [
     "DEFAULTS",
     "TASK",
     "ARModel",
+    "Options",
     "baseline_table",
     "build",
     "diebold_mariano",
@@ -463,27 +466,23 @@ def metrics(output: Tensor, batch: Batch) -> dict[str, tuple[Tensor, Tensor]]:
     }
 
 
-def _add_task_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("stocks task")
-    group.add_argument("--horizon", type=int, help="days ahead to predict (1, 3, 5; default 1)")
-    group.add_argument(
-        "--scaling",
-        choices=("train", "whole"),
-        help="min-max statistics from the training days (default) or the whole series "
-        "(the paper's leaky protocol)",
-    )
-    group.add_argument(
-        "--target",
-        choices=("price", "change"),
-        help="regress the scaled price (default, the paper's) or its change from day t",
-    )
-    group.add_argument("--data-root", help="folder holding stocks/data.npy (default FREQNN_DATA)")
-    group.add_argument("--csv", help="folder of Yahoo-style CSV files, one per ticker")
-    group.add_argument("--column", help="CSV price column (default Open)")
-    group.add_argument("--missing", choices=("error", "drop"), help="CSV rows with null prices")
-    group.add_argument(
-        "--train-chunk", type=int, help="cut training sequences into pieces of N days (0: off)"
-    )
+class Options(RunConfig):
+    """The stocks task's keys."""
+
+    horizon: int = Field(ge=1, description="days ahead to predict (the paper: 1, 3, 5)")
+    scaling: Literal["train", "whole"] = Field(
+        description="min-max statistics from the training days, or from the whole series "
+        "(the paper's leaky protocol)")
+    target: Literal["price", "change"] = Field(
+        description="regress the scaled price (the paper's) or its change from day t")
+    data_root: str | None = Field(description="folder holding stocks/data.npy; null: "
+                                  "FREQNN_DATA, else ../shared/data")
+    csv: str | None = Field(description="folder of Yahoo-style CSV files, one per ticker, "
+                            "instead of the paper's data")
+    column: str = Field(description="CSV price column")
+    missing: Literal["error", "drop"] = Field(description="CSV rows with null prices")
+    train_chunk: int = Field(ge=0, description="cut training sequences into pieces of N days "
+                             "(0: whole sequences, one update per epoch as in the paper's code)")
 
 
 TASK = Task(
@@ -496,7 +495,7 @@ TASK = Task(
     metrics=metrics,
     monitor="mse",
     mode="min",
-    add_arguments=_add_task_arguments,
+    options=Options,
 )
 
 

@@ -1,0 +1,409 @@
+"""The typed configuration of the ``freqnn`` runner: one schema checks the keys, builds the
+command-line options and writes the configuration tables of ``docs/runner.md``.
+
+A run's configuration is one flat mapping. Its keys are declared by :class:`RunConfig` (the
+runner's keys) and, for each task, by a subclass that adds the task's own keys
+(:attr:`freqnn.tasks.Task.options`). Every field carries its type, its range and a one-line
+description; the default values live in :data:`DEFAULTS` (the runner's) and in the task's
+``defaults``, the lowest layers of the precedence that :func:`make_config` applies::
+
+    DEFAULTS < task.defaults < YAML file (--config) < command-line options < --set KEY=VALUE
+
+Validation is strict: an ``int`` key takes no ``true`` and no ``1.5``, a ``bool`` key no
+``"no"``, a number key no string. YAML is read with :func:`read_yaml` (safe loading, and
+``1e-3`` is a number as in YAML 1.2, where PyYAML's YAML 1.1 reads a string). Every error names
+the key, what it expects and what it got::
+
+    clip: expected a number >= 0, got int -1
+
+The same fields give the options of ``freqnn train TASK --help`` (:func:`add_options`) and the
+tables of ``docs/runner.md`` (:func:`markdown_tables`; ``python -m freqnn.config docs/runner.md``
+rewrites them, and a test checks that the file is up to date).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import types
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from annotated_types import Ge, Gt, Le, Lt, MinLen
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+
+from .frequencies import GRIDS
+from .models import ARCHS
+
+__all__ = [
+    "DEFAULTS",
+    "RunConfig",
+    "add_options",
+    "describe_key",
+    "make_config",
+    "markdown_tables",
+    "read_yaml",
+    "schema_of",
+    "task_defaults",
+]
+
+PositiveInt = Annotated[int, Field(ge=1)]
+
+#: The runner's default for every key of :class:`RunConfig`; a task's ``defaults`` override them.
+DEFAULTS: dict[str, Any] = {
+    "task": None,
+    "model": "sfm",
+    "seed": 0,
+    "epochs": 10,
+    "batch_size": 32,
+    "eval_batch_size": None,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "clip": 1.0,
+    "patience": 5,
+    "hidden_size": 32,
+    "state_size": 16,
+    "num_freqs": 8,
+    "num_layers": 1,
+    "dropout": 0.0,
+    "frequencies": "paper",
+    "learn_frequencies": False,
+    "rnn_hidden_size": None,
+    "match_params": True,
+    "precision": "32",
+    "deterministic": True,
+    "accelerator": "auto",
+    "num_threads": None,
+    "progress": True,
+    "limit_train_batches": None,
+    "run_dir": None,
+}
+
+
+class RunConfig(BaseModel):
+    """The runner's keys (every task has them); a task's schema subclasses this one.
+
+    Fields have no defaults here: the values come from :data:`DEFAULTS` and the task's
+    ``defaults`` (see the module docstring). ``json_schema_extra={"flags": [...]}`` adds
+    command-line spellings to the one derived from the key (``--num-threads``).
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    task: str = Field(description="the task (set by the runner from TASK)")
+    model: Literal[ARCHS] = Field(description="the recurrent body")  # type: ignore[valid-type]
+    seed: int = Field(ge=0, description="model initialisation, data order and dropout (the data "
+                      "itself has its own data_seed where the task generates data)")
+    epochs: PositiveInt = Field(description="maximum epochs")
+    batch_size: PositiveInt = Field(description="global training batch (split over DDP "
+                                    "processes; must be divisible by their number)")
+    eval_batch_size: PositiveInt | None = Field(description="validation / test batch; null: "
+                                                "batch_size")
+    lr: float = Field(ge=0, description="Adam learning rate")
+    weight_decay: float = Field(ge=0, description="Adam weight decay")
+    clip: float = Field(ge=0, description="gradient-norm clipping (0: off)")
+    patience: int = Field(ge=0, description="early stopping after this many epochs without a "
+                          "better validation metric (0: off)")
+    hidden_size: PositiveInt = Field(description="SFM hidden size M")
+    state_size: PositiveInt = Field(description="SFM states D")
+    num_freqs: PositiveInt = Field(description="SFM frequencies K")
+    num_layers: PositiveInt = Field(description="stacked recurrent layers")
+    dropout: float = Field(ge=0, lt=1, description="between stacked layers and before the "
+                           "read-out")
+    frequencies: Literal[GRIDS] = Field(  # type: ignore[valid-type]
+        description="SFM frequency grid (docs/sfm.md)")
+    learn_frequencies: bool = Field(description="train the SFM frequencies")
+    rnn_hidden_size: PositiveInt | None = Field(description="LSTM / GRU hidden size; null: "
+                                                "matched to the SFM's parameter count")
+    match_params: bool = Field(description="LSTM / GRU at the SFM's parameter count (false: "
+                               "they use hidden_size)")
+    precision: Literal["32", "64"] = Field(description='"64" trains in float64 (exactness '
+                                           "checks)")
+    deterministic: bool = Field(description="torch.use_deterministic_algorithms")
+    accelerator: Literal["auto", "cpu", "gpu"] = Field(description="auto: a GPU when present")
+    num_threads: PositiveInt | None = Field(
+        description="torch CPU threads per process; null: torch's default (small recurrent "
+        "models gain nothing from more threads)",
+        json_schema_extra={"flags": ["--threads"]})
+    progress: bool = Field(description="progress bars")
+    limit_train_batches: PositiveInt | None = Field(description="stop each epoch after that "
+                                                    "many batches (smoke tests); null: all")
+    run_dir: str | None = Field(description="the run directory (--run-dir)")
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        # YAML reads `precision: 64` as an int; the key is the text "32" or "64"
+        if type(value) is int and value in (32, 64):
+            return str(value)
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _comma_separated_lists(cls, value: Any, info: Any) -> Any:
+        # a list key also takes "a,b" (command line, --set)
+        field = cls.model_fields[info.field_name]
+        if isinstance(value, str) and get_origin(_without_none(field.annotation)) is list:
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+# --------------------------------------------------------------------------- YAML
+class _Loader(yaml.SafeLoader):
+    """Safe YAML loading with YAML 1.2 numbers: ``1e-3`` is a float (YAML 1.1 needs ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(text_or_path: str | os.PathLike[str], *, source: str | None = None) -> Any:
+    """Parse YAML safely: from a file (a path) or from text (with ``source`` naming it).
+
+    Raises
+    ------
+    ValueError
+        Malformed YAML, or a tag that would build a Python object (``!!python/...``); the
+        message names the file or ``source``.
+    OSError
+        The file cannot be read (missing, a directory, ...); the message names it.
+    """
+    if source is None:
+        path = Path(text_or_path)
+        if path.is_dir():
+            raise IsADirectoryError(f"{path}: expected a YAML file, got a directory")
+        text, source = path.read_text(), str(path)
+    else:
+        text = str(text_or_path)
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as error:
+        what = " ".join(str(error).split())
+        mark = getattr(error, "problem_mark", None)
+        if getattr(error, "problem", None) and mark is not None:
+            what = f"{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
+        raise ValueError(f"{source}: expected YAML of plain values, got {what}") from None
+
+
+# --------------------------------------------------------------------------- validation
+def _without_none(annotation: Any) -> Any:
+    """``X`` for ``X | None``; the annotation itself otherwise."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _range(metadata: Sequence[Any]) -> str:
+    low = next((f">= {m.ge}" for m in metadata if isinstance(m, Ge)), None)
+    low = low or next((f"> {m.gt}" for m in metadata if isinstance(m, Gt)), None)
+    high = next((f"<= {m.le}" for m in metadata if isinstance(m, Le)), None)
+    high = high or next((f"< {m.lt}" for m in metadata if isinstance(m, Lt)), None)
+    parts = [p for p in (low, high) if p]
+    return " and ".join(parts)
+
+
+def _describe_type(annotation: Any, metadata: Sequence[Any]) -> str:
+    base = _without_none(annotation)
+    optional = base is not annotation
+    origin = get_origin(base)
+    if origin is Annotated:
+        inner, *extra = get_args(base)
+        extra_meta = [m for e in extra for m in getattr(e, "metadata", [e])]
+        text = _describe_type(inner, [*metadata, *extra_meta])
+    elif base is bool:
+        text = "true or false"
+    elif base in (int, float):
+        text = "an int" if base is int else "a number"
+        bounds = _range(metadata)
+        text = f"{text} {bounds}" if bounds else text
+    elif origin is Literal:
+        text = "one of " + ", ".join(repr(v) for v in get_args(base))
+    elif origin is list:
+        (item,) = get_args(base)
+        size = next((m.min_length for m in metadata if isinstance(m, MinLen)), None)
+        head = f"a list of {size} or more" if size else "a list of"
+        text = f"{head} {_describe_type(item, []).removeprefix('one of ')}"
+    elif base is str:
+        text = "a string"
+    else:
+        text = getattr(base, "__name__", str(base))
+    return f"{text}, or null" if optional else text
+
+
+def describe_key(schema: type[RunConfig], key: str) -> str:
+    """What a key accepts, in words: ``"an int >= 1, or null"``."""
+    field = schema.model_fields[key]
+    return _describe_type(field.annotation, field.metadata)
+
+
+def _got(value: Any) -> str:
+    return "nothing" if value is _MISSING else f"{type(value).__name__} {value!r}"
+
+
+_MISSING = object()
+
+
+def schema_of(task: Any) -> type[RunConfig]:
+    """The configuration schema of ``task`` (a :class:`freqnn.tasks.Task`)."""
+    return task.options or RunConfig
+
+
+def task_defaults(task: Any) -> dict[str, Any]:
+    """The runner's defaults overridden by the task's: the lowest layers of a configuration."""
+    return {**DEFAULTS, **task.defaults, "task": task.name}
+
+
+def make_config(task: Any, *layers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Merge the defaults of ``task`` and ``layers`` (later wins) and validate the result.
+
+    Parameters
+    ----------
+    task : freqnn.tasks.Task
+    *layers : mapping or None
+        Keys to set; a ``None`` value means "not given" (an unset command-line option).
+
+    Returns
+    -------
+    dict
+        The validated configuration, plain Python values (saved as ``config.yaml``).
+
+    Raises
+    ------
+    ValueError
+        An unknown key, or a value of the wrong type or out of range; the message names the
+        key, what it expects and what it got.
+    """
+    schema = schema_of(task)
+    cfg = task_defaults(task)
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if key not in schema.model_fields:
+                raise ValueError(f"config: expected keys among {', '.join(sorted(cfg))}, "
+                                 f"got unknown key {key!r}")
+            if key == "task" and value not in (None, task.name):
+                raise ValueError(f"task: expected {task.name!r} (the task being configured), "
+                                 f"got {value!r}")
+            if value is not None:
+                cfg[key] = value
+    try:
+        return schema.model_validate(cfg).model_dump()
+    except ValidationError as error:
+        keys = list(dict.fromkeys(str(e["loc"][0]) for e in error.errors()))
+        raise ValueError("; ".join(
+            f"{key}: expected {describe_key(schema, key)}, got {_got(cfg.get(key, _MISSING))}"
+            for key in keys)) from None
+
+
+# --------------------------------------------------------------------------- command line
+_NO_OPTION = ("task", "run_dir")  # the positional TASK and --run-dir
+
+
+def _parse_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _option_kwargs(field: FieldInfo) -> dict[str, Any]:
+    base = _without_none(field.annotation)
+    if get_origin(base) is Annotated:
+        base = get_args(base)[0]
+    if base is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    if get_origin(base) is Literal:
+        choices = get_args(base)
+        return {"choices": choices, "type": type(choices[0])}
+    if get_origin(base) is list:
+        return {"type": _parse_list, "metavar": "A,B,..."}
+    return {"type": base}
+
+
+def _default_text(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                schema: type[RunConfig], defaults: Mapping[str, Any],
+                keys: Sequence[str]) -> None:
+    """One command-line option per key (``--batch-size`` for ``batch_size``): the type,
+    choices, help and shown default come from ``schema`` and ``defaults``. Options default to
+    ``None`` so that only the options given override the configuration."""
+    for key in keys:
+        if key in _NO_OPTION:
+            continue
+        field = schema.model_fields[key]
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        flags = [f"--{key.replace('_', '-')}", *extra.get("flags", [])]  # type: ignore[misc]
+        parser.add_argument(*flags, dest=key, default=None, **_option_kwargs(field),
+                            help=f"{field.description} ({describe_key(schema, key)}; default "
+                                 f"{_default_text(defaults.get(key))})")
+
+
+# --------------------------------------------------------------------------- docs
+_BEGIN = "<!-- generated by python -m freqnn.config: begin -->"
+_END = "<!-- generated by python -m freqnn.config: end -->"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _rows(schema: type[RunConfig], defaults: Mapping[str, Any], keys: Sequence[str]) -> list[str]:
+    rows = ["| key | option | type and range | default | meaning |", "|---|---|---|---|---|"]
+    for key in keys:
+        field = schema.model_fields[key]
+        option = "" if key in _NO_OPTION else f"`--{key.replace('_', '-')}`"
+        rows.append(f"| `{key}` | {option} | {_cell(describe_key(schema, key))} | "
+                    f"`{_default_text(defaults.get(key))}` | {_cell(field.description or '')} |")
+    return rows
+
+
+def markdown_tables() -> str:
+    """The generated part of ``docs/runner.md``: the runner's keys, then each task's keys."""
+    from .tasks import available_tasks, get_task
+
+    lines = [_BEGIN, "", "#### The runner's keys (every task)", "",
+             *_rows(RunConfig, DEFAULTS, list(RunConfig.model_fields)), ""]
+    for name in available_tasks():
+        task = get_task(name)
+        schema = schema_of(task)
+        own = [k for k in schema.model_fields if k not in RunConfig.model_fields]
+        overrides = {k: v for k, v in task.defaults.items() if k in RunConfig.model_fields}
+        lines += [f"#### `{name}`", "", f"{task.description[:1].upper()}{task.description[1:]}.",
+                  ""]
+        if overrides:
+            lines += ["Defaults of the runner's keys: " + ", ".join(
+                f"`{k}` {_default_text(v)}" for k, v in overrides.items()) + ".", ""]
+        if own:
+            lines += [*_rows(schema, task.defaults, own), ""]
+    lines.append(_END)
+    return "\n".join(lines)
+
+
+def _update_docs(path: Path) -> bool:
+    """Rewrite the generated block of ``path``; whether the file changed."""
+    text = path.read_text()
+    start, end = text.index(_BEGIN), text.index(_END) + len(_END)
+    new = text[:start] + markdown_tables() + text[end:]
+    if new != text:
+        path.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":
+    for target in sys.argv[1:] or ["docs/runner.md"]:
+        print(f"{target}: {'updated' if _update_docs(Path(target)) else 'up to date'}")
