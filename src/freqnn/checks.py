@@ -3,6 +3,12 @@
 Every check raises with one wording: ``<name>: expected <what>, got <what came>``, so a user
 reading an error always learns which argument is wrong, what was expected and what was received.
 Value problems raise ``ValueError``; dtype problems raise ``TypeError``.
+
+Checks of tensor *values* (:func:`check_finite`, :func:`check_range`, :func:`check_times`) read
+the data (``.item()``), which ``torch.compile`` / ``torch.export`` cannot trace without a graph
+break; while they trace, and for tensors without values (the meta device), these checks are
+skipped (shapes and dtypes are still checked). Run a model once in eager mode to validate its
+inputs.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ __all__ = [
     "check_range",
     "check_rank",
     "check_shape",
+    "check_times",
     "describe",
     "fail",
 ]
@@ -74,8 +81,15 @@ def check_shape(x: Tensor, name: str, shape: Sequence[int], meaning: str = "") -
         fail(name, f"shape {tuple(shape)}{suffix}", describe(x))
 
 
+def _no_values(x: Tensor) -> bool:
+    """Whether the values of ``x`` cannot be read: while tracing, or on the meta device."""
+    return torch.compiler.is_compiling() or x.is_meta
+
+
 def check_finite(x: Tensor, name: str) -> None:
-    """Require every element to be finite (no NaN or infinity)."""
+    """Require every element to be finite (no NaN or infinity); skipped while tracing."""
+    if _no_values(x):
+        return
     # A NaN or infinity makes the sum non-finite; one reduction and one read cost a few
     # microseconds (per-step calls need that). A finite sum proves every element finite; a
     # non-finite one may be an overflow of finite values, so only then is each element tested.
@@ -87,11 +101,26 @@ def check_finite(x: Tensor, name: str) -> None:
 
 
 def check_range(x: Tensor, name: str, low: float | None = None, high: float | None = None) -> None:
-    """Require ``low <= x <= high`` elementwise (either bound optional)."""
-    if x.numel() == 0:
+    """Require ``low <= x <= high`` elementwise (either bound optional); skipped while tracing."""
+    if x.numel() == 0 or _no_values(x):
         return
     lo, hi = x.min().item(), x.max().item()
     if (low is not None and lo < low) or (high is not None and hi > high):
         lo_s = "-inf" if low is None else f"{low:g}"
         hi_s = "inf" if high is None else f"{high:g}"
         fail(name, f"values in [{lo_s}, {hi_s}]", f"values in [{lo:g}, {hi:g}] ({describe(x)})")
+
+
+#: The largest accepted timestamp magnitude, 2**53: beyond it float64 cannot tell t from t + 1,
+#: so steps, phases and A-SFM time steps lose their meaning (and float32 products overflow).
+MAX_TIME = float(2**53)
+
+
+def check_times(x: Tensor, name: str) -> None:
+    """Require finite timestamps with ``|t| <= MAX_TIME`` (2**53); skipped while tracing."""
+    check_finite(x, name)
+    if x.numel() == 0 or _no_values(x):
+        return
+    largest = x.abs().max().item()
+    if largest > MAX_TIME:
+        fail(name, f"timestamps with |t| <= 2**53 = {MAX_TIME:.4g}", f"|t| up to {largest:g}")

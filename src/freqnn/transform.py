@@ -262,12 +262,16 @@ class CosineTransform(nn.Module):
         if direction not in ("analysis", "synthesis"):
             fail("direction", "'analysis' or 'synthesis'", repr(direction))
         offset = self.w_offset if direction == "analysis" else self._synthesis_offset()
-        if self.grid is None or self._trained_now(offset):
+        if self.grid is None or self._trained_now(offset) or torch.compiler.is_compiling():
+            # while torch.compile / torch.export trace, the choice may not depend on the
+            # parameters' values: the matrix path serves every case
             return False
         return not bool(torch.count_nonzero(offset.detach()))
 
     def _cached(self, key: tuple, inputs: tuple[Tensor, ...]) -> Tensor | None:
-        entry = self._cache.get(key)
+        # no cache while tracing: its validity test compares values, and a traced graph must
+        # not hold tensors of one call for the next
+        entry = None if torch.compiler.is_compiling() else self._cache.get(key)
         if entry is None:
             return None
         saved, value = entry
@@ -279,7 +283,8 @@ class CosineTransform(nn.Module):
         return None
 
     def _store(self, key: tuple, inputs: tuple[Tensor, ...], value: Tensor) -> None:
-        self._cache[key] = (tuple(t.detach().clone() for t in inputs), value.detach())
+        if not torch.compiler.is_compiling():
+            self._cache[key] = (tuple(t.detach().clone() for t in inputs), value.detach())
 
     def _basis(self, direction: str, offset: Tensor, dtype: torch.dtype) -> Tensor:
         """Cosine basis (M, N) of ``offset`` in ``dtype``, cached while ``offset`` is unchanged."""

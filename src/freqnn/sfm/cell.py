@@ -8,7 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import check_finite, check_floating, check_rank, check_shape, describe, fail
+from ..checks import (
+    check_finite,
+    check_floating,
+    check_rank,
+    check_shape,
+    check_times,
+    describe,
+    fail,
+)
 from ..frequencies import fold_frequency, frequency_grid, phase
 from . import kernels
 from .state import SFMState, check_state, last_time, map_batch_axis, where_valid, zero_state
@@ -287,7 +295,7 @@ class SFMCell(nn.Module):
             t = torch.as_tensor(t, dtype=torch.float64, device=x.device)
             if t.dim() != 0:
                 check_shape(t, "t", batch, "(a scalar or one timestamp per sequence)")
-            check_finite(t, "t")
+            check_times(t, "t")
             t = t.expand(batch)
         unbatched = x.dim() == 1
         if unbatched:

@@ -13,6 +13,7 @@ from ..checks import (
     check_range,
     check_rank,
     check_shape,
+    check_times,
     describe,
     fail,
 )
@@ -158,7 +159,7 @@ class SFM(nn.Module):
                 describe(times),
             )
         times = times.to(device=device, dtype=torch.float64)
-        check_finite(times, "times")
+        check_times(times, "times")
         return times.t() if times.dim() == 2 else times.unsqueeze(1).expand(steps, batch)
 
     @staticmethod

@@ -109,7 +109,9 @@ def scan(
             omega = cell.frequencies()
     args = (gx, z, re, im, phi, cos, sin, omega, times, time0, mask, weight, cell.weight_a,
             cell.b_z, grad)  # fmt: skip
-    if not grad and gx.device.type == "cpu" and not torch.compiler.is_compiling():
+    if grad:
+        result = op.ScanFunction.apply(*args)
+    elif gx.device.type == "cpu" and not torch.compiler.is_compiling():
         # eager inference (streaming calls this every step): the op's CPU kernel itself, without
         # the dispatcher's ~10 us; nothing to record for autograd or a tracer
         result = op.scan_cpu(*args)

@@ -8,7 +8,8 @@
 * a fake (meta) implementation, so ``torch.compile``, ``torch.export`` and the meta device see
   its output shapes without running it;
 * an autograd formula (``setup_context`` + backward), the op ``freqnn::sfm_scan_backward``
-  (first derivatives only: a second derivative raises).
+  (first derivatives only: a second derivative raises), also as :class:`ScanFunction` for
+  ``torch.func``.
 
 Both kernels return tensors they allocate themselves; the saved histories are outputs of the op,
 so autograd (and AOTAutograd under ``torch.compile``) keeps them alive for the backward.
@@ -35,7 +36,7 @@ from .compiled import backward_compiled, forward_compiled
 from .path import get_path
 from .pytorch import Inputs, Saved, backward_torch, forward_torch, sizes
 
-__all__ = ["cpu_library", "scan_cpu", "sfm_scan", "sfm_scan_backward"]
+__all__ = ["ScanFunction", "cpu_library", "scan_cpu", "sfm_scan", "sfm_scan_backward"]
 
 _Twelve = tuple[
     Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor
@@ -194,8 +195,27 @@ def sfm_scan_backward(
 
 @sfm_scan_backward.register_kernel("cpu")
 def _sfm_scan_backward_cpu(
-    gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z, phi0_like,
-    zs, act, o, c, re, im, phi,
+    gout,
+    gz,
+    gre,
+    gim,
+    gphi,
+    cos,
+    sin,
+    times,
+    time0,
+    mask,
+    weight_hh,
+    weight_a,
+    b_z,
+    phi0_like,
+    zs,
+    act,
+    o,
+    c,
+    re,
+    im,
+    phi,
 ):  # type: ignore[no-untyped-def]
     return _sfm_scan_backward(cpu_library(zs.dtype), locals())
 
@@ -226,8 +246,27 @@ def _sfm_scan_backward(lib: ctypes.CDLL | None, a: dict) -> _Ten:
 
 @sfm_scan_backward.register_fake
 def _sfm_scan_backward_fake(
-    gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z, phi0_like,
-    zs, act, o, c, re, im, phi,
+    gout,
+    gz,
+    gre,
+    gim,
+    gphi,
+    cos,
+    sin,
+    times,
+    time0,
+    mask,
+    weight_hh,
+    weight_a,
+    b_z,
+    phi0_like,
+    zs,
+    act,
+    o,
+    c,
+    re,
+    im,
+    phi,
 ):  # type: ignore[no-untyped-def]
     T, B, _ = gout.shape
     K = weight_a.shape[0]
@@ -248,6 +287,28 @@ def _sfm_scan_backward_fake(
 
 
 # --------------------------------------------------------------------------- autograd
+class _ScanBackward(torch.autograd.Function):
+    """``freqnn::sfm_scan_backward`` as a node that refuses to be differentiated: under
+    ``create_graph=True`` (``torch.func.grad`` uses it) the first derivatives are computed, and
+    a second derivative, which would otherwise be silently wrong, raises."""
+
+    @staticmethod
+    def forward(*args):  # type: ignore[override]
+        return torch.ops.freqnn.sfm_scan_backward(*args)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    @staticmethod
+    def backward(ctx, *grads):  # type: ignore[no-untyped-def]
+        raise RuntimeError(
+            "the fast SFM recurrence has first derivatives only (a second derivative passes "
+            "through freqnn::sfm_scan_backward); run the model inside "
+            "`with freqnn.sfm.use_reference():`"
+        )
+
+
 def _setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
     p = Inputs(*inputs[:-1])
     keep = inputs[-1]
@@ -268,17 +329,27 @@ def _setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
 def _scan_backward(ctx, gout, gz, gre, gim, gphi, *_history_grads):  # type: ignore[no-untyped-def]
     if not ctx.keep:
         raise RuntimeError("freqnn::sfm_scan was called with keep=False: it saved no histories")
-    if torch.is_grad_enabled():
-        # create_graph=True: a backward that autograd cannot see through would make every
-        # second derivative silently wrong (not only those of the grad outputs)
-        raise RuntimeError(
-            "the fast SFM recurrence has first derivatives only (create_graph=True asks for "
-            "more); run the model inside `with freqnn.sfm.use_reference():`"
-        )
     cos, sin, times, time0, mask, whh, wa, b_z, phi0, *history = ctx.saved_tensors
-    g = torch.ops.freqnn.sfm_scan_backward(
-        gout, gz, gre, gim, gphi if ctx.adaptive else None, cos, sin, times, time0, mask,
-        whh, wa, b_z, phi0 if ctx.adaptive else None, *history,
+    # (torch.compile traces the op itself: its compiled backward refuses double backward)
+    backward = (
+        torch.ops.freqnn.sfm_scan_backward if torch.compiler.is_compiling() else _ScanBackward.apply
+    )
+    g = backward(
+        gout,
+        gz,
+        gre,
+        gim,
+        gphi if ctx.adaptive else None,
+        cos,
+        sin,
+        times,
+        time0,
+        mask,
+        whh,
+        wa,
+        b_z,
+        phi0 if ctx.adaptive else None,
+        *history,
     )
     dgx, dz0, dre0, dim0, dphi0, dcos, dsin, dwhh, dwa, dbz = g
     adaptive = ctx.adaptive
@@ -302,3 +373,17 @@ def _scan_backward(ctx, gout, gz, gre, gim, gphi, *_history_grads):  # type: ign
 
 
 sfm_scan.register_autograd(_scan_backward, setup_context=_setup_context)
+
+
+class ScanFunction(torch.autograd.Function):
+    """``freqnn::sfm_scan`` with its autograd formula as an ``autograd.Function`` with
+    ``setup_context``: the form ``torch.func`` transforms accept (``torch.func.grad`` of a
+    model), which the op's own registration does not offer. The layers call the op through it
+    whenever a gradient is needed."""
+
+    @staticmethod
+    def forward(*args):  # type: ignore[override]
+        return torch.ops.freqnn.sfm_scan(*args)
+
+    setup_context = staticmethod(_setup_context)
+    backward = staticmethod(_scan_backward)
