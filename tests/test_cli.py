@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import pickle
+import shutil
+import subprocess
 import sys
+import tempfile
 import types
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from freqnn import cli
 from freqnn.data.npz import save_npz
 from freqnn.data.waves import generate_waves
+from freqnn.train import load_checkpoint
 
 TINY = ["--n-train", "16", "--n-val", "8", "--n-test", "8", "--length", "10",
         "--batch-size", "8", "--hidden-size", "4", "--state-size", "2", "--num-freqs", "2",
@@ -105,3 +114,186 @@ def test_demo_writes_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert "| signal_type | SFM | 0 |" in text and "| signal_type | LSTM | 0 |" in text
     for png in ("learning_curves_signal_type.png", "amplitude_sfm.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+# ---- hardening: every bad input is one line "freqnn: error: ...", exit status 2 -------------
+
+def _error_line(capsys: pytest.CaptureFixture) -> str:
+    """The one line a refused command prints (no traceback)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("freqnn: error: "), err
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished one-epoch LSTM run on signal_type (copy it before changing it)."""
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    assert cli.main(["train", "signal_type", "--model", "lstm", *TINY, "--run-dir",
+                     str(run)]) == 0
+    return run
+
+
+def _copy_run(run: Path, to: Path) -> Path:
+    shutil.copytree(run, to)
+    return to
+
+
+class Payload:
+    """Unpickling this object creates ``path`` (it calls ``open(path, "w")``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self) -> tuple:
+        return (open, (self.path, "w"))
+
+
+def test_hostile_checkpoint_runs_no_code_in_eval_or_resume(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    marker = tmp_path / "marker"
+    hostile = tmp_path / "hostile.ckpt"
+    torch.save({"state_dict": {}, "evil": Payload(marker)}, hostile)
+    assert not marker.exists()
+    status = cli.main(["eval", str(hostile)])
+    assert not marker.exists(), "loading the checkpoint ran its code"
+    assert status == 2
+    line = _error_line(capsys)
+    assert "refused, nothing in it was run" in line and "open" in line
+    # --resume looks at every checkpoint of the run: the hostile one is refused, not skipped
+    run = _copy_run(tiny_run, tmp_path / "run")
+    shutil.copy(hostile, run / "checkpoints" / "last.ckpt")
+    status = cli.main(["train", "--resume", "--run-dir", str(run), "--no-progress"])
+    assert not marker.exists(), "resuming ran the code of a checkpoint"
+    assert status == 2
+    assert "last.ckpt: expected a freqnn checkpoint of weights" in _error_line(capsys)
+
+
+def test_checkpoint_of_another_task_or_model_is_refused(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = _copy_run(tiny_run, tmp_path / "run")
+    best = run / "checkpoints" / "best.ckpt"
+    ckpt = torch.load(best, weights_only=True)
+    ckpt["freqnn"]["config"]["task"] = "stocks"
+    torch.save(ckpt, best)
+    assert cli.main(["eval", str(run)]) == 2
+    assert "task: expected 'signal_type' (the run's config.yaml), got a checkpoint of " \
+           "'stocks'" in _error_line(capsys)
+    # resuming an LSTM run as a GRU would load LSTM weights into a GRU
+    run = _copy_run(tiny_run, tmp_path / "run2")
+    assert cli.main(["train", "--resume", "--run-dir", str(run), "--model", "gru",
+                     "--epochs", "2"]) == 2
+    assert "model: expected 'gru'" in _error_line(capsys)
+    assert "model: lstm" in (run / "config.yaml").read_text()  # the run is left as it was
+
+
+def test_bad_config_files_and_run_dirs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    malformed = tmp_path / "malformed.yaml"
+    malformed.write_text("epochs: [1\n")
+    tagged = tmp_path / "tagged.yaml"
+    marker = tmp_path / "marker"
+    tagged.write_text(f"!!python/object/apply:os.system ['touch {marker}']\n")
+    for config, expected in ((malformed, "malformed.yaml: expected YAML of plain values"),
+                             (tagged, "could not determine a constructor for the tag"),
+                             (tmp_path, "expected a YAML file, got a directory")):
+        assert cli.main(["train", "signal_type", "--config", str(config), "--run-dir",
+                         str(tmp_path / "run")]) == 2
+        assert expected in _error_line(capsys)
+    assert not marker.exists()
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert cli.main(["train", "signal_type", *TINY, "--run-dir", str(afile / "run")]) == 2
+    assert f"run_dir: expected a directory, got {afile / 'run'}, below the file" in \
+        _error_line(capsys)
+    for run in (tmp_path / "missing", tmp_path):  # nothing there / a directory without a run
+        assert cli.main(["train", "--resume", "--run-dir", str(run)]) == 2
+        assert f"--run-dir: expected a run directory holding config.yaml to resume, got " \
+               f"{run}" in _error_line(capsys)
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("epochs=true", "epochs: expected an int >= 1, got bool True"),
+    ("seed=1.5", "seed: expected an int >= 0, got float 1.5"),
+    ("clip=-1", "clip: expected a number >= 0, got int -1"),
+    ("deterministic='no'", "deterministic: expected true or false, got str 'no'"),
+    ("limit_train_batches=0", "limit_train_batches: expected an int >= 1, or null, got int 0"),
+])
+def test_typed_configuration(setting: str, expected: str, tmp_path: Path,
+                             capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    assert cli.main(["train", "signal_type", *TINY, "--set", setting, "--run-dir",
+                     str(run)]) == 2
+    assert _error_line(capsys) == f"freqnn: error: {expected}"
+    assert not run.exists()
+
+
+def test_eval_data_that_is_not_an_npz_archive(tiny_run: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    renamed = tmp_path / "renamed.npz"
+    np.save(tmp_path / "a.npy", np.zeros((2, 10)))
+    shutil.copy(tmp_path / "a.npy", renamed)
+    assert cli.main(["eval", str(tiny_run), "--data", str(renamed)]) == 2
+    assert "file: expected a numpy .npz archive of named arrays, got a single .npy array" in \
+        _error_line(capsys)
+    pickled = tmp_path / "pickled.npz"
+    with zipfile.ZipFile(pickled, "w") as archive:
+        archive.writestr("values.npy", pickle.dumps(np.zeros((2, 10))))
+        archive.writestr("labels.npy", pickle.dumps(np.zeros(2, dtype=int)))
+    assert cli.main(["eval", str(tiny_run), "--data", str(pickled)]) == 2
+    assert "values: expected an array in the .npy format, got bytes" in _error_line(capsys)
+
+
+def test_run_dir_that_becomes_read_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture) -> None:
+    # root ignores permission bits, so the refusal of the file system is simulated where
+    # every checkpoint write starts (freqnn.io.atomic_write creates its temporary file)
+    run = tmp_path / "run"
+    folder = run / "checkpoints"
+    real_mkstemp = tempfile.mkstemp
+    writes = []
+
+    def mkstemp(*args: object, dir: str | None = None, **kw: object) -> tuple[int, str]:
+        if dir is not None and Path(dir) == folder:
+            writes.append(dir)
+            if len(writes) > 2:  # epoch 0 wrote best.ckpt and last.ckpt
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), dir)
+        return real_mkstemp(*args, dir=dir, **kw)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    args = ["train", "signal_type", "--model", "lstm", *TINY, "--epochs", "3", "--patience",
+            "0", "--run-dir", str(run)]
+    assert cli.main(args) == 2
+    line = _error_line(capsys)
+    assert f"run_dir: expected a writable directory, got {run} where Permission denied" in line
+    assert "continue with --resume" in line
+    monkeypatch.undo()
+    assert load_checkpoint(folder / "last.ckpt")["epoch"] == 0  # nothing lost
+    assert cli.main(["train", "--resume", "--run-dir", str(run)]) == 0
+    assert len(json.loads((run / "history.json").read_text())) == 3
+
+
+def test_missing_experiments_extra_names_it() -> None:
+    code = ("import sys; sys.modules.update(dict.fromkeys(['yaml', 'pydantic', 'lightning'])); "
+            "from freqnn.cli import main; sys.exit(main(['train', 'signal_type']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.strip() == ("freqnn: error: freqnn train needs the experiments extra, "
+                                   "got no module 'yaml': pip install \"freqnn[experiments]\"")
+
+
+def test_train_help_is_the_schema(capsys: pytest.CaptureFixture) -> None:
+    from freqnn.config import describe_key
+    from freqnn.tasks.signal_type import Options
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "signal_type", "--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for key, field in Options.model_fields.items():
+        if key in ("task", "run_dir"):
+            continue
+        assert f"--{key.replace('_', '-')}" in text, key
+        assert f"{' '.join(field.description.split())} ({describe_key(Options, key)}; " in text
+    assert "--n-train N_TRAIN training sequences (an int >= 1; default 1000)" in text
+    assert "--threads" in text and "--no-progress" in text

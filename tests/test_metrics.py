@@ -131,6 +131,31 @@ def test_nll_stable_for_extreme_logits_and_differentiable():
     torch.testing.assert_close(logits.grad, torch.sigmoid(logits.detach()) - targets)
 
 
+def test_nll_of_probabilities():
+    # TCN-style models output probabilities: probs= scores them; passing them as logits is
+    # the silent mistake the keyword exists for
+    logits, targets, lengths = batch()
+    probs = torch.sigmoid(logits)
+    for reduction in ("mean", "sequence", "sum", "none"):
+        torch.testing.assert_close(
+            piano_roll_nll(probs=probs, targets=targets, lengths=lengths, reduction=reduction),
+            piano_roll_nll(logits, targets, lengths, reduction=reduction), rtol=1e-9, atol=0)
+    first = probs[:, :1].transpose(0, 1)
+    torch.testing.assert_close(  # batch_first, and the positional targets
+        piano_roll_nll(None, targets[:, :1].transpose(0, 1), probs=first, batch_first=True),
+        piano_roll_nll(logits[:, :1], targets[:, :1]))
+    # 0 log 0 = 0: certain and right is free, certain and wrong is infinite
+    y = torch.tensor([[1.0, 0.0]])
+    assert piano_roll_nll(probs=torch.tensor([[1.0, 0.0]]), targets=y).item() == 0
+    assert piano_roll_nll(probs=torch.tensor([[0.0, 0.0]]), targets=y).item() == math.inf
+    with pytest.raises(ValueError, match="logits, probs: expected exactly one of them"):
+        piano_roll_nll(logits, targets, probs=probs)
+    with pytest.raises(ValueError, match="got neither"):
+        piano_roll_nll(targets=targets)
+    with pytest.raises(ValueError, match=r"probs: expected values in \[0, 1\]"):
+        piano_roll_nll(probs=logits, targets=targets, lengths=lengths)
+
+
 def test_nll_accepts_bool_and_integer_targets_and_float32():
     logits, targets, _ = batch(lengths=[7, 7, 7])
     ref = piano_roll_nll(logits, targets)

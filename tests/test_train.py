@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -196,3 +198,20 @@ def test_early_stopping_survives_resume(tmp_path: Path) -> None:
     train(_cfg(tmp_path / "part", **{**kw, "epochs": 1}))
     train(_cfg(tmp_path / "part", **kw), resume=True)
     assert _history(tmp_path / "part") == _history(tmp_path / "full")
+
+
+def test_checkpoints_hold_plain_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # checkpoints are read weights-only: a numpy scalar in a task's info would make them
+    # unreadable, so the runner stores plain Python values
+    from freqnn.tasks import signal_type
+
+    def build(cfg: dict) -> object:
+        data = signal_type.build(cfg)
+        data.info["threshold"] = np.float64(0.5)
+        return data
+
+    monkeypatch.setattr(signal_type, "TASK", dataclasses.replace(signal_type.TASK, build=build))
+    train(_cfg(tmp_path / "run", epochs=1))
+    info = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["freqnn"]["facts"][
+        "info"]
+    assert info["threshold"] == 0.5 and type(info["threshold"]) is float

@@ -250,3 +250,29 @@ def test_dataset_option_and_missing_data(tmp_path):
     # unset options do not override the config
     assert build_parser(argv[:2]).parse_args(argv[:2]).dataset is None
     assert set(poly.dataset_names()) == set(T.FRAME_QUARTERS)
+
+
+def test_sample_takes_a_data_root(tmp_path, monkeypatch, capsys):
+    # the primer comes from the validation data: a run whose data moved needs --data-root
+    from freqnn.cli import main
+    from freqnn.data.paths import data_root
+
+    shared = data_root()
+    if not (shared / "polyphonic" / poly.DATASETS["jsb"].mat_file).is_file():
+        pytest.skip(f"JSB Chorales not in the data root {shared}")
+    monkeypatch.delenv("FREQNN_DATA", raising=False)
+    moved = tmp_path / "moved"
+    moved.symlink_to(shared, target_is_directory=True)
+    run = tmp_path / "run"
+    assert main(["train", "polyphonic", "--dataset", "jsb", "--data-root", str(moved),
+                 "--model", "lstm", "--epochs", "1", "--limit-train-batches", "1",
+                 "--batch-size", "4", "--hidden-size", "4", "--state-size", "2",
+                 "--num-freqs", "2", "--no-progress", "--threads", "1",
+                 "--run-dir", str(run)]) == 0
+    moved.unlink()
+    args = ["sample", str(run), "--steps", "3", "--prime", "2", "--out", str(tmp_path / "s")]
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "FREQNN_DATA" in capsys.readouterr().err  # where the run's data used to be
+    assert main([*args, "--data-root", str(shared)]) == 0
+    assert json.loads((tmp_path / "s" / "sample.json").read_text())["sampled_frames"] == 3

@@ -80,7 +80,11 @@ def load_npz(path: str | os.PathLike[str], *, num_features: int | None = None,
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such .npz file")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise _bad(path, "file", "a numpy .npz archive of named arrays",
+                       f"a single .npy array ({_describe(loaded)})")
+        with loaded as archive:
             raw = {key: archive[key] for key in archive.files}
     except ValueError as error:
         if str(error).startswith(str(path)):
@@ -95,6 +99,11 @@ def load_npz(path: str | os.PathLike[str], *, num_features: int | None = None,
 
 def _validate(raw: dict[str, np.ndarray], path: Path, num_features: int | None,
               num_classes: int | None) -> NpzData:
+    for key, member in raw.items():
+        # NpzFile returns the raw bytes of a member that is not in the .npy format
+        if not isinstance(member, np.ndarray):
+            raise _bad(path, key, "an array in the .npy format",
+                       f"{type(member).__name__} of another format (a raw pickle?)")
     unknown = sorted(set(raw) - set(NPZ_KEYS))
     if unknown:
         raise _bad(path, "keys", f"only {', '.join(NPZ_KEYS)}", f"unknown {unknown}")
