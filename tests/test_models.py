@@ -110,7 +110,7 @@ def test_errors() -> None:
         model(torch.zeros(1, 4, 2, dtype=torch.long), times=torch.zeros(1, 4))
     with pytest.raises(ValueError, match="target: expected a positive int"):
         matched_hidden_size(0, "lstm", 1, 1)
-    with pytest.raises(ValueError, match="arch: expected 'lstm' or 'gru'"):
+    with pytest.raises(ValueError, match="arch: expected a baseline"):
         rnn_parameter_count("sfm", 1, 1)
 
 

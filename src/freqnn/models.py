@@ -1,5 +1,5 @@
-"""Task heads on SFM / A-SFM / stock SFM / LSTM / GRU, and parameter-count matching of the
-baselines.
+"""Task heads on SFM / A-SFM / stock SFM / LSTM / GRU and the paper's other baselines
+(:mod:`freqnn.baselines`), and parameter-count matching of the baselines.
 
 :class:`SequenceModel` is a recurrent body followed by a linear read-out, for both kinds of task:
 
@@ -8,11 +8,12 @@ baselines.
 * ``head="step"``: one output per step (next-frame prediction, forecasting).
 
 Time handling is the one place where the bodies differ. With real timestamps ``times`` (B, T),
-the SFM bodies take them as the phase times (``times=``: the phase of a step is omega * t);
-LSTM / GRU cannot, so they get the time since the previous sample as one more input feature
-(0 for the first sample). Without ``times``, every body uses the step index.
+the SFM bodies take them as the phase times (``times=``: the phase of a step is omega * t) and
+Phased LSTM as the times of its oscillations; LSTM / GRU and the other baselines cannot, so they
+get the time since the previous sample as one more input feature (0 for the first sample).
+Without ``times``, every body uses the step index.
 
-Baselines are compared at an equal budget: :func:`matched_hidden_size` picks the LSTM / GRU
+Baselines are compared at an equal budget: :func:`matched_hidden_size` picks the baseline's
 hidden size whose whole-model parameter count (body + read-out) is closest to the SFM's. The
 reference is always the standard SFM (arch ``"sfm"``) of the same configuration, also for the
 A-SFM and the KDD 2017 stock variant (arch ``"sfm-stock"``, :class:`freqnn.sfm.stock.StockSFM`,
@@ -26,6 +27,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from .baselines import ACTRNN, RHN, AssociativeLSTM, ClockworkRNN, PhasedLSTM
 from .checks import check_floating, check_integer, check_rank, describe, fail
 from .sfm import SFM, AdaptiveSFM
 from .sfm.stock import StockSFM
@@ -42,7 +44,7 @@ __all__ = [
     "time_deltas",
 ]
 
-ARCHS = ("sfm", "asfm", "sfm-stock", "lstm", "gru")
+ARCHS = ("sfm", "asfm", "sfm-stock", "lstm", "gru", "cwrnn", "plstm", "rhn", "alstm", "act")
 #: display names; tables and reports list models in the order of ARCHS (see arch_rank)
 ARCH_LABELS = {
     "sfm": "SFM",
@@ -50,9 +52,19 @@ ARCH_LABELS = {
     "sfm-stock": "SFM (stock variant)",
     "lstm": "LSTM",
     "gru": "GRU",
+    "cwrnn": "CW-RNN",
+    "plstm": "Phased LSTM",
+    "rhn": "RHN",
+    "alstm": "A-LSTM",
+    "act": "ACT-RNN",
 }
 _SFM_ARCHS = ("sfm", "asfm", "sfm-stock")
 _GATES = {"lstm": 4, "gru": 3}
+#: the paper's other baselines, built with their default options (freqnn.baselines)
+_BASELINES = {"cwrnn": ClockworkRNN, "plstm": PhasedLSTM, "rhn": RHN, "alstm": AssociativeLSTM,
+              "act": ACTRNN}
+#: bodies that read real timestamps (``times=``); the others get time deltas as a feature
+_TIMED_ARCHS = (*_SFM_ARCHS, "plstm")
 
 
 def arch_rank(arch: str) -> int:
@@ -76,18 +88,23 @@ def time_deltas(times: Tensor) -> Tensor:
 def rnn_parameter_count(
     arch: str, input_size: int, hidden_size: int, num_layers: int = 1, output_size: int = 0
 ) -> int:
-    """Parameters of ``nn.LSTM`` / ``nn.GRU`` (with biases) plus a ``Linear(hidden, output)``.
+    """Parameters of a baseline body plus a ``Linear(hidden, output)``: ``nn.LSTM`` / ``nn.GRU``
+    (with biases) or a :mod:`freqnn.baselines` model with its default options.
 
-    Closed form: each layer has ``gates * hidden * (layer_input + hidden + 2)`` parameters
-    (input and recurrent weights, two bias vectors), where ``gates`` is 4 (LSTM) or 3 (GRU).
+    Closed forms: an LSTM / GRU layer has ``gates * hidden * (layer_input + hidden + 2)``
+    parameters (input and recurrent weights, two bias vectors), where ``gates`` is 4 (LSTM) or
+    3 (GRU); the other baselines' counts are their classes' ``parameter_count``.
     """
-    if arch not in _GATES:
-        fail("arch", "'lstm' or 'gru'", repr(arch))
-    gates = _GATES[arch]
-    total = 0
-    for layer in range(num_layers):
-        layer_input = input_size if layer == 0 else hidden_size
-        total += gates * hidden_size * (layer_input + hidden_size + 2)
+    if arch in _BASELINES:
+        total = _BASELINES[arch].parameter_count(input_size, hidden_size, num_layers)
+    elif arch in _GATES:
+        gates = _GATES[arch]
+        total = 0
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else hidden_size
+            total += gates * hidden_size * (layer_input + hidden_size + 2)
+    else:
+        fail("arch", f"a baseline (one of {', '.join([*_GATES, *_BASELINES])})", repr(arch))
     if output_size:
         total += hidden_size * output_size + output_size
     return total
@@ -101,21 +118,23 @@ def matched_hidden_size(
     num_layers: int = 1,
     max_hidden: int = 8192,
 ) -> int:
-    """The LSTM / GRU hidden size whose model (body + read-out) has the parameter count closest
-    to ``target`` (ties go to the smaller size).
+    """The baseline hidden size whose model (body + read-out) has the parameter count closest
+    to ``target`` (ties go to the smaller size), among the sizes the baseline accepts
+    (multiples of the clockwork RNN's module count, even sizes for the A-LSTM).
 
     Parameters
     ----------
     target : int
         Parameter count to match (e.g. ``count_parameters`` of the SFM model).
-    arch : {"lstm", "gru"}
+    arch : {"lstm", "gru", "cwrnn", "plstm", "rhn", "alstm", "act"}
     input_size, output_size, num_layers : int
         As the baseline will be built (``input_size`` includes the time feature if any).
     """
     if not isinstance(target, int) or target < 1:
         fail("target", "a positive int parameter count", repr(target))
-    best, best_gap = 1, None
-    for hidden in range(1, max_hidden + 1):
+    step = _BASELINES[arch].hidden_size_step() if arch in _BASELINES else 1
+    best, best_gap = step, None
+    for hidden in range(step, max_hidden + 1, step):
         count = rnn_parameter_count(arch, input_size, hidden, num_layers, output_size)
         gap = abs(count - target)
         if best_gap is None or gap < best_gap:
@@ -126,23 +145,26 @@ def matched_hidden_size(
 
 
 class SequenceModel(nn.Module):
-    """A recurrent body (SFM, A-SFM, stock SFM, LSTM or GRU) and a linear read-out.
+    """A recurrent body (SFM, A-SFM, stock SFM, LSTM, GRU or one of :mod:`freqnn.baselines`)
+    and a linear read-out.
 
     Parameters
     ----------
-    arch : {"sfm", "asfm", "sfm-stock", "lstm", "gru"}
+    arch : {"sfm", "asfm", "sfm-stock", "lstm", "gru", "cwrnn", "plstm", "rhn", "alstm", "act"}
         ``"sfm-stock"`` is the KDD 2017 stock variant (:class:`freqnn.sfm.stock.StockSFM`):
         its D is ``hidden_size`` (``state_size`` is ignored), and the linear read-out below is
-        the paper's ``p = W_p h + b_p``.
+        the paper's ``p = W_p h + b_p``. The last five are :class:`freqnn.ClockworkRNN`,
+        :class:`freqnn.PhasedLSTM`, :class:`freqnn.RHN`, :class:`freqnn.AssociativeLSTM` and
+        :class:`freqnn.ACTRNN` with their default options.
     input_size : int
-        Features per step N of the task (the LSTM / GRU time feature is added here when
-        ``use_times``).
+        Features per step N of the task (the time feature of the bodies that do not read
+        timestamps is added here when ``use_times``).
     output_size : int
         Outputs of the read-out (classes, keys...).
     head : {"sequence", "step"}
         One output per sequence (at the last valid step) or per step.
     hidden_size : int
-        M: size of the body's output (SFM z_t, LSTM / GRU h_t).
+        M: size of the body's output (SFM z_t, the baselines' h_t).
     state_size, num_freqs : int
         D and K of SFM / A-SFM (``num_freqs`` also for the stock SFM; ignored by LSTM / GRU).
     num_layers : int
@@ -152,7 +174,8 @@ class SequenceModel(nn.Module):
     frequencies, learn_frequencies :
         SFM frequency grid options (see :class:`freqnn.SFM`).
     use_times : bool
-        Whether the task provides real timestamps; LSTM / GRU then get one more input feature.
+        Whether the task provides real timestamps; the bodies other than SFM and Phased LSTM
+        then get one more input feature.
 
     Notes
     -----
@@ -211,9 +234,9 @@ class SequenceModel(nn.Module):
                 learn_frequencies=learn_frequencies,
             )
         else:
-            rnn = nn.LSTM if arch == "lstm" else nn.GRU
+            rnn = _BASELINES.get(arch) or (nn.LSTM if arch == "lstm" else nn.GRU)
             self.body = rnn(
-                input_size + int(self.use_times),
+                self.body_input_size,
                 hidden_size,
                 num_layers,
                 batch_first=True,
@@ -224,8 +247,15 @@ class SequenceModel(nn.Module):
 
     @property
     def body_input_size(self) -> int:
-        """Features the body reads per step (LSTM / GRU: + 1 time feature when ``use_times``)."""
-        return self.input_size + int(self.use_times and not self.is_sfm)
+        """Features the body reads per step (+ 1 time feature when ``use_times``, except for
+        the bodies that read the timestamps themselves)."""
+        return self.input_size + int(self.use_times and self.arch not in _TIMED_ARCHS)
+
+    @property
+    def auxiliary_loss(self) -> Tensor | None:
+        """A penalty of the body's last forward that training adds to the task's loss (the
+        ponder cost of ACT-RNN, :attr:`freqnn.ACTRNN.ponder_cost`), ``None`` for the others."""
+        return getattr(self.body, "ponder_cost", None)
 
     def forward(
         self, x: Tensor, times: Tensor | None = None, lengths: Tensor | None = None
@@ -246,12 +276,15 @@ class SequenceModel(nn.Module):
         if self.use_times and times is None:
             fail("times", "timestamps (B, T): the model was built with use_times=True", "None")
 
-        if self.is_sfm:
+        if self.arch in _TIMED_ARCHS:
             out, _ = self.body(x, times=times if self.use_times else None, lengths=lengths)
         else:
             if self.use_times:
                 x = torch.cat([x, time_deltas(times).to(x.dtype).unsqueeze(-1)], dim=-1)
-            if lengths is not None and bool((lengths < steps).any()):
+            padded = lengths is not None and bool((lengths < steps).any())
+            if self.arch in _BASELINES:
+                out, _ = self.body(x, lengths=lengths if padded else None)
+            elif padded:
                 packed = nn.utils.rnn.pack_padded_sequence(
                     x, lengths.cpu(), batch_first=True, enforce_sorted=False
                 )
@@ -290,9 +323,10 @@ def build_model(
 ) -> tuple[SequenceModel, dict[str, int]]:
     """Build the model of a run and report its parameter budget.
 
-    For ``arch`` in {"lstm", "gru"} the hidden size is ``rnn_hidden_size`` if given, else, when
-    ``match_params``, the size whose parameter count is closest to the SFM model built with the
-    same task and SFM sizes (:func:`matched_hidden_size`), else ``hidden_size``. The reference
+    For the baselines (``arch`` not an SFM: LSTM, GRU and :mod:`freqnn.baselines`) the hidden
+    size is ``rnn_hidden_size`` if given, else, when ``match_params``, the size whose parameter
+    count is closest to the SFM model built with the same task and SFM sizes
+    (:func:`matched_hidden_size`), else ``hidden_size``. The reference
     is the standard SFM for every arch (``"sfm-stock"`` included: its own count is ``params``).
 
     Returns
@@ -317,13 +351,12 @@ def build_model(
     reference = SequenceModel("sfm", input_size, output_size, hidden_size=hidden_size,
                               **sfm_kw, **common)
     sfm_params = count_parameters(reference)
-    if arch in _GATES:
+    if arch in _GATES or arch in _BASELINES:
         if rnn_hidden_size is not None:
             size = rnn_hidden_size
         elif match_params:
-            size = matched_hidden_size(
-                sfm_params, arch, input_size + int(use_times), output_size, num_layers
-            )
+            body_input = input_size + int(use_times and arch not in _TIMED_ARCHS)
+            size = matched_hidden_size(sfm_params, arch, body_input, output_size, num_layers)
         else:
             size = hidden_size
         model = SequenceModel(arch, input_size, output_size, hidden_size=size, **common)

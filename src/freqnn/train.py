@@ -377,7 +377,10 @@ class TaskModule(L.LightningModule):
         self._train_sum.append(loss.detach().double())
         self.log("train_loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False,
                  batch_size=int(batch["x"].shape[0]))
-        return loss
+        # a model's own penalty (ACT-RNN's ponder cost) trains with the loss; the logged
+        # train_loss stays the task's loss, comparable across models
+        penalty = getattr(self.model, "auxiliary_loss", None)
+        return loss if penalty is None else loss + penalty
 
     # evaluation
     def _eval_step(self, batch: dict[str, Tensor]) -> None:

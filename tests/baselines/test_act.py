@@ -111,3 +111,4 @@ def test_ponder_cost_has_gradients_and_follows_the_last_forward() -> None:
     assert model.cells[0].weight_halt.grad.abs().sum() > 0
     model(torch.randn(3, 2, N, dtype=torch.float64), lengths=torch.tensor([0, 0]))
     assert model.ponder_cost.item() == 0.0
+

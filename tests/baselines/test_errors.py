@@ -143,6 +143,9 @@ def test_phased_times_and_state_time() -> None:
     with raises(TypeError, "state.time: expected a floating-point tensor (float32 or float64), "
                 "got tensor of shape (2,) and dtype torch.int64"):
         model(x(), state._replace(time=torch.tensor([1, 2])))
+    with raises(ValueError, "state.time: expected timestamps with |t| <= 2**53 = 9.007e+15, got "
+                "|t| up to 1e+16"):
+        model(x(), state._replace(time=torch.tensor([1.0, 1e16], dtype=torch.float64)))
 
 
 @pytest.mark.parametrize(("cls", "kwargs", "error", "message"), [

@@ -187,11 +187,15 @@ def test_extra_repr_shows_the_configuration(name: str) -> None:
 
 
 def test_works_under_torch_compile(name: str) -> None:
+    """One graph (fullgraph): no data-dependent Python control flow in the forward."""
     model = build(name)
-    x = torch.randn(2, 1, N, dtype=torch.float64)
-    out, state = model(x)
-    compiled = torch.compile(model, backend="eager")
-    out_c, state_c = compiled(x)
+    x = torch.randn(2, 2, N, dtype=torch.float64)
+    lengths = torch.tensor([2, 1])
+    out, state = model(x, lengths=lengths)
+    cost = model.ponder_cost.detach() if isinstance(model, ACTRNN) else None
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    out_c, state_c = compiled(x, lengths=lengths)
     torch.testing.assert_close(out_c, out, **TIGHT)
     assert_states_equal(state_c, state, **TIGHT)
-
+    if cost is not None:  # ACT runs every ponder step when compiled: the same cost
+        torch.testing.assert_close(model.ponder_cost.detach(), cost, **TIGHT)

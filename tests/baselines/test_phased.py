@@ -105,7 +105,7 @@ def test_time_gate_shape() -> None:
 def test_initialisation_of_period_and_shift() -> None:
     torch.manual_seed(0)
     model = PhasedLSTM(2, 400, period_range=(2.0, 200.0))
-    tau, shift = model.cells[0].period, model.cells[0].shift
+    tau, shift = model.cells[0].period.detach(), model.cells[0].shift.detach()
     assert tau.min() >= 2.0 and tau.max() <= 200.0
     logs = tau.log()
     # log-uniform: the mean log is the middle of the log range, both halves are populated

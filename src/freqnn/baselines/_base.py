@@ -29,6 +29,7 @@ from ..checks import (
     check_range,
     check_rank,
     check_shape,
+    check_times,
     describe,
     fail,
 )
@@ -247,10 +248,12 @@ class RecurrentLayer(nn.Module):
                 check_integer(value, name)
             meaning = "(one value per sequence)" if clock else "(layers, batch, ...)"
             check_shape(value, name, shape, meaning)
-            if dtype.is_floating_point:
-                check_finite(value, name)
-            else:
+            if not dtype.is_floating_point:
                 check_range(value, name, 0)
+            elif clock:  # a float clock is a timestamp
+                check_times(value, name)
+            else:
+                check_finite(value, name)
             values.append(value.to(device=like.device, dtype=dtype))
         return cls(*values)
 

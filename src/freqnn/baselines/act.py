@@ -94,8 +94,9 @@ class ACTCell(RecurrentCell):
             remainder = torch.where(stop, 1 - total, remainder)
             total = total + torch.where(running & ~stop, halt, 0.0)
             running = running & ~stop
-            # every sequence has halted: the remaining ponder steps would change nothing
-            if not last and not bool(running.any()):
+            # every sequence has halted: the remaining ponder steps would change nothing (a
+            # compiled graph runs them all rather than synchronise on the data)
+            if not last and not torch.compiler.is_compiling() and not bool(running.any()):
                 break
         return out, (out, ponder + updates + remainder)
 
@@ -152,7 +153,8 @@ class ACTRNN(RecurrentLayer):
       experiments); the GRU is ``nn.GRU``'s (reset gate applied after the recurrent product,
       two bias vectors), weights U(-1/sqrt(H), 1/sqrt(H));
     * the ponder loop stops early once every sequence of the batch has halted (one
-      synchronisation per ponder step; the outputs are those of running all M steps).
+      synchronisation per ponder step; the outputs are those of running all M steps, which
+      is what a ``torch.compile`` graph does).
 
     ``forward(x, state=None, *, lengths=None) -> (output, state)``: see
     :class:`freqnn.baselines.RecurrentLayer`; the state is an :class:`ACTRNNState`.
