@@ -364,11 +364,10 @@ class _CosineBasis(torch.autograd.Function):
         ctx.n, ctx.p = n, p
         if cached is not None:
             return cached.view_as(cached)
-        m = offsets.shape[0]
-        out = torch.empty((m, n), dtype=dtype, device=offsets.device)
-        for rows in _row_chunks(m, n):
-            out[rows] = _cos_sin(offsets, rows, n, p, "cos")
-        return out
+        # chunks concatenated, not written into an empty tensor: the TorchScript-based ONNX
+        # exporter loses in-place writes into a fresh tensor (it exported zeros)
+        chunks = _row_chunks(offsets.shape[0], n)
+        return torch.cat([_cos_sin(offsets, rows, n, p, "cos").to(dtype) for rows in chunks])
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]

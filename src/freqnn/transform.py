@@ -247,10 +247,9 @@ class CosineTransform(nn.Module):
         """(M, N) or broadcastable amplitude pattern: ``first`` on column 0, ``rest`` elsewhere."""
         first = first.to(dtype).reshape(-1, 1)
         rest = rest.to(dtype).reshape(-1, 1)
-        cols = torch.ones(self.n, dtype=dtype, device=first.device)
-        is_first = torch.zeros_like(cols)
-        is_first[0] = 1.0
-        return first * is_first + rest * (cols - is_first)
+        # built without in-place writes, which the TorchScript-based ONNX exporter mistraces
+        is_first = (torch.arange(self.n, device=first.device) == 0).to(dtype)
+        return first * is_first + rest * (1 - is_first)
 
     # -- paths and cache ----------------------------------------------------------------------
     def _trained_now(self, offset: Tensor) -> bool:
@@ -262,9 +261,11 @@ class CosineTransform(nn.Module):
         if direction not in ("analysis", "synthesis"):
             fail("direction", "'analysis' or 'synthesis'", repr(direction))
         offset = self.w_offset if direction == "analysis" else self._synthesis_offset()
-        if self.grid is None or self._trained_now(offset) or torch.compiler.is_compiling():
-            # while torch.compile / torch.export trace, the choice may not depend on the
-            # parameters' values: the matrix path serves every case
+        tracing = torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
+        if self.grid is None or self._trained_now(offset) or tracing:
+            # while torch.compile / torch.export / ONNX export trace, the choice may not depend
+            # on the parameters' values (and ONNX has no DCT through the FFT): the matrix path
+            # serves every case
             return False
         return not bool(torch.count_nonzero(offset.detach()))
 
