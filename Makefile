@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION := 2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint bench clean system-deps
+.PHONY: venv demo test lint bench clean system-deps docs
 
 # Debian packages the experiments use: flite synthesises the offline speech corpus, wamerican is
 # the word list its texts are drawn from (the same list on every machine keeps the corpus identical).
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first: the pinned CPU wheel is available locally, any other pick downloads gigabytes
 	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install -q -e ".[experiments,dev]"
+	$(BIN)/python -m pip install -q -e ".[experiments,dev,docs]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -36,9 +36,14 @@ demo: venv system-deps
 lint: venv
 	$(BIN)/ruff check .
 
+# the documentation site (MkDocs + Material + mkdocstrings) into site/; tests/test_docs.py
+# builds it too, strictly, as part of make test
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: venv
 	$(BIN)/python benchmarks/sfm.py
 	$(BIN)/python benchmarks/transform.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info
+	rm -rf $(VENV) build site *.egg-info src/*.egg-info
