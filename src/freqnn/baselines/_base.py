@@ -61,8 +61,9 @@ class RecurrentCell(nn.Module):
 
     A cell implements
 
-    * ``project(x) -> gx``: the input's contribution for every step at once, x (T, B, N) ->
-      (T, B, G) (one matrix product instead of T);
+    * ``project(x, clock) -> gx``: what the steps need from the input and the clock, for
+      every step at once: x (T, B, N) and clock (T, B) or ``None`` -> (T, B, G) (one matrix
+      product instead of T);
     * ``recurrent_weight() -> w``: the recurrent weight in the form the step uses, built once
       per scan (the identity for most cells; the block-triangular matrix for the clockwork
       RNN);
@@ -72,7 +73,7 @@ class RecurrentCell(nn.Module):
     * ``reset_parameters()``.
     """
 
-    def project(self, x: Tensor) -> Tensor:
+    def project(self, x: Tensor, clock: Tensor | None) -> Tensor:
         raise NotImplementedError
 
     def recurrent_weight(self) -> Tensor:
@@ -283,7 +284,10 @@ class RecurrentLayer(nn.Module):
         steps_taken = torch.full((batch,), steps, dtype=torch.long, device=x.device)
         if lengths is not None:
             steps_taken = SFM._check_lengths(lengths, steps, batch, x.device)
-            mask = torch.arange(steps, device=x.device).unsqueeze(1) < steps_taken.unsqueeze(0)
+            # no padding: the unmasked scan is the same and cheaper (a traced graph keeps the
+            # mask rather than branch on the data)
+            if torch.compiler.is_compiling() or bool((steps_taken < steps).any()):
+                mask = torch.arange(steps, device=x.device).unsqueeze(1) < steps_taken.unsqueeze(0)
         fields = len(self._state_shapes())
         clock_values, clock_final = None, ()
         if self.clock_dtype is not None:
@@ -317,11 +321,12 @@ class RecurrentLayer(nn.Module):
         cell: RecurrentCell, x: Tensor, carry: Carry, clock: Tensor | None, mask: Tensor | None
     ) -> tuple[Tensor, Carry]:
         """One layer over the whole sequence: x (T, B, N) -> output (T, B, H), final carry."""
-        gx = cell.project(x)
+        gx = cell.project(x, clock)
         weight = cell.recurrent_weight()
         outputs = []
-        for t in range(gx.shape[0]):
-            out, new = cell.step(gx[t], weight, carry, None if clock is None else clock[t])
+        # unbind, not gx[t]: the backward of T selections would add T full-size gradients
+        for t, gx_t in enumerate(gx.unbind(0)):
+            out, new = cell.step(gx_t, weight, carry, None if clock is None else clock[t])
             if mask is not None:
                 valid = mask[t]
                 new = where_valid(valid, new, carry)

@@ -62,7 +62,7 @@ class ACTCell(RecurrentCell):
         with torch.no_grad():
             self.bias_halt.fill_(HALT_BIAS)
 
-    def project(self, x: Tensor) -> Tensor:
+    def project(self, x: Tensor, clock: Tensor | None) -> Tensor:
         return F.linear(x, self.weight_ih[:, :-1], self.bias_ih)
 
     def _gru(self, gx: Tensor, s: Tensor, weight: Tensor) -> Tensor:
@@ -79,26 +79,27 @@ class ACTCell(RecurrentCell):
         h, ponder = carry
         s = h
         out = torch.zeros_like(h)
-        total = torch.zeros_like(ponder)  # sum of the halting probabilities before halting
-        remainder = torch.zeros_like(ponder)
-        updates = torch.zeros_like(ponder)
+        total = torch.zeros_like(ponder)  # halting probabilities of the steps before halting
+        updates = torch.zeros_like(ponder)  # N(t)
         running = torch.ones_like(ponder, dtype=torch.bool)
         for n in range(self.max_ponder):
             s = self._gru(gx + self.weight_ih[:, -1] if n == 0 else gx, s, weight)
             halt = torch.sigmoid(F.linear(s, self.weight_halt, self.bias_halt)).squeeze(1)
             last = n == self.max_ponder - 1
             stop = running if last else running & (total + halt >= 1 - EPS)
-            p = torch.where(stop, 1 - total, torch.where(running, halt, 0.0))
+            going = running & ~stop
+            # p = R(t) = 1 - total at the halting step, h at the steps before, 0 after
+            p = torch.where(stop, 1 - total, torch.where(going, halt, 0.0))
             out = out + p.unsqueeze(1) * s
             updates = updates + running.to(ponder.dtype)
-            remainder = torch.where(stop, 1 - total, remainder)
-            total = total + torch.where(running & ~stop, halt, 0.0)
-            running = running & ~stop
+            total = torch.where(going, total + halt, total)
+            running = going
             # every sequence has halted: the remaining ponder steps would change nothing (a
             # compiled graph runs them all rather than synchronise on the data)
             if not last and not torch.compiler.is_compiling() and not bool(running.any()):
                 break
-        return out, (out, ponder + updates + remainder)
+        # rho_t = N(t) + R(t), with R(t) = 1 - total once halted
+        return out, (out, ponder + updates + (1 - total))
 
 
 class ACTRNN(RecurrentLayer):

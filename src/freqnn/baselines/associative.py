@@ -55,8 +55,8 @@ class AssociativeCell(RecurrentCell):
         kw = {"device": device, "dtype": dtype}
         self.hidden_size = hidden_size
         self.units = units = hidden_size // 2
-        # rows: real gates g_f, g_i, g_o (units each); complex keys r_i, r_o and value u
-        # (real parts then imaginary parts, 2 units each)
+        # rows: real gates g_f, g_i, g_o (units each), then the complex key r_i, key r_o and
+        # value u, each as its real parts then its imaginary parts (2 units each)
         self.weight_ih = nn.Parameter(torch.empty(9 * units, input_size, **kw))
         self.weight_hh = nn.Parameter(torch.empty(9 * units, hidden_size, **kw))
         self.bias = nn.Parameter(torch.empty(9 * units, **kw))
@@ -70,7 +70,7 @@ class AssociativeCell(RecurrentCell):
     def reset_parameters(self) -> None:
         init_uniform(self.hidden_size, self.weight_ih, self.weight_hh, self.bias)
 
-    def project(self, x: Tensor) -> Tensor:
+    def project(self, x: Tensor, clock: Tensor | None) -> Tensor:
         return F.linear(x, self.weight_ih, self.bias)
 
     def step(
@@ -80,19 +80,17 @@ class AssociativeCell(RecurrentCell):
         n = self.units
         pre = torch.addmm(gx, h, weight.t())
         g_f, g_i, g_o = torch.sigmoid(pre[:, : 3 * n]).chunk(3, dim=1)
-        ri_re, ri_im, ro_re, ro_im, u_re, u_im = pre[:, 3 * n:].chunk(6, dim=1)
-        ri_re, ri_im = bound(ri_re, ri_im)
-        ro_re, ro_im = bound(ro_re, ro_im)
-        u_re, u_im = bound(u_re, u_im)
-        # the keys of every copy: (B, copies, n)
-        perm = self.permutations
-        ri_re, ri_im, ro_re, ro_im = ri_re[:, perm], ri_im[:, perm], ro_re[:, perm], ro_im[:, perm]
-        v_re, v_im = (g_i * u_re).unsqueeze(1), (g_i * u_im).unsqueeze(1)
+        # r_i, r_o, u as (B, 3, n) real and imaginary parts, bounded together
+        z = pre[:, 3 * n:].view(-1, 3, 2, n)
+        re, im = bound(z[:, :, 0], z[:, :, 1])
+        # the keys r_i, r_o of every copy: (B, 2, copies, n)
+        key_re, key_im = re[:, :2, self.permutations], im[:, :2, self.permutations]
+        v_re, v_im = (g_i * re[:, 2]).unsqueeze(1), (g_i * im[:, 2]).unsqueeze(1)
         f = g_f.unsqueeze(1)
-        c_re = f * c_re + ri_re * v_re - ri_im * v_im
-        c_im = f * c_im + ri_re * v_im + ri_im * v_re
-        read_re = (ro_re * c_re - ro_im * c_im).mean(dim=1)
-        read_im = (ro_re * c_im + ro_im * c_re).mean(dim=1)
+        c_re = f * c_re + key_re[:, 0] * v_re - key_im[:, 0] * v_im
+        c_im = f * c_im + key_re[:, 0] * v_im + key_im[:, 0] * v_re
+        read_re = (key_re[:, 1] * c_re - key_im[:, 1] * c_im).mean(dim=1)
+        read_im = (key_re[:, 1] * c_im + key_im[:, 1] * c_re).mean(dim=1)
         read_re, read_im = bound(read_re, read_im)
         h = torch.cat([g_o * read_re, g_o * read_im], dim=1)
         return h, (h, c_re, c_im)

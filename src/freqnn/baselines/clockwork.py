@@ -81,7 +81,7 @@ class ClockworkCell(RecurrentCell):
     def reset_parameters(self) -> None:
         init_uniform(self.hidden_size, self.weight_ih, self.bias, *self.weight_hh)
 
-    def project(self, x: Tensor) -> Tensor:
+    def project(self, x: Tensor, clock: Tensor | None) -> Tensor:
         return F.linear(x, self.weight_ih, self.bias)
 
     def recurrent_weight(self) -> Tensor:

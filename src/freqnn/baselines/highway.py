@@ -56,7 +56,7 @@ class RHNCell(RecurrentCell):
         with torch.no_grad():
             self.bias[:, self.hidden_size:] = TRANSFORM_BIAS
 
-    def project(self, x: Tensor) -> Tensor:
+    def project(self, x: Tensor, clock: Tensor | None) -> Tensor:
         return F.linear(x, self.weight_ih)
 
     def step(

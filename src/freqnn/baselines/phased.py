@@ -105,16 +105,19 @@ class PhasedLSTMCell(RecurrentCell):
             self.period.uniform_(math.log(low), math.log(high)).exp_()
             self.shift.uniform_(0.0, 1.0).mul_(self.period)
 
-    def project(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight_ih, self.bias)
+    def project(self, x: Tensor, clock: Tensor | None) -> Tensor:
+        """The gates' input part and, last, the time gate k of every step (T, B, 5 H)."""
+        assert clock is not None
+        k = time_gate(clock, self.period, self.shift, self.r_on, self.alpha)
+        return torch.cat([F.linear(x, self.weight_ih, self.bias), k], dim=-1)
 
     def step(
         self, gx: Tensor, weight: Tensor, carry: Carry, clock: Tensor | None
     ) -> tuple[Tensor, Carry]:
         h, c = carry
-        assert clock is not None
-        k = time_gate(clock, self.period, self.shift, self.r_on, self.alpha)
-        gi, gf, gc, go = torch.addmm(gx, h, weight.t()).chunk(4, dim=1)
+        H = self.hidden_size
+        k = gx[:, 4 * H:]
+        gi, gf, gc, go = torch.addmm(gx[:, : 4 * H], h, weight.t()).chunk(4, dim=1)
         w_i, w_f, w_o = self.weight_ch
         i = torch.sigmoid(gi + w_i * c)
         f = torch.sigmoid(gf + w_f * c)
