@@ -8,7 +8,6 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-import pytest
 import yaml
 
 import freqnn
@@ -43,7 +42,6 @@ def test_repository_files() -> None:
     assert "## [Unreleased]" in changelog and f"## [{freqnn.__version__}]" in changelog
 
 
-@pytest.mark.slow
 def test_wheel_and_sdist_contents(tmp_path: Path) -> None:
     wheel = _build("wheel", tmp_path / "wheel")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -30,7 +30,7 @@ import sys
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from annotated_types import Ge, Gt, Le, Lt, MinLen
@@ -39,6 +39,9 @@ from pydantic.fields import FieldInfo
 
 from .frequencies import GRIDS
 from .models import ARCHS
+
+if TYPE_CHECKING:
+    from .tasks import Task
 
 __all__ = [
     "DEFAULTS",
@@ -247,24 +250,24 @@ def describe_key(schema: type[RunConfig], key: str) -> str:
     return _describe_type(field.annotation, field.metadata)
 
 
+_MISSING = object()
+
+
 def _got(value: Any) -> str:
     return "nothing" if value is _MISSING else f"{type(value).__name__} {value!r}"
 
 
-_MISSING = object()
-
-
-def schema_of(task: Any) -> type[RunConfig]:
+def schema_of(task: Task) -> type[RunConfig]:
     """The configuration schema of ``task`` (a :class:`freqnn.tasks.Task`)."""
     return task.options or RunConfig
 
 
-def task_defaults(task: Any) -> dict[str, Any]:
+def task_defaults(task: Task) -> dict[str, Any]:
     """The runner's defaults overridden by the task's: the lowest layers of a configuration."""
     return {**DEFAULTS, **task.defaults, "task": task.name}
 
 
-def make_config(task: Any, *layers: Mapping[str, Any] | None) -> dict[str, Any]:
+def make_config(task: Task, *layers: Mapping[str, Any] | None) -> dict[str, Any]:
     """Merge the defaults of ``task`` and ``layers`` (later wins) and validate the result.
 
     Parameters
