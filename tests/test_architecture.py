@@ -46,7 +46,8 @@ def test_core_modules_import_only_torch_numpy_stdlib():
 
 
 # what the core may not import from the package itself: the experiment stack and the data sets
-EXPERIMENT_MODULES = ("freqnn.data", "freqnn.tasks", "freqnn.train", "freqnn.cli", "freqnn.plots")
+EXPERIMENT_MODULES = ("freqnn.data", "freqnn.tasks", "freqnn.train", "freqnn.cli", "freqnn.plots",
+                      "freqnn.config")
 CORE_WITHOUT_DATA = ["sfm", "baselines", "transform.py", "functional.py", "frequencies.py",
                      "checks.py", "metrics.py"]
 
@@ -90,7 +91,8 @@ def test_core_imports_nothing_from_data_or_the_experiment_stack():
 def test_importing_freqnn_loads_no_experiment_stack():
     code = (
         "import sys, freqnn; heavy = {'lightning', 'pytorch_lightning', 'matplotlib', 'scipy',"
-        " 'music21', 'pretty_midi', 'yaml'}; print(sorted(heavy & {m.split('.')[0] for m in"
+        " 'music21', 'pretty_midi', 'yaml', 'pydantic'}; print(sorted(heavy & {m.split('.')[0]"
+        " for m in"
         " sys.modules}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

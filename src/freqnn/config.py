@@ -330,6 +330,12 @@ def _option_kwargs(field: FieldInfo) -> dict[str, Any]:
     return {"type": base}
 
 
+def _flags(field: FieldInfo, key: str) -> list[str]:
+    """The option of ``key`` (``--batch-size``) and the spellings its field adds."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return [f"--{key.replace('_', '-')}", *extra.get("flags", [])]  # type: ignore[misc]
+
+
 def _default_text(value: Any) -> str:
     if value is None:
         return "null"
@@ -350,9 +356,7 @@ def add_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
         if key in _NO_OPTION:
             continue
         field = schema.model_fields[key]
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        flags = [f"--{key.replace('_', '-')}", *extra.get("flags", [])]  # type: ignore[misc]
-        parser.add_argument(*flags, dest=key, default=None, **_option_kwargs(field),
+        parser.add_argument(*_flags(field, key), dest=key, default=None, **_option_kwargs(field),
                             help=f"{field.description} ({describe_key(schema, key)}; default "
                                  f"{_default_text(defaults.get(key))})")
 
@@ -370,7 +374,7 @@ def _rows(schema: type[RunConfig], defaults: Mapping[str, Any], keys: Sequence[s
     rows = ["| key | option | type and range | default | meaning |", "|---|---|---|---|---|"]
     for key in keys:
         field = schema.model_fields[key]
-        option = "" if key in _NO_OPTION else f"`--{key.replace('_', '-')}`"
+        option = "" if key in _NO_OPTION else ", ".join(f"`{f}`" for f in _flags(field, key))
         rows.append(f"| `{key}` | {option} | {_cell(describe_key(schema, key))} | "
                     f"`{_default_text(defaults.get(key))}` | {_cell(field.description or '')} |")
     return rows
