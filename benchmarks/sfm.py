@@ -8,15 +8,22 @@
    alone under ``no_grad``. Medians of repeated runs, the models measured round-robin so that load
    changes on a shared machine hit them alike;
 2. streaming inference, one step per call under ``no_grad``: ``SFMCell`` vs ``nn.LSTMCell``;
-3. scaling of forward + backward time and peak memory with T (10 .. 10^4) and with K (1 .. 64).
+3. ``--torch-compile``: a model (layer + linear read-out) under ``torch.compile(fullgraph=True)``
+   against the same model in eager mode, forward + backward, small configuration;
+4. scaling of forward + backward time and peak memory with T (10 .. 10^4) and with K (1 .. 64).
    Peak memory is the rise of the process's resident set (``VmHWM`` after resetting it through
    ``/proc/self/clear_refs``; ``ru_maxrss`` where that is unavailable) during one forward +
    backward, each point in a fresh subprocess, next to the theoretical size of the activations the
    fast path saves.
 
+Every part runs once per thread count of ``--threads`` (default ``1,2``). The load average is
+printed at the start and at the end: ratios measured on a loaded machine flatter the slower
+model, so report them with the load.
+
 Usage::
 
-    python benchmarks/sfm.py [--threads 2] [--quick] [--json out.json] [--skip-scaling]
+    python benchmarks/sfm.py [--threads 1,2] [--quick] [--json out.json] [--skip-scaling]
+        [--only small|large] [--torch-compile]
 
 Prints markdown tables and, with ``--json``, writes every number.
 """
@@ -39,7 +46,7 @@ import torch
 from torch import nn
 
 import freqnn
-from freqnn.sfm import fast
+from freqnn.sfm import kernels
 
 CONFIGS = {
     "small": {"T": 100, "B": 32, "N": 88, "D": 50, "K": 4, "M": 50},
@@ -83,7 +90,7 @@ def fwd_bwd(model: nn.Module, x: torch.Tensor, path: str | None) -> Callable[[],
         if path is None:
             out = model(x)[0]
         else:
-            with fast.use_path(path):
+            with kernels.use_path(path):
                 out = model(x)[0]
         out.sum().backward()
 
@@ -177,7 +184,7 @@ def streaming_benchmark(cfg: dict[str, int], batch: int, steps: int, repeats: in
 
     def sfm_loop(module: nn.Module, path: str) -> Callable[[], None]:
         def run() -> None:
-            with torch.no_grad(), fast.use_path(path):
+            with torch.no_grad(), kernels.use_path(path):
                 state = None
                 for t in range(steps):
                     _, state = module(xs[t], state)
@@ -209,68 +216,37 @@ def streaming_benchmark(cfg: dict[str, int], batch: int, steps: int, repeats: in
     }
 
 
+class _Head(nn.Module):
+    """A layer and a linear read-out: what a user compiles."""
+
+    def __init__(self, body: nn.Module, width: int) -> None:
+        super().__init__()
+        self.body, self.head = body, nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        return (self.head(self.body(x)[0]),)
+
+
 def torch_compile_benchmark(cfg: dict[str, int], repeats: int) -> dict:
-    """The reference step (``freqnn.sfm.step``) under ``torch.compile`` (Inductor), looped in
-    Python with autograd, against the fast path: what compiling the step would buy on CPU."""
-    from freqnn.frequencies import phase
-    from freqnn.sfm.step import amplitude, memory_update, output, split_gates
-
-    N, D, K, M, T, B = cfg["N"], cfg["D"], cfg["K"], cfg["M"], cfg["T"], cfg["B"]
-    torch.manual_seed(0)
-    cell = freqnn.SFMCell(N, M, D, K)
-    x = torch.randn(T, B, N, requires_grad=True)
-
-    def step(gx_t, z, re, im, cos_t, sin_t, weight_hh, weight_a, b_z):
-        gates = split_gates(torch.addmm(gx_t, z, weight_hh.t()), D, K, M)
-        re, im = memory_update(gates, re, im, cos_t, sin_t)
-        return output(gates, amplitude(re, im), weight_a, b_z), re, im
-
-    compiled = torch.compile(step, dynamic=False)
-
-    def loop(fn: Callable) -> Callable[[], None]:
-        def run() -> None:
-            cell.zero_grad(set_to_none=True)
-            gx = cell.input_projection(x)
-            times = torch.arange(1, T + 1, dtype=torch.float64).unsqueeze(1).expand(T, B)
-            ph = phase(cell.frequencies(), times)
-            cos, sin = torch.cos(ph), torch.sin(ph)
-            z, re, im = x.new_zeros(B, M), x.new_zeros(B, D, K), x.new_zeros(B, D, K)
-            outs = []
-            for t in range(T):
-                z, re, im = fn(
-                    gx[t], z, re, im, cos[t], sin[t], cell.weight_hh, cell.weight_a, cell.b_z
-                )
-                outs.append(z)
-            torch.stack(outs).sum().backward()
-
-        return run
-
-    start = time.perf_counter()
-    try:
-        loop(compiled)()
-    except Exception as exc:  # no compiler, unsupported platform: report, do not fail
-        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
-    first = time.perf_counter() - start
-
-    def fast_run() -> None:
-        cell.zero_grad(set_to_none=True)
-        with fast.use_path("fast"):
-            gx = cell.input_projection(x)
-            times = torch.arange(1, T + 1, dtype=torch.float64).unsqueeze(1).expand(T, B)
-            state = freqnn.SFMState(
-                x.new_zeros(B, M),
-                x.new_zeros(B, D, K),
-                x.new_zeros(B, D, K),
-                torch.zeros(B, dtype=torch.float64),
-            )
-            cell.scan(gx, state, times)[0].sum().backward()
-
-    cases = {
-        "step under torch.compile": loop(compiled),
-        "step eager (reference)": loop(step),
-        "fast path": fast_run,
-    }
+    """``torch.compile(model, fullgraph=True)`` against the eager model, forward + backward,
+    for SFM and A-SFM (the op ``freqnn::sfm_scan`` inside the compiled graph)."""
+    models = build(cfg)
+    x = torch.randn(cfg["T"], cfg["B"], cfg["N"], requires_grad=True)
+    cases, first = {}, {}
+    for name in ("sfm", "asfm"):
+        model = _Head(models[name], cfg["M"])
+        compiled = torch.compile(model, fullgraph=True)
+        start = time.perf_counter()
+        fwd_bwd(compiled, x, None)()
+        first[name] = time.perf_counter() - start
+        label = "SFM" if name == "sfm" else "A-SFM"
+        cases[f"{label} eager"] = fwd_bwd(model, x, None)
+        cases[f"{label} torch.compile"] = fwd_bwd(compiled, x, None)
     result = round_robin(cases, dict.fromkeys(cases, repeats))
+    for label in ("SFM", "A-SFM"):
+        eager = result[f"{label} eager"]["median_s"]
+        for mode in ("eager", "torch.compile"):
+            result[f"{label} {mode}"]["vs_eager"] = result[f"{label} {mode}"]["median_s"] / eager
     return {"config": cfg, "first_call_s": first, "times": result}
 
 
@@ -379,11 +355,10 @@ def machine() -> dict:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
-        "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "kernel": fast.compiled_status(),
+        "load_average": load_average(),
+        "kernel": kernels.compiled_status(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
@@ -423,20 +398,79 @@ def print_scaling(res: dict) -> None:
 
 
 def print_torch_compile(res: dict) -> None:
-    print("\n### torch.compile of the reference step (small configuration), forward + backward\n")
-    if "error" in res:
-        print(f"torch.compile failed: {res['error']}")
-        return
-    print(f"First call (compilation included): {res['first_call_s']:.1f} s\n")
-    print("| variant | median (ms) |")
-    print("|---|---:|")
+    print("\n### torch.compile(model, fullgraph=True), small configuration, forward + backward\n")
+    first = ", ".join(f"{k} {v:.1f} s" for k, v in res["first_call_s"].items())
+    print(f"First call (compilation included): {first}\n")
+    print("| variant | median (ms) | / eager |")
+    print("|---|---:|---:|")
     for case, t in res["times"].items():
-        print(f"| {case} | {t['median_s'] * 1e3:.1f} |")
+        print(f"| {case} | {t['median_s'] * 1e3:.1f} | {t['vs_eager']:.2f}x |")
+
+
+def thread_counts(text: str) -> list[int]:
+    try:
+        counts = [int(t) for t in text.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive ints like 1,2; got {text!r}")
+    return counts
+
+
+def load_average() -> tuple[float, float, float] | None:
+    return os.getloadavg() if hasattr(os, "getloadavg") else None
+
+
+def run_threads(args: argparse.Namespace, threads: int) -> dict:
+    """Every selected part with ``threads`` torch threads."""
+    torch.set_num_threads(threads)
+    print(f"\n## {threads} thread{'s' if threads > 1 else ''} (load average {load_average()})")
+    part: dict = {"threads": threads, "load_average_start": load_average(), "configs": {}}
+    for name, cfg in CONFIGS.items():
+        if args.only and name != args.only:
+            continue
+        cfg = dict(cfg)
+        small = name == "small"
+        if args.quick and not small:
+            cfg["T"] = 100
+        repeats = (5 if small else 3) if args.quick else (11 if small else 5)
+        if args.repeats and not small:
+            repeats = args.repeats
+        # the large configuration runs for many seconds per call: no warm-up call
+        res = config_benchmark(
+            name,
+            cfg,
+            repeats,
+            reference_repeats=3 if small else 1,
+            asfm_reference=small,
+            warmup=small or args.quick,
+            reference=small or not args.skip_large_reference,
+        )
+        part["configs"][name] = res
+        print_config(name, res)
+    part["streaming"] = [
+        streaming_benchmark(CONFIGS["small"], batch, steps=100, repeats=5 if args.quick else 11)
+        for batch in (1, 32)
+    ]
+    for res in part["streaming"]:
+        print_streaming(res)
+    if args.torch_compile:
+        part["torch_compile"] = torch_compile_benchmark(CONFIGS["small"], repeats=5)
+        print_torch_compile(part["torch_compile"])
+    if not args.skip_scaling:
+        Ts = [10, 100, 1000] if args.quick else [10, 100, 1000, 10000]
+        Ks = [1, 4, 16] if args.quick else [1, 4, 16, 64]
+        part["scaling"] = scaling_benchmark(threads, Ts, Ks, repeats=3)
+        print_scaling(part["scaling"])
+    part["load_average_end"] = load_average()
+    return part
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument(
+        "--threads", type=thread_counts, default=[1, 2], help="torch thread counts, e.g. 1,2"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -459,53 +493,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--torch-compile",
         action="store_true",
-        help="also time the reference step under torch.compile (slow to build)",
+        help="also time the model under torch.compile(fullgraph=True) against eager",
     )
     parser.add_argument("--memory-point", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_point:
         print(json.dumps(memory_point(json.loads(args.memory_point))))
         return
-    torch.set_num_threads(args.threads)
-    report: dict = {"machine": machine(), "command": " ".join(["python", *sys.argv]), "configs": {}}
+    report: dict = {"machine": machine(), "command": " ".join(["python", *sys.argv]), "runs": []}
     print(f"Machine: {report['machine']}")
-    for name, cfg in CONFIGS.items():
-        if args.only and name != args.only:
-            continue
-        cfg = dict(cfg)
-        small = name == "small"
-        if args.quick and not small:
-            cfg["T"] = 100
-        repeats = (5 if small else 3) if args.quick else (11 if small else 5)
-        if args.repeats and not small:
-            repeats = args.repeats
-        # the large configuration runs for many seconds per call: no warm-up call
-        res = config_benchmark(
-            name,
-            cfg,
-            repeats,
-            reference_repeats=3 if small else 1,
-            asfm_reference=small,
-            warmup=small or args.quick,
-            reference=small or not args.skip_large_reference,
-        )
-        report["configs"][name] = res
-        print_config(name, res)
-    report["streaming"] = [
-        streaming_benchmark(CONFIGS["small"], batch, steps=100, repeats=5 if args.quick else 11)
-        for batch in (1, 32)
-    ]
-    for res in report["streaming"]:
-        print_streaming(res)
-    if args.torch_compile:
-        report["torch_compile"] = torch_compile_benchmark(CONFIGS["small"], repeats=5)
-        print_torch_compile(report["torch_compile"])
-    if not args.skip_scaling:
-        Ts = [10, 100, 1000] if args.quick else [10, 100, 1000, 10000]
-        Ks = [1, 4, 16] if args.quick else [1, 4, 16, 64]
-        report["scaling"] = scaling_benchmark(args.threads, Ts, Ks, repeats=3)
-        print_scaling(report["scaling"])
-    report["machine"]["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print(f"Load average at the start: {report['machine']['load_average']}")
+    for threads in args.threads:
+        report["runs"].append(run_threads(args, threads))
+    report["machine"]["load_average_end"] = load_average()
+    print(f"\nLoad average at the end: {report['machine']['load_average_end']}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(report, fh, indent=1)

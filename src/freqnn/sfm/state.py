@@ -7,7 +7,14 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..checks import check_finite, check_floating, check_shape, check_times, describe, fail
+from ..checks import (
+    check_finite,
+    check_floating,
+    check_shape,
+    check_times,
+    describe,
+    fail,
+)
 
 __all__ = ["SFMState", "check_state", "last_time", "map_batch_axis", "where_valid", "zero_state"]
 
@@ -116,10 +123,9 @@ def check_state(
             )
         state = state._replace(time=state.time.to(torch.float64))
     for field, value in zip(SFMState._fields, state, strict=True):
-        if field == "time":
-            check_times(value, f"{name}.time")
-        elif value is not None:
+        if field != "time" and value is not None:
             check_finite(value, f"{name}.{field}")
+    check_times(state.time, f"{name}.time")
     return state
 
 

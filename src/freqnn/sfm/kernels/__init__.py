@@ -75,8 +75,10 @@ def scan(
         with respect to ``times``): the caller runs the reference.
     """
     path = get_path()
-    if path == "reference" or torch.onnx.is_in_onnx_export():
+    if path == "reference":
         return None
+    if (torch.compiler.is_compiling() or torch.jit.is_tracing()) and torch.onnx.is_in_onnx_export():
+        return None  # both ONNX exporters trace (and is_in_onnx_export costs microseconds)
     grad_mode = torch.is_grad_enabled()
     if cell.adaptive and times.requires_grad and grad_mode:
         return None  # d/d times of the A-SFM phase increments: only the reference has it

@@ -13,6 +13,7 @@ the library's (B, D, K).
 
 from __future__ import annotations
 
+import array
 import ctypes
 import zlib
 from collections.abc import Mapping
@@ -106,26 +107,34 @@ def header() -> str:
     )
 
 
+_NAMES = {FORWARD: frozenset(FORWARD), BACKWARD: frozenset(BACKWARD)}
+
+
 def call(
     fn: ctypes._CFuncPtr,
-    dims: Mapping[str, int],
+    dims: tuple[int, ...],
     order: tuple[str, ...],
-    arrays: Mapping[str, Tensor | None],
+    arrays: Mapping[str, Tensor | int | None],
 ) -> None:
-    """Call a kernel entry point with ``dims`` and the ``arrays`` named in ``order``.
+    """Call a kernel entry point with ``dims`` (in the order of :data:`DIMS`) and the ``arrays``
+    named in ``order`` (:data:`FORWARD` or :data:`BACKWARD`); absent names are null pointers.
 
-    Every array must be a contiguous tensor (or None / absent, passed as a null pointer) held by
-    the caller for the duration of the call: the pointers are taken from the tensors in
-    ``arrays``, never from temporaries made here.
+    An array is a contiguous tensor, or the address of a region inside a tensor; every tensor
+    (and every tensor an address points into) must be held by the caller for the duration of the
+    call: the pointers are taken from what the caller holds, never from temporaries made here.
     """
-    unknown = set(arrays) - set(order)
+    unknown = arrays.keys() - _NAMES[order]
     if unknown:
         raise KeyError(f"arrays not in the kernel's calling convention: {sorted(unknown)}")
-    pointers = []
-    for name in order:
+    pointers = array.array("q", bytes(8 * len(order)))  # int64 addresses, 0 = null
+    for i, name in enumerate(order):
         t = arrays.get(name)
-        if t is not None and not t.is_contiguous():
-            raise ValueError(f"kernel array {name!r} must be contiguous")
-        pointers.append(None if t is None else t.data_ptr())
-    sizes = (ctypes.c_int64 * len(DIMS))(*(dims[n] for n in DIMS))
-    fn(sizes, (ctypes.c_void_p * len(order))(*pointers))
+        if isinstance(t, Tensor):
+            if not t.is_contiguous():
+                raise ValueError(f"kernel array {name!r} must be contiguous")
+            pointers[i] = t.data_ptr()
+        elif t is not None:
+            pointers[i] = t
+    sizes = array.array("q", dims)
+    # both arrays are held by these names until the call returns
+    fn(sizes.buffer_info()[0], pointers.buffer_info()[0])

@@ -191,7 +191,7 @@ def _open(target: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(target))
     if lib.freqnn_sfm_abi() != abi.ABI:
         raise RuntimeError(f"{target}: built for another calling convention")
-    ptr_args = [ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p)]
+    ptr_args = [ctypes.c_void_p, ctypes.c_void_p]  # addresses of the sizes and pointer arrays
     for name in ("forward", "backward"):
         for suffix in ("f32", "f64"):
             fn = getattr(lib, f"freqnn_sfm_{name}_{suffix}")

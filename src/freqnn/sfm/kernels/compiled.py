@@ -8,6 +8,7 @@ pointer list is built: the kernel never reads memory that Python has already fre
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import mmap
 import os
@@ -18,7 +19,7 @@ import torch
 from torch import Tensor
 
 from . import abi
-from .pytorch import Grads, Inputs, Saved, forward_torch, sizes, time_steps
+from .pytorch import Grads, Inputs, Saved, forward_torch, history_layout, sizes, time_steps
 
 __all__ = ["backward_compiled", "empty_cache", "forward_compiled", "self_test"]
 
@@ -104,12 +105,6 @@ def _entry(lib: ctypes.CDLL, name: str, dtype: torch.dtype) -> ctypes._CFuncPtr:
     return getattr(lib, f"freqnn_sfm_{name}_{'f32' if dtype == torch.float32 else 'f64'}")
 
 
-def _dims(p: Inputs, keep: bool, chunk: int = 0) -> dict[str, int]:
-    return dict(
-        zip(abi.DIMS, (*sizes(p), int(p.adaptive), int(keep), chunk), strict=True)
-    )
-
-
 def _contiguous(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.contiguous()
 
@@ -124,68 +119,69 @@ def _chunk(T: int, B: int) -> int:
     return max(1, min(T, -(-2048 // B)))
 
 
+@functools.lru_cache(maxsize=64)
+def _forward_layout(
+    T: int, B: int, D: int, K: int, M: int, G: int, adaptive: bool, keep: bool
+) -> tuple[int, int, tuple[tuple[str, int], ...]]:
+    """The forward's one buffer: the histories (:func:`history_layout`), then the workspace.
+    Returns the history size, the total size and the element offset of every region (streaming
+    calls this every step with the same shapes, hence the cache)."""
+    size, regions = history_layout(T, B, D, K, M, adaptive, keep)
+    work = B * G + K * B * 2 * M + K * B * D + D + 2 * K
+    offsets = tuple((name, start) for name, (start, _) in regions.items())
+    return size, size + work, (*offsets, ("work", size))
+
+
 def forward_compiled(
     lib: ctypes.CDLL, p: Inputs, keep: bool
-) -> tuple[Saved, tuple[Tensor, Tensor, Tensor, Tensor | None]]:
-    """The kernel's forward: the histories (meaningful with ``keep``) and the final state
-    z, re, im (B, D, K), phi. SFM phases come from ``p.cos`` / ``p.sin`` or are computed in the
-    kernel from ``p.omega`` and the float64 times; A-SFM steps from the times."""
+) -> tuple[Tensor, Saved | None, tuple[Tensor, Tensor, Tensor, Tensor | None]]:
+    """The kernel's forward: the outputs (T, B, M), the histories (with ``keep``, else None) and
+    the final state z, re, im (B, D, K), phi. SFM phases come from ``p.cos`` / ``p.sin`` or are
+    computed in the kernel from ``p.omega`` and the float64 times; A-SFM steps from the times."""
     T, B, D, K, M, G = sizes(p)
+    adaptive = p.adaptive
     gx = p.gx.contiguous()
-    nstate, nstep = (T + 1, T) if keep else (2, 1)
-    shapes = {
-        "zs": (nstate, B, M),
-        "act": (nstep, B, 3 * D + K),
-        "o": (nstep, B, K, M),
-        "c": (nstep, B, K, M),
-        "re": (nstate, B, K, D),
-        "im": (nstate, B, K, D),
-    }
-    if p.adaptive:
-        shapes["phi"] = (nstate, B, K)
-    if keep:  # the saved histories: tensors of their own (autograd keeps them)
-        hist = {name: _cache.empty(shape, gx) for name, shape in shapes.items()}
-    else:  # inference: two slots of each state, carved from one scratch buffer
-        scratch = gx.new_empty(sum(math.prod(s) for s in shapes.values()))
-        hist, start = {}, 0
-        for name, shape in shapes.items():
-            hist[name] = scratch[start : start + math.prod(shape)].view(shape)
-            start += math.prod(shape)
-    final = {
-        "zf": gx.new_empty(B, M),
-        "ref": gx.new_empty(B, D, K),
-        "imf": gx.new_empty(B, D, K),
-        "phif": gx.new_empty(B, K) if p.adaptive else None,
-    }
+    size, total, offsets = _forward_layout(T, B, D, K, M, G, adaptive, keep)
+    # one buffer, held by this name for the whole call: the histories (returned with keep) and
+    # the workspace; the kernel gets addresses inside it
+    buffer = _cache.empty((total,), gx) if keep else gx.new_empty(total)
+    base, item = buffer.data_ptr(), buffer.element_size()
+    arrays: dict[str, Tensor | int | None] = {name: base + start * item for name, start in offsets}
     omega = None
-    if not p.adaptive and p.cos is None:
+    if not adaptive and p.cos is None:
         omega = p.omega.to(gx.dtype).contiguous()
-    arrays = {
-        "gx": gx,
-        "whh": p.weight_hh.contiguous(),
-        "wa": p.weight_a.contiguous(),
-        "bz": _contiguous(p.b_z),
-        "cos": _contiguous(p.cos),
-        "sin": _contiguous(p.sin),
-        "mask": _mask(p),
-        "z0": p.z0.contiguous(),
-        "re0": p.re0.contiguous(),
-        "im0": p.im0.contiguous(),
-        "phi0": _contiguous(p.phi0),
-        "out": gx.new_empty(T, B, M),
-        "work": gx.new_empty(B * G + K * B * 2 * M + K * B * D + D + 2 * K),
-        "omega": omega,
-        "times": p.times.contiguous(),
-        "time0": p.time0.contiguous(),
-        **hist,
-        **final,
-    }
-    abi.call(_entry(lib, "forward", gx.dtype), _dims(p, keep), abi.FORWARD, arrays)
-    saved = Saved(
-        arrays["out"], *(hist[n] for n in ("zs", "act", "o", "c", "re", "im")), hist.get("phi"),
-        last=T if keep else T & 1,
+    final = (
+        gx.new_empty(B, M),
+        gx.new_empty(B, D, K),
+        gx.new_empty(B, D, K),
+        gx.new_empty(B, K) if adaptive else None,
     )
-    return saved, (final["zf"], final["ref"], final["imf"], final["phif"])
+    out = gx.new_empty(T, B, M)
+    arrays.update(
+        gx=gx,
+        whh=p.weight_hh.contiguous(),
+        wa=p.weight_a.contiguous(),
+        bz=_contiguous(p.b_z),
+        cos=_contiguous(p.cos),
+        sin=_contiguous(p.sin),
+        mask=_mask(p),
+        z0=p.z0.contiguous(),
+        re0=p.re0.contiguous(),
+        im0=p.im0.contiguous(),
+        phi0=_contiguous(p.phi0),
+        out=out,
+        omega=omega,
+        times=p.times.contiguous(),
+        time0=p.time0.contiguous(),
+        zf=final[0],
+        ref=final[1],
+        imf=final[2],
+        phif=final[3],
+    )
+    dims = (T, B, D, K, M, G, int(adaptive), int(keep), 0)
+    abi.call(_entry(lib, "forward", gx.dtype), dims, abi.FORWARD, arrays)
+    saved = Saved.carve(buffer[:size], T, B, D, K, M, adaptive, keep) if keep else None
+    return out, saved, final
 
 
 def backward_compiled(
@@ -235,7 +231,8 @@ def backward_compiled(
         "dbz": None if p.b_z is None else new(K, M),
         "work": new(K * tc * B * 2 * M + K * tc * B * D + K * B * D + B * M + 3 * D + 5 * K),
     }
-    abi.call(_entry(lib, "backward", s.zs.dtype), _dims(p, True, tc), abi.BACKWARD, arrays)
+    dims = (T, B, D, K, M, G, int(p.adaptive), 1, tc)
+    abi.call(_entry(lib, "backward", s.zs.dtype), dims, abi.BACKWARD, arrays)
     return Grads(
         gx=arrays["dgx"],
         z0=arrays["dz"],
@@ -277,7 +274,7 @@ def self_test(lib: ctypes.CDLL) -> None:
             weight_a=rand(K, 2 * M, D),
             b_z=rand(K, M),
         )
-        got, _ = forward_compiled(lib, p, keep=True)
-        want = forward_torch(p, keep=True)
-        if not torch.allclose(got.out, want.out, rtol=1e-4, atol=1e-4):
+        got, _, _ = forward_compiled(lib, p, keep=True)
+        want, _ = forward_torch(p, keep=True)
+        if not torch.allclose(got, want, rtol=1e-4, atol=1e-4):
             raise RuntimeError("the compiled SFM kernel failed its self-test")

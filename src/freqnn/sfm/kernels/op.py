@@ -11,7 +11,7 @@
   (first derivatives only: a second derivative raises), also as :class:`ScanFunction` for
   ``torch.func``.
 
-Both kernels return tensors they allocate themselves; the saved histories are outputs of the op,
+Both kernels return tensors they allocate themselves; the saved histories are an output of the op,
 so autograd (and AOTAutograd under ``torch.compile``) keeps them alive for the backward.
 
 Inputs (see :class:`freqnn.sfm.kernels.pytorch.Inputs` for the shapes): ``gx, z0, re0, im0,
@@ -21,7 +21,8 @@ from the float64 times); an A-SFM passes ``phi0``. With ``keep`` (needed for a b
 histories are returned, else empty tensors.
 
 Outputs: ``out`` (T, B, M), the final ``z`` (B, M), ``re``, ``im`` (B, D, K), ``phi`` (B, K) (empty
-for SFM), then the histories ``zs, act, o, c, re, im, phi`` (:class:`~.pytorch.Saved`).
+for SFM), and ``saved``: the histories in one flat buffer (:func:`~.pytorch.history_layout`),
+empty without ``keep``.
 """
 
 from __future__ import annotations
@@ -34,15 +35,12 @@ from torch import Tensor
 from .build import load_library
 from .compiled import backward_compiled, forward_compiled
 from .path import get_path
-from .pytorch import Inputs, Saved, backward_torch, forward_torch, sizes
+from .pytorch import Inputs, Saved, backward_torch, forward_torch, history_layout
 
 __all__ = ["ScanFunction", "cpu_library", "scan_cpu", "sfm_scan", "sfm_scan_backward"]
 
-_Twelve = tuple[
-    Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor
-]
+_Six = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 _Ten = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
-_HISTORY = ("zs", "act", "o", "c", "re", "im", "phi")
 
 
 def cpu_library(dtype: torch.dtype) -> ctypes.CDLL | None:
@@ -57,30 +55,15 @@ def cpu_library(dtype: torch.dtype) -> ctypes.CDLL | None:
     return lib
 
 
-def _history_shapes(T: int, B: int, D: int, K: int, M: int, adaptive: bool) -> list[tuple]:
-    return [
-        (T + 1, B, M),
-        (T, B, 3 * D + K),
-        (T, B, K, M),
-        (T, B, K, M),
-        (T + 1, B, K, D),
-        (T + 1, B, K, D),
-        (T + 1, B, K) if adaptive else (0,),
-    ]
-
-
-def _forward(lib: ctypes.CDLL | None, p: Inputs, keep: bool) -> _Twelve:
+def _forward(lib: ctypes.CDLL | None, p: Inputs, keep: bool) -> _Six:
     if lib is None:
-        s = forward_torch(p, keep)
-        z, re, im, phi = s.final()
+        out, saved = forward_torch(p, keep)
+        z, re, im, phi = saved.final()
     else:
-        s, (z, re, im, phi) = forward_compiled(lib, p, keep)
+        out, saved, (z, re, im, phi) = forward_compiled(lib, p, keep)
     new = p.gx.new_empty
-    if keep:
-        history = tuple(new(0) if t is None else t for t in (getattr(s, n) for n in _HISTORY))
-    else:  # the kernels' scratch slots are not results: distinct empty tensors
-        history = tuple(new(0) for _ in _HISTORY)
-    return (s.out, z, re, im, new(0) if phi is None else phi, *history)
+    buffer = saved.buffer if keep else new(0)
+    return out, z, re, im, new(0) if phi is None else phi, buffer
 
 
 @torch.library.custom_op("freqnn::sfm_scan", mutates_args=())
@@ -100,7 +83,7 @@ def sfm_scan(
     weight_a: Tensor,
     b_z: Tensor | None,
     keep: bool,
-) -> _Twelve:
+) -> _Six:
     """One layer's SFM / A-SFM recurrence (default kernel: the PyTorch algorithm)."""
     p = Inputs(gx, z0, re0, im0, phi0, cos, sin, omega, times, time0, mask, weight_hh,
                weight_a, b_z)  # fmt: skip
@@ -124,7 +107,7 @@ def scan_cpu(
     weight_a: Tensor,
     b_z: Tensor | None,
     keep: bool,
-) -> _Twelve:
+) -> _Six:
     """The CPU kernel: the compiled loop where it applies, else the PyTorch algorithm."""
     p = Inputs(gx, z0, re0, im0, phi0, cos, sin, omega, times, time0, mask, weight_hh,
                weight_a, b_z)  # fmt: skip
@@ -140,30 +123,12 @@ def _sfm_scan_fake(
     M = z0.shape[-1]
     new = gx.new_empty
     adaptive = phi0 is not None
-    history = (
-        [new(s) for s in _history_shapes(T, B, D, K, M, adaptive)]
-        if keep
-        else [new(0) for _ in _HISTORY]
-    )
+    saved = new(history_layout(T, B, D, K, M, adaptive, True)[0]) if keep else new(0)
     phi = new(B, K) if adaptive else new(0)
-    return (new(T, B, M), new(B, M), new(B, D, K), new(B, D, K), phi, *history)
+    return new(T, B, M), new(B, M), new(B, D, K), new(B, D, K), phi, saved
 
 
 # --------------------------------------------------------------------------- backward
-def _backward(lib: ctypes.CDLL | None, p: Inputs, s: Saved, grads: tuple) -> _Ten:
-    shape = sizes(p)
-    gout, gz, gre, gim, gphi = grads
-    run = backward_torch if lib is None else lambda *a: backward_compiled(lib, *a)
-    g = run(p, shape, s, gout, gz, gre, gim, gphi)
-    new = gout.new_empty
-    return tuple(new(0) if t is None else t for t in g)  # type: ignore[return-value]
-
-
-def _saved(p_hist: tuple[Tensor, ...], adaptive: bool) -> Saved:
-    zs, act, o, c, re, im, phi = p_hist
-    return Saved(None, zs, act, o, c, re, im, phi if adaptive else None, last=zs.shape[0] - 1)
-
-
 @torch.library.custom_op("freqnn::sfm_scan_backward", mutates_args=())
 def sfm_scan_backward(
     gout: Tensor,
@@ -179,99 +144,64 @@ def sfm_scan_backward(
     weight_hh: Tensor,
     weight_a: Tensor,
     b_z: Tensor | None,
-    phi0_like: Tensor | None,
-    zs: Tensor,
-    act: Tensor,
-    o: Tensor,
-    c: Tensor,
-    re: Tensor,
-    im: Tensor,
-    phi: Tensor,
+    saved: Tensor,
 ) -> _Ten:
     """Gradients of ``freqnn::sfm_scan`` (default kernel: the PyTorch algorithm): those of gx,
-    z0, re0, im0, phi0, cos, sin, weight_hh, weight_a, b_z (empty where absent)."""
-    return _sfm_scan_backward(None, locals())
+    z0, re0, im0, phi0, cos, sin, weight_hh, weight_a, b_z (empty where absent). ``gphi`` is
+    given for an A-SFM (None for SFM); ``saved`` is the forward's history buffer."""
+    args = (gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z)
+    return _backward(None, *args, saved)
 
 
 @sfm_scan_backward.register_kernel("cpu")
 def _sfm_scan_backward_cpu(
-    gout,
-    gz,
-    gre,
-    gim,
-    gphi,
-    cos,
-    sin,
-    times,
-    time0,
-    mask,
-    weight_hh,
-    weight_a,
-    b_z,
-    phi0_like,
-    zs,
-    act,
-    o,
-    c,
-    re,
-    im,
-    phi,
+    gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z, saved
 ):  # type: ignore[no-untyped-def]
-    return _sfm_scan_backward(cpu_library(zs.dtype), locals())
+    args = (gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z)
+    return _backward(cpu_library(saved.dtype), *args, saved)
 
 
-def _sfm_scan_backward(lib: ctypes.CDLL | None, a: dict) -> _Ten:
-    adaptive = a["phi0_like"] is not None
-    T, B = a["gout"].shape[:2]
+def _backward(
+    lib, gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z, saved
+) -> _Ten:  # type: ignore[no-untyped-def]
+    adaptive = gphi is not None
+    T, B, M = gout.shape
+    D, K = gre.shape[-2:]
+    G = weight_hh.shape[0]
     p = Inputs(
-        gx=a["gout"].new_empty(()).expand(T, B, a["weight_hh"].shape[0]),  # its shape and dtype
-        z0=a["gz"],
-        re0=a["gre"],
-        im0=a["gim"],
-        phi0=a["phi0_like"],
-        cos=a["cos"],
-        sin=a["sin"],
+        gx=gout.new_empty(()).expand(T, B, G),  # its shape and dtype only
+        z0=gz,
+        re0=gre,
+        im0=gim,
+        phi0=gphi,
+        cos=cos,
+        sin=sin,
         omega=None,
-        times=a["times"],
-        time0=a["time0"],
-        mask=a["mask"],
-        weight_hh=a["weight_hh"],
-        weight_a=a["weight_a"],
-        b_z=a["b_z"],
+        times=times,
+        time0=time0,
+        mask=mask,
+        weight_hh=weight_hh,
+        weight_a=weight_a,
+        b_z=b_z,
     )
-    history = tuple(a[n] for n in _HISTORY)
-    grads = (a["gout"], a["gz"], a["gre"], a["gim"], a["gphi"] if adaptive else None)
-    return _backward(lib, p, _saved(history, adaptive), grads)
+    s = Saved.carve(saved, T, B, D, K, M, adaptive, True)
+    shape = (T, B, D, K, M, G)
+    if lib is None:
+        g = backward_torch(p, shape, s, gout, gz, gre, gim, gphi)
+    else:
+        g = backward_compiled(lib, p, shape, s, gout, gz, gre, gim, gphi)
+    new = gout.new_empty
+    return tuple(new(0) if t is None else t for t in g)  # type: ignore[return-value]
 
 
 @sfm_scan_backward.register_fake
 def _sfm_scan_backward_fake(
-    gout,
-    gz,
-    gre,
-    gim,
-    gphi,
-    cos,
-    sin,
-    times,
-    time0,
-    mask,
-    weight_hh,
-    weight_a,
-    b_z,
-    phi0_like,
-    zs,
-    act,
-    o,
-    c,
-    re,
-    im,
-    phi,
+    gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z, saved
 ):  # type: ignore[no-untyped-def]
     T, B, _ = gout.shape
     K = weight_a.shape[0]
     new = gout.new_empty
-    adaptive = phi0_like is not None
+    adaptive = gphi is not None
     return (
         new(T, B, weight_hh.shape[0]),
         new(gz.shape),
@@ -311,46 +241,32 @@ class _ScanBackward(torch.autograd.Function):
 
 def _setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
     p = Inputs(*inputs[:-1])
-    keep = inputs[-1]
-    history = output[5:]
     ctx.adaptive = p.adaptive
     ctx.has_bz = p.b_z is not None
-    ctx.keep = keep
+    ctx.keep = inputs[-1]
+    saved = output[5]
     # what the backward reads: not gx (T x B x G) nor the initial state (the histories' first
     # slots hold it)
     ctx.save_for_backward(
-        p.cos, p.sin, p.times, p.time0, p.mask, p.weight_hh, p.weight_a, p.b_z, p.phi0, *history
+        p.cos, p.sin, p.times, p.time0, p.mask, p.weight_hh, p.weight_a, p.b_z, saved
     )
-    ctx.mark_non_differentiable(*history)
+    ctx.mark_non_differentiable(saved)
     if not ctx.adaptive:
         ctx.mark_non_differentiable(output[4])
 
 
-def _scan_backward(ctx, gout, gz, gre, gim, gphi, *_history_grads):  # type: ignore[no-untyped-def]
+def _scan_backward(ctx, gout, gz, gre, gim, gphi, _gsaved):  # type: ignore[no-untyped-def]
     if not ctx.keep:
         raise RuntimeError("freqnn::sfm_scan was called with keep=False: it saved no histories")
-    cos, sin, times, time0, mask, whh, wa, b_z, phi0, *history = ctx.saved_tensors
+    cos, sin, times, time0, mask, whh, wa, b_z, saved = ctx.saved_tensors
     # (torch.compile traces the op itself: its compiled backward refuses double backward)
     backward = (
         torch.ops.freqnn.sfm_scan_backward if torch.compiler.is_compiling() else _ScanBackward.apply
     )
     g = backward(
-        gout,
-        gz,
-        gre,
-        gim,
-        gphi if ctx.adaptive else None,
-        cos,
-        sin,
-        times,
-        time0,
-        mask,
-        whh,
-        wa,
-        b_z,
-        phi0 if ctx.adaptive else None,
-        *history,
-    )
+        gout, gz, gre, gim, gphi if ctx.adaptive else None, cos, sin, times, time0, mask,
+        whh, wa, b_z, saved,
+    )  # fmt: skip
     dgx, dz0, dre0, dim0, dphi0, dcos, dsin, dwhh, dwa, dbz = g
     adaptive = ctx.adaptive
     return (

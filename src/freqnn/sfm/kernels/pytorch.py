@@ -22,7 +22,16 @@ from torch import Tensor
 
 from ...frequencies import phase
 
-__all__ = ["Grads", "Inputs", "Saved", "backward_torch", "forward_torch", "phases", "sizes"]
+__all__ = [
+    "Grads",
+    "Inputs",
+    "Saved",
+    "backward_torch",
+    "forward_torch",
+    "history_layout",
+    "phases",
+    "sizes",
+]
 
 TWO_PI = 2.0 * math.pi
 
@@ -56,14 +65,37 @@ class Inputs(NamedTuple):
         return self.phi0 is not None
 
 
-class Saved(NamedTuple):
-    """Forward results. With ``keep`` the histories have T + 1 (states) or T (per-step) slots;
-    without, only the last slots are meaningful. ``out`` (T, B, M); ``zs`` (., B, M);
-    ``act`` (., B, 3D + K) = sigmoid(ste) | sigmoid(g) | tanh(i) | sigmoid(fre);
-    ``o``, ``c`` (., B, K, M) read-out gate and candidate; ``re``, ``im`` (., B, K, D);
-    ``phi`` (., B, K) or None. ``last``: index of the final state."""
+def history_layout(
+    T: int, B: int, D: int, K: int, M: int, adaptive: bool, keep: bool
+) -> tuple[int, dict[str, tuple[int, tuple[int, ...]]]]:
+    """Size and regions (offset, shape) of the buffer holding the histories, one after the
+    other: with ``keep`` T + 1 state slots and T step slots, else 2 and 1 (inference)."""
+    nstate, nstep = (T + 1, T) if keep else (2, 1)
+    shapes = {
+        "zs": (nstate, B, M),
+        "act": (nstep, B, 3 * D + K),
+        "o": (nstep, B, K, M),
+        "c": (nstep, B, K, M),
+        "re": (nstate, B, K, D),
+        "im": (nstate, B, K, D),
+    }
+    if adaptive:
+        shapes["phi"] = (nstate, B, K)
+    regions, start = {}, 0
+    for name, shape in shapes.items():
+        regions[name] = (start, shape)
+        start += math.prod(shape)
+    return start, regions
 
-    out: Tensor
+
+class Saved(NamedTuple):
+    """The histories, views of one flat ``buffer`` (:func:`history_layout`; the op returns
+    that buffer, the backward takes it back). ``zs`` (., B, M); ``act`` (., B, 3D + K) =
+    sigmoid(ste) | sigmoid(g) | tanh(i) | sigmoid(fre); ``o``, ``c`` (., B, K, M) read-out gate
+    and candidate; ``re``, ``im`` (., B, K, D); ``phi`` (., B, K) or None. ``last``: index of
+    the final state slot."""
+
+    buffer: Tensor
     zs: Tensor
     act: Tensor
     o: Tensor
@@ -72,6 +104,18 @@ class Saved(NamedTuple):
     im: Tensor
     phi: Tensor | None
     last: int
+
+    @classmethod
+    def carve(
+        cls, buffer: Tensor, T: int, B: int, D: int, K: int, M: int, adaptive: bool, keep: bool
+    ) -> Saved:
+        _, regions = history_layout(T, B, D, K, M, adaptive, keep)
+        views = {
+            name: buffer[start : start + math.prod(shape)].view(shape)
+            for name, (start, shape) in regions.items()
+        }
+        views.setdefault("phi", None)
+        return cls(buffer, **views, last=T if keep else T & 1)
 
     def final(self) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """The final z, re, im (B, D, K) and phi, as fresh contiguous tensors."""
@@ -119,20 +163,19 @@ def time_steps(p: Inputs) -> Tensor | None:
     return (p.times - prev).to(p.gx.dtype)
 
 
-def forward_torch(p: Inputs, keep: bool) -> Saved:
-    """The recurrence forward; with ``keep`` every step's values are kept for the backward."""
+def forward_torch(p: Inputs, keep: bool) -> tuple[Tensor, Saved]:
+    """The recurrence forward: the outputs (T, B, M) and the histories (with ``keep`` every
+    step's values, kept for the backward)."""
     T, B, D, K, M, _ = sizes(p)
     cos, sin = phases(p)
     dt = time_steps(p)
     new = p.gx.new_empty
-    nstate, nstep = (T + 1, T) if keep else (2, 1)
-    zs, act = new(nstate, B, M), new(nstep, B, 3 * D + K)
-    O, C = new(nstep, B, K, M), new(nstep, B, K, M)
-    # the histories are stored (., B, K, D), as the compiled kernel stores them; the loop
+    total, _ = history_layout(T, B, D, K, M, p.adaptive, keep)
+    saved = Saved.carve(new(total), T, B, D, K, M, p.adaptive, keep)
+    zs, act, O, C, phi = saved.zs, saved.act, saved.o, saved.c, saved.phi
+    # the memory histories are stored (., B, K, D), as the compiled kernel stores them; the loop
     # works on (., B, D, K) views of them
-    re_kd, im_kd = new(nstate, B, K, D), new(nstate, B, K, D)
-    re, im = re_kd.transpose(2, 3), im_kd.transpose(2, 3)
-    phi = new(nstate, B, K) if p.adaptive else None
+    re, im = saved.re.transpose(2, 3), saved.im.transpose(2, 3)
     out = new(T, B, M)
     zs[0], re[0], im[0] = p.z0, p.re0, p.im0
     if phi is not None:
@@ -179,8 +222,7 @@ def forward_torch(p: Inputs, keep: bool) -> Saved:
             if phi is not None:
                 phi[sn] = torch.where(on[:, None], new_phi, phi[sp])
     del whh_t, wa_t
-    last = T if keep else T & 1
-    return Saved(out, zs, act, O, C, re_kd, im_kd, phi, last)
+    return out, saved
 
 
 def backward_torch(
