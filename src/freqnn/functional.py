@@ -358,16 +358,21 @@ class _CosineBasis(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx, offsets: Tensor, n: int, p: int | None, dtype: torch.dtype, cached: Tensor | None
+        offsets: Tensor, n: int, p: int | None, dtype: torch.dtype, cached: Tensor | None
     ) -> Tensor:
-        ctx.save_for_backward(offsets)
-        ctx.n, ctx.p = n, p
         if cached is not None:
             return cached.view_as(cached)
         # chunks concatenated, not written into an empty tensor: the TorchScript-based ONNX
         # exporter loses in-place writes into a fresh tensor (it exported zeros)
         chunks = _row_chunks(offsets.shape[0], n)
         return torch.cat([_cos_sin(offsets, rows, n, p, "cos").to(dtype) for rows in chunks])
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
+        # apart from forward, as torch.func transforms (torch.func.grad) require
+        offsets, n, p, _, _ = inputs
+        ctx.save_for_backward(offsets)
+        ctx.n, ctx.p = n, p
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]

@@ -97,7 +97,7 @@ def test_autocast_bfloat16_forward_and_backward(layer):
     torch.testing.assert_close(out.float(), reference.detach(), atol=5e-2, rtol=0)
 
 
-@pytest.mark.parametrize("layer", ["SFM", "AdaptiveSFM"])
+@pytest.mark.parametrize("layer", MODELS)
 def test_func_grad_over_functional_call_equals_autograd(layer):
     net = Net(layer, torch.float64)
     x = torch.randn(3, 6, 8, dtype=torch.float64)
