@@ -65,8 +65,8 @@ class RecurrentCell(nn.Module):
       every step at once: x (T, B, N) and clock (T, B) or ``None`` -> (T, B, G) (one matrix
       product instead of T);
     * ``recurrent_weight() -> w``: the recurrent weight in the form the step uses, built once
-      per scan (the identity for most cells; the block-triangular matrix for the clockwork
-      RNN);
+      per scan (``weight_hh`` itself for most cells; the block-triangular matrix assembled
+      from its blocks for the clockwork RNN);
     * ``step(gx_t, w, carry, clock_t) -> (output_t, carry)``: one time step. ``carry`` is the
       layer's state fields (B, ...) followed by the layer's extra accumulators, if any;
       ``clock_t`` (B,) is the step's clock value (``None`` for models without a clock);
