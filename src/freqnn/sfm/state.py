@@ -16,7 +16,15 @@ from ..checks import (
     fail,
 )
 
-__all__ = ["SFMState", "check_state", "last_time", "map_batch_axis", "where_valid", "zero_state"]
+__all__ = [
+    "SFMState",
+    "check_state",
+    "conforms",
+    "last_time",
+    "map_batch_axis",
+    "where_valid",
+    "zero_state",
+]
 
 
 class SFMState(NamedTuple):
@@ -70,6 +78,47 @@ def zero_state(
     )
 
 
+def _expected(
+    lead: tuple[int, ...],
+    batch: tuple[int, ...],
+    hidden_size: int,
+    state_size: int,
+    num_freqs: int,
+    adaptive: bool,
+    dtype: torch.dtype,
+) -> dict[str, tuple[tuple[int, ...], torch.dtype] | None]:
+    shape = lead + batch
+    memory = (*shape, state_size, num_freqs)
+    return {
+        "z": ((*shape, hidden_size), dtype),
+        "re": (memory, dtype),
+        "im": (memory, dtype),
+        "time": (batch, torch.float64),
+        "phase": ((*shape, num_freqs), dtype) if adaptive else None,
+    }
+
+
+def conforms(
+    state: SFMState,
+    lead: tuple[int, ...],
+    batch: tuple[int, ...],
+    hidden_size: int,
+    state_size: int,
+    num_freqs: int,
+    adaptive: bool,
+    dtype: torch.dtype,
+) -> bool:
+    """Whether ``state`` is an SFMState whose fields have the expected shapes and dtypes (float64
+    time; phase only for A-SFM). Values are not looked at."""
+    expected = _expected(lead, batch, hidden_size, state_size, num_freqs, adaptive, dtype)
+    return isinstance(state, SFMState) and all(
+        value is None
+        if spec is None
+        else isinstance(value, Tensor) and value.dtype == spec[1] and value.shape == spec[0]
+        for value, spec in zip(state, expected.values(), strict=True)
+    )
+
+
 def check_state(
     state: object,
     lead: tuple[int, ...],
@@ -87,24 +136,11 @@ def check_state(
             state = SFMState(*state)
         else:
             fail(name, "an SFMState (z, re, im, time, phase) or None", describe(state), TypeError)
-    shape = lead + batch
-    memory = (*shape, state_size, num_freqs)
-    expected = {
-        "z": ((*shape, hidden_size), dtype),
-        "re": (memory, dtype),
-        "im": (memory, dtype),
-        "time": (batch, torch.float64),
-        "phase": ((*shape, num_freqs), dtype) if adaptive else None,
-    }
+    dims = (hidden_size, state_size, num_freqs, adaptive)
     # Streaming validates the state at every step: test the common case (everything right)
     # with plain comparisons and describe a mismatch only when there is one.
-    conforms = all(
-        value is None
-        if spec is None
-        else isinstance(value, Tensor) and value.dtype == spec[1] and value.shape == spec[0]
-        for value, spec in zip(state, expected.values(), strict=True)
-    )
-    if not conforms:
+    if not conforms(state, lead, batch, *dims, dtype):
+        expected = _expected(lead, batch, *dims, dtype)
         layout = "(layers, batch, ...)" if lead else "(batch, ...)"
         for field in ("z", "re", "im"):
             value = getattr(state, field)

@@ -148,3 +148,54 @@ def test_property_op_equals_reference(
 ):
     torch.manual_seed(seed)
     compare(cls, mode, times, batch_first, dtype, lengths, state, layers, T=T, B=B)
+
+
+@pytest.mark.parametrize("cls", [freqnn.SFMCell, freqnn.AdaptiveSFMCell])
+def test_streaming_step_runs_in_one_kernel_call(cls, monkeypatch):
+    """Eager CPU inference takes kernels.step (projection and checks in the kernel), and its
+    result is the general path's."""
+    cell = cls(N, M, D, K, dtype=torch.float64)
+    randomise_(cell)
+    x = torch.randn(2, N, dtype=torch.float64)
+    calls = []
+    real = kernels.step
+
+    def counted(*args):
+        result = real(*args)
+        calls.append(result is not None)  # None: the general path takes over
+        return result
+
+    monkeypatch.setattr(kernels, "step", counted)
+    with torch.no_grad():
+        _, state = cell(x)
+        z2, state2 = cell(x, state, t=5.5)
+        z1, state1 = cell(x[0])  # unbatched
+    assert calls == [True, True, True]
+    with kernels.use_reference(), torch.no_grad():
+        zr, sr = cell(x)
+        zr2, sr2 = cell(x, sr, t=5.5)
+    torch.testing.assert_close(z2, zr2, atol=1e-10, rtol=0)
+    torch.testing.assert_close(state2.re, sr2.re, atol=1e-10, rtol=0)
+    torch.testing.assert_close(z1, zr[0], atol=1e-10, rtol=0)
+    assert state1.re.shape == (D, K) and state1.time.shape == ()
+
+
+@pytest.mark.parametrize("cls", [freqnn.SFMCell, freqnn.AdaptiveSFMCell])
+def test_streaming_step_refuses_bad_values_with_the_general_errors(cls):
+    """The kernel checks values; a bad one sends the step to the general path, which names it."""
+    cell = cls(N, M, D, K)
+    x = torch.randn(2, N)
+    with torch.no_grad():
+        _, state = cell(x)
+        bad_x = x.clone()
+        bad_x[1, 0] = float("nan")
+        with pytest.raises(ValueError, match=r"^x: expected finite values"):
+            cell(bad_x, state)
+        with pytest.raises(ValueError, match=r"^state.re: expected finite values"):
+            cell(x, state._replace(re=state.re.clone().fill_(float("inf"))))
+        with pytest.raises(ValueError, match=r"^state.time: expected timestamps"):
+            cell(x, state._replace(time=torch.full((2,), 1e300, dtype=torch.float64)))
+        with pytest.raises(ValueError, match=r"^t: expected timestamps"):
+            cell(x, state, t=1e300)
+        with pytest.raises(ValueError, match=r"^state.z: expected shape"):
+            cell(x, state._replace(z=state.z[:1]))

@@ -30,8 +30,8 @@ from torch import Tensor
 
 from ...checks import fail
 from ...frequencies import phase
-from ..state import SFMState, last_time
-from . import op
+from ..state import SFMState, conforms, last_time, map_batch_axis, zero_state
+from . import compiled, op, pytorch
 from .build import compiled_available, compiled_status, kernel_cache_dir
 from .compiled import empty_cache
 from .path import PATHS, get_path, set_path, use_path, use_reference
@@ -45,6 +45,7 @@ __all__ = [
     "kernel_cache_dir",
     "scan",
     "set_path",
+    "step",
     "use_path",
     "use_reference",
 ]
@@ -122,3 +123,79 @@ def scan(
     out, z, re, im, phi = result[:5]
     final = SFMState(z, re, im, last_time(times, mask, time0), phi if cell.adaptive else None)
     return out, final
+
+
+
+def step(
+    cell: torch.nn.Module, x: Tensor, state: SFMState | None, t: Tensor | float | None
+) -> tuple[Tensor, SFMState] | None:
+    """A streaming step of ``cell`` in one call of the compiled kernel, which also computes the
+    input projection and checks x, the state and the timestamp: the whole step on the common
+    path (eager inference on the CPU, arguments of the expected types and shapes).
+
+    Returns None wherever that does not apply or an argument is not valid: the caller then takes
+    the general path, whose validation names the problem. Tested against the reference in
+    ``tests/sfm/kernels/test_modes.py`` (every mode, each kind of ``t``).
+    """
+    weight = cell.weight_ih
+    if (
+        not isinstance(x, Tensor)
+        or x.dtype != weight.dtype
+        or x.device.type != "cpu"
+        or x.dim() not in (1, 2)
+        or x.shape[-1] != cell.input_size
+        or torch.compiler.is_compiling()
+        or torch.jit.is_tracing()
+        or get_path() not in ("fast", "compiled")
+    ):
+        return None
+    if torch.is_grad_enabled() and (
+        x.requires_grad
+        or any(p.requires_grad for p in cell.parameters())
+        or (state is not None and any(v is not None and v.requires_grad for v in state))
+    ):
+        return None
+    lib = op.cpu_library(x.dtype)
+    if lib is None:
+        return None
+    unbatched = x.dim() == 1
+    B = 1 if unbatched else x.shape[0]
+    dims = (cell.hidden_size, cell.state_size, cell.num_freqs, cell.adaptive)
+    if state is None:
+        state = zero_state((), (B,), *dims, dtype=x.dtype, device=x.device)
+    elif conforms(state, (), () if unbatched else (B,), *dims, x.dtype):
+        if unbatched:
+            state = map_batch_axis(state, 0, squeeze=False)
+    else:
+        return None
+    if t is None:
+        times = (state.time + 1.0).unsqueeze(0)
+    elif isinstance(t, (int, float)) and not isinstance(t, bool):
+        times = state.time.new_full((1, B), float(t))
+    elif (
+        isinstance(t, Tensor)
+        and t.is_floating_point()
+        and t.device.type == "cpu"
+        and (t.dim() == 0 or (not unbatched and t.shape == (B,)))
+    ):
+        times = t.to(torch.float64).reshape(1, -1).expand(1, B)
+    else:
+        return None
+    adaptive = cell.adaptive
+    p = pytorch.Inputs(
+        None, state.z, state.re, state.im, state.phase, None, None,
+        None if adaptive else cell.frequencies(), times, state.time, None,
+        cell.weight_hh, cell.weight_a, cell.b_z,
+    )  # fmt: skip
+    # the projection's bias: bias_ih on the gate rows, b_omega on A-SFM's omega rows
+    projection = compiled.Projection(
+        x.reshape(1, B, -1), weight, cell.bias_ih, cell.b_omega if adaptive else None
+    )
+    result = compiled.forward_compiled(lib, p, False, projection)
+    if result is None:
+        return None  # not valid: the general path names the problem
+    out, _, (z, re, im, phi) = result
+    new = SFMState(z, re, im, times[0], phi)
+    if unbatched:
+        return out[0, 0], map_batch_axis(new, 0, squeeze=True)
+    return out[0], new

@@ -22,8 +22,9 @@ from torch import Tensor
 
 __all__ = ["ABI", "BACKWARD", "DIMS", "FORWARD", "call", "header"]
 
-#: sizes; ADAPTIVE and KEEP are 0/1 flags, CHUNK the steps per read-out GEMM of the backward
-DIMS = ("T", "B", "D", "K", "M", "G", "ADAPTIVE", "KEEP", "CHUNK")
+#: sizes; ADAPTIVE and KEEP are 0/1 flags, CHUNK the steps per read-out GEMM of the backward,
+#: N the input size (streaming: the projection runs in the kernel)
+DIMS = ("T", "B", "D", "K", "M", "G", "ADAPTIVE", "KEEP", "CHUNK", "N")
 
 #: forward arrays: inputs, then outputs and workspace
 FORWARD = (
@@ -55,6 +56,11 @@ FORWARD = (
     "ref",
     "imf",
     "phif",
+    "x",  # streaming: (T, B, N) inputs; then gx is scratch the kernel fills with x W_ih^T + b
+    "wih",  # (G, N) weight_ih
+    "bih",  # (G or G - K) bias_ih
+    "bomega",  # (K) A-SFM's b_omega (the bias of its last K rows)
+    "status",  # int64: set to 1 if x, the state or the times are not valid (nothing computed)
 )
 
 #: backward arrays: saved forward values, the output gradients, then the input gradients
@@ -107,7 +113,7 @@ def header() -> str:
     )
 
 
-_NAMES = {FORWARD: frozenset(FORWARD), BACKWARD: frozenset(BACKWARD)}
+_INDEX = {order: {name: i for i, name in enumerate(order)} for order in (FORWARD, BACKWARD)}
 
 
 def call(
@@ -122,19 +128,18 @@ def call(
     An array is a contiguous tensor, or the address of a region inside a tensor; every tensor
     (and every tensor an address points into) must be held by the caller for the duration of the
     call: the pointers are taken from what the caller holds, never from temporaries made here.
+    A name outside ``order`` raises ``KeyError``.
     """
-    unknown = arrays.keys() - _NAMES[order]
-    if unknown:
-        raise KeyError(f"arrays not in the kernel's calling convention: {sorted(unknown)}")
+    index = _INDEX[order]
     pointers = array.array("q", bytes(8 * len(order)))  # int64 addresses, 0 = null
-    for i, name in enumerate(order):
-        t = arrays.get(name)
-        if isinstance(t, Tensor):
+    for name, t in arrays.items():
+        if t is None:
+            continue
+        if type(t) is not int:
             if not t.is_contiguous():
                 raise ValueError(f"kernel array {name!r} must be contiguous")
-            pointers[i] = t.data_ptr()
-        elif t is not None:
-            pointers[i] = t
+            t = t.data_ptr()
+        pointers[index[name]] = t
     sizes = array.array("q", dims)
     # both arrays are held by these names until the call returns
     fn(sizes.buffer_info()[0], pointers.buffer_info()[0])

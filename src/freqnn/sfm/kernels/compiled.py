@@ -7,6 +7,7 @@ pointer list is built: the kernel never reads memory that Python has already fre
 
 from __future__ import annotations
 
+import array
 import ctypes
 import functools
 import math
@@ -14,14 +15,15 @@ import mmap
 import os
 import sys
 import threading
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from . import abi
-from .pytorch import Grads, Inputs, Saved, forward_torch, history_layout, sizes, time_steps
+from .pytorch import Grads, Inputs, Saved, forward_torch, history_layout, time_steps
 
-__all__ = ["backward_compiled", "empty_cache", "forward_compiled", "self_test"]
+__all__ = ["Projection", "backward_compiled", "empty_cache", "forward_compiled", "self_test"]
 
 
 # --------------------------------------------------------------------------- buffer cache
@@ -121,44 +123,81 @@ def _chunk(T: int, B: int) -> int:
 
 @functools.lru_cache(maxsize=64)
 def _forward_layout(
-    T: int, B: int, D: int, K: int, M: int, G: int, adaptive: bool, keep: bool
+    T: int, B: int, D: int, K: int, M: int, G: int, adaptive: bool, keep: bool, project: bool
 ) -> tuple[int, int, tuple[tuple[str, int], ...]]:
-    """The forward's one buffer: the histories (:func:`history_layout`), then the workspace.
-    Returns the history size, the total size and the element offset of every region (streaming
-    calls this every step with the same shapes, hence the cache)."""
+    """The forward's one buffer: the histories (:func:`history_layout`), the workspace, and with
+    ``project`` the input projections the kernel computes. Returns the history size, the total
+    size and the element offset of every region (streaming calls this every step with the same
+    shapes, hence the cache)."""
     size, regions = history_layout(T, B, D, K, M, adaptive, keep)
-    work = B * G + K * B * 2 * M + K * B * D + D + 2 * K
-    offsets = tuple((name, start) for name, (start, _) in regions.items())
-    return size, size + work, (*offsets, ("work", size))
+    offsets = [(name, start) for name, (start, _) in regions.items()]
+    total = size + B * G + K * B * 2 * M + K * B * D + D + 2 * K
+    offsets.append(("work", size))
+    if project:
+        offsets.append(("gx", total))
+        total += T * B * G
+    return size, total, tuple(offsets)
+
+
+class Projection(NamedTuple):
+    """Streaming: the kernel computes gx = x W_ih^T + b itself. ``x`` (T, B, N); ``weight_ih``
+    (G, N); ``bias`` the bias of the first rows (or None); ``b_omega`` A-SFM's last K rows."""
+
+    x: Tensor
+    weight_ih: Tensor
+    bias: Tensor | None
+    b_omega: Tensor | None
 
 
 def forward_compiled(
-    lib: ctypes.CDLL, p: Inputs, keep: bool
-) -> tuple[Tensor, Saved | None, tuple[Tensor, Tensor, Tensor, Tensor | None]]:
+    lib: ctypes.CDLL, p: Inputs, keep: bool, projection: Projection | None = None
+) -> tuple[Tensor, Saved | None, tuple[Tensor, Tensor, Tensor, Tensor | None]] | None:
     """The kernel's forward: the outputs (T, B, M), the histories (with ``keep``, else None) and
     the final state z, re, im (B, D, K), phi. SFM phases come from ``p.cos`` / ``p.sin`` or are
-    computed in the kernel from ``p.omega`` and the float64 times; A-SFM steps from the times."""
-    T, B, D, K, M, G = sizes(p)
+    computed in the kernel from ``p.omega`` and the float64 times; A-SFM steps from the times.
+
+    With a ``projection`` (streaming; ``p.gx`` is then None) the kernel also checks x, the state
+    and the times, and returns None (computing nothing) where one is not valid."""
+    if projection is None:
+        like = p.gx.contiguous()
+        T, B, G = like.shape
+    else:
+        like = projection.x.contiguous()
+        (T, B, N), G = like.shape, projection.weight_ih.shape[0]
+    D, K = p.re0.shape[-2:]
+    M = p.z0.shape[-1]
     adaptive = p.adaptive
-    gx = p.gx.contiguous()
-    size, total, offsets = _forward_layout(T, B, D, K, M, G, adaptive, keep)
+    size, total, offsets = _forward_layout(
+        T, B, D, K, M, G, adaptive, keep, projection is not None
+    )
     # one buffer, held by this name for the whole call: the histories (returned with keep) and
     # the workspace; the kernel gets addresses inside it
-    buffer = _cache.empty((total,), gx) if keep else gx.new_empty(total)
+    buffer = _cache.empty((total,), like) if keep else like.new_empty(total)
     base, item = buffer.data_ptr(), buffer.element_size()
     arrays: dict[str, Tensor | int | None] = {name: base + start * item for name, start in offsets}
     omega = None
     if not adaptive and p.cos is None:
-        omega = p.omega.to(gx.dtype).contiguous()
+        omega = p.omega.to(like.dtype).contiguous()
     final = (
-        gx.new_empty(B, M),
-        gx.new_empty(B, D, K),
-        gx.new_empty(B, D, K),
-        gx.new_empty(B, K) if adaptive else None,
+        like.new_empty(B, M),
+        like.new_empty(B, D, K),
+        like.new_empty(B, D, K),
+        like.new_empty(B, K) if adaptive else None,
     )
-    out = gx.new_empty(T, B, M)
+    out = like.new_empty(T, B, M)
+    status = array.array("q", [0])
+    if projection is None:
+        arrays["gx"] = like
+        N = 0
+    else:
+        arrays.update(
+            x=like,
+            wih=projection.weight_ih.contiguous(),
+            bih=_contiguous(projection.bias),
+            bomega=_contiguous(projection.b_omega),
+            status=status.buffer_info()[0],  # held by `status` until the call returns
+        )
     arrays.update(
-        gx=gx,
         whh=p.weight_hh.contiguous(),
         wa=p.weight_a.contiguous(),
         bz=_contiguous(p.b_z),
@@ -178,8 +217,10 @@ def forward_compiled(
         imf=final[2],
         phif=final[3],
     )
-    dims = (T, B, D, K, M, G, int(adaptive), int(keep), 0)
-    abi.call(_entry(lib, "forward", gx.dtype), dims, abi.FORWARD, arrays)
+    dims = (T, B, D, K, M, G, int(adaptive), int(keep), 0, N)
+    abi.call(_entry(lib, "forward", like.dtype), dims, abi.FORWARD, arrays)
+    if status[0]:
+        return None
     saved = Saved.carve(buffer[:size], T, B, D, K, M, adaptive, keep) if keep else None
     return out, saved, final
 
@@ -231,7 +272,7 @@ def backward_compiled(
         "dbz": None if p.b_z is None else new(K, M),
         "work": new(K * tc * B * 2 * M + K * tc * B * D + K * B * D + B * M + 3 * D + 5 * K),
     }
-    dims = (T, B, D, K, M, G, int(p.adaptive), 1, tc)
+    dims = (T, B, D, K, M, G, int(p.adaptive), 1, tc, 0)
     abi.call(_entry(lib, "backward", s.zs.dtype), dims, abi.BACKWARD, arrays)
     return Grads(
         gx=arrays["dgx"],

@@ -177,6 +177,22 @@ template <class S> inline S wrap(S p) {  // as freqnn.frequencies.wrap_phase
   return p - two_pi * std::floor(p / two_pi);
 }
 
+// ------------------------------------------------------------------------------- checks
+// Whether all n values are finite: x * 0 is 0 for finite x and NaN otherwise (vectorises).
+template <class S> bool all_finite(const S* a, i64 n) {
+  S acc = S(0);
+#pragma omp simd reduction(+ : acc)
+  for (i64 i = 0; i < n; ++i) acc += a[i] * S(0);
+  return acc == S(0);
+}
+
+// Timestamps as freqnn.checks.check_times accepts them: finite, |t| <= 2**53.
+bool times_ok(const double* t, i64 n) {
+  for (i64 i = 0; i < n; ++i)
+    if (!(std::fabs(t[i]) <= 9007199254740992.0)) return false;
+  return true;
+}
+
 // ------------------------------------------------------------------------------- layout
 // The order of the dims (DIM_*) and pointers (F_*, B_*) is generated into sfm_abi.h from
 // freqnn/sfm/kernels/abi.py, the one place that defines it.
@@ -188,10 +204,44 @@ template <class S> inline S wrap(S p) {  // as freqnn.frequencies.wrap_phase
 // The initial re0, im0 come (B, D, K) as the library's state; F_ZF, F_REF, F_IMF, F_PHIF
 // receive the final state, re / im in that layout too.
 
+// Streaming (F_X given): the kernel first checks that x, the state and the times are valid
+// (F_STATUS receives 1 and nothing else is written if not: the caller's validation then names
+// the problem) and computes the input projections into F_GX (scratch): gx = x W_ih^T + b, where
+// the bias is F_BIH on the first rows (null: none) and F_BOMEGA on A-SFM's last K rows.
+template <class S>
+bool project(const i64* dim, void* const* ptr) {
+  const i64 T = dim[DIM_T], B = dim[DIM_B], D = dim[DIM_D], K = dim[DIM_K], M = dim[DIM_M];
+  const i64 G = dim[DIM_G], N = dim[DIM_N];
+  const bool adaptive = dim[DIM_ADAPTIVE] != 0;
+  const S* x = (const S*)ptr[F_X];
+  if (!all_finite(x, T * B * N) || !all_finite((const S*)ptr[F_Z0], B * M) ||
+      !all_finite((const S*)ptr[F_RE0], B * D * K) || !all_finite((const S*)ptr[F_IM0], B * D * K) ||
+      (adaptive && !all_finite((const S*)ptr[F_PHI0], B * K)) ||
+      !times_ok((const double*)ptr[F_TIMES], T * B) || !times_ok((const double*)ptr[F_TIME0], B)) {
+    *(int64_t*)ptr[F_STATUS] = 1;
+    return false;
+  }
+  S* gx = (S*)ptr[F_GX];
+  mm<S>(false, true, T * B, G, N, S(1), x, N, (const S*)ptr[F_WIH], N, S(0), gx, G);
+  const S* bih = (const S*)ptr[F_BIH];
+  const S* bomega = (const S*)ptr[F_BOMEGA];
+  const i64 rows = adaptive ? G - K : G;
+  for (i64 r = 0; r < T * B; ++r) {
+    S* g = gx + r * G;
+    if (bih)
+      for (i64 j = 0; j < rows; ++j) g[j] += bih[j];
+    if (bomega)
+      for (i64 k = 0; k < K; ++k) g[rows + k] += bomega[k];
+  }
+  return true;
+}
+
 template <class S>
 void forward(const i64* dim, void* const* ptr) {
-  const i64 T = dim[DIM_T], B = dim[DIM_B], D = dim[DIM_D], K = dim[DIM_K], M = dim[DIM_M], G = dim[DIM_G];
+  const i64 T = dim[DIM_T], B = dim[DIM_B], D = dim[DIM_D], K = dim[DIM_K], M = dim[DIM_M];
+  const i64 G = dim[DIM_G];
   const bool adaptive = dim[DIM_ADAPTIVE] != 0, keep = dim[DIM_KEEP] != 0;
+  if (ptr[F_X] && !project<S>(dim, ptr)) return;
   const i64 A = 3 * D + K, OB = 3 * D + K, WB = OB + K * M, KD = K * D, M2 = 2 * M;
   const S* gx = (const S*)ptr[F_GX];
   const S* whh = (const S*)ptr[F_WHH];
@@ -354,9 +404,9 @@ void forward(const i64* dim, void* const* ptr) {
 
 template <class S>
 void backward(const i64* dim, void* const* ptr) {
-  const i64 T = dim[DIM_T], B = dim[DIM_B], D = dim[DIM_D], K = dim[DIM_K], M = dim[DIM_M], G = dim[DIM_G];
+  const i64 T = dim[DIM_T], B = dim[DIM_B], D = dim[DIM_D], K = dim[DIM_K], M = dim[DIM_M];
+  const i64 G = dim[DIM_G], TC = dim[DIM_CHUNK];
   const bool adaptive = dim[DIM_ADAPTIVE] != 0;
-  const i64 TC = dim[DIM_CHUNK];
   const i64 A = 3 * D + K, OB = 3 * D + K, WB = OB + K * M, M2 = 2 * M;
   const S* whh = (const S*)ptr[B_WHH];
   const S* wa = (const S*)ptr[B_WA];

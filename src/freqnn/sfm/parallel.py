@@ -1,0 +1,291 @@
+"""ParallelSFM: SFM's memory with gates driven by the input alone, computed by a scan over time.
+
+Remove every weight on z_{t-1} (W_ste, W_fre, W_g, W_i, W_o) from the SFM step of
+``docs/sfm.md`` and the gates of step t depend on x_t only::
+
+    f_ste = sigmoid(V_ste x_t + b_ste)        f_fre = sigmoid(V_fre x_t + b_fre)
+    g_t   = sigmoid(V_g x_t + b_g)            i_t   = tanh(V_i x_t + b_i)
+    S_t   = F_t * S_{t-1} + (g_t * i_t) outer e^{j phi_t},    F_t = outer(f_ste, f_fre)
+    A_t   = |S_t|
+    z_t   = sum_k sigmoid(U_o^k A_t^k + V_o^k x_t + b_o^k) * tanh(W_z^k A_t^k + b_z^k)
+
+The memory is then a diagonal linear recurrence with coefficients F_t in (0, 1)^{D x K}, so a
+layer is: one GEMM for the gates of all steps (:meth:`SFMCell.input_projection`), a scan for S,
+and one batched GEMM for the read-out of all steps; the equations are those of
+:mod:`freqnn.sfm.step` (``split_gates``, ``memory_update``, ``amplitude``, ``output``), phases
+are :func:`freqnn.frequencies.phase` (float64, reduced modulo 2 pi).
+
+The scan (:func:`chunked_scan`) cuts time into chunks of c steps. Inside every chunk, all chunks
+at once, it runs the recurrence from a zero state (c - 1 vectorised steps) and the relative
+cumulative forget P_{t} = prod_{s = chunk start .. t} F_s = exp(cumsum log F), which lies in
+[0, 1]: it cannot overflow, and where it underflows to 0 the true value is below the dtype's
+smallest number. The chunks are then joined in order, S_t = local_t + P_t * S_{chunk start - 1}.
+Nothing is ever divided by a product of forget gates (the cumsum-and-divide form
+S_t = P_t (S_0 + sum_s u_s / P_s) overflows for forget gates near 0). See ``docs/sfm.md``,
+section "ParallelSFM", for the measurements behind the choice and the error.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from ..checks import check_floating, check_rank, check_shape
+from ..frequencies import phase
+from .cell import SFMCell
+from .layer import SFM
+from .state import SFMState, last_time
+from .step import amplitude, memory_update, output, split_gates
+
+__all__ = ["ParallelSFM", "ParallelSFMCell", "chunked_scan"]
+
+
+def chunked_scan(
+    log_forget: Tensor, inputs: tuple[Tensor, ...], start: tuple[Tensor, ...], chunk: int
+) -> tuple[Tensor, ...]:
+    """The linear recurrence h_t = exp(log_forget_t) * h_{t-1} + u_t over the first axis.
+
+    Several sequences ``inputs`` (here Re and Im of the write term) share the forget factors.
+    Time is cut into chunks of ``chunk`` steps; within each chunk, all chunks at once, the
+    recurrence runs from zero and the cumulative forget relative to the chunk start,
+    P = exp(cumsum(log_forget)) in [0, 1], is formed; then the chunks are joined in order:
+    h_t = local_t + P_t * h_{chunk start - 1}. Python steps: ``chunk`` + L / ``chunk``.
+
+    Parameters
+    ----------
+    log_forget : Tensor [shape=(L, ...)]
+        log F_t <= 0, L a multiple of ``chunk``.
+    inputs : tuple of Tensor [shape=(L, ...)]
+        u_t of each sequence.
+    start : tuple of Tensor [shape=(...)]
+        h_0 of each sequence.
+    chunk : int
+        Steps per chunk, c >= 1.
+
+    Returns
+    -------
+    tuple of Tensor [shape=(L, ...)], h_1 .. h_L of each sequence.
+    """
+    steps = log_forget.shape[0]
+    n = steps // chunk
+    log_f = log_forget.unflatten(0, (n, chunk))  # (n, c, ...)
+    # unbind, not indexing: the backward of c selections would add c full-size gradients
+    forget = torch.exp(log_f).unbind(1)
+    decay = torch.exp(torch.cumsum(log_f, dim=1))  # P relative to the chunk start, in [0, 1]
+    decay_end = decay[:, -1].unbind(0)
+    results = []
+    for u, h0 in zip(inputs, start, strict=True):
+        u_steps = u.unflatten(0, (n, chunk)).unbind(1)
+        h = u_steps[0]
+        local = [h]
+        for i in range(1, chunk):
+            h = torch.addcmul(u_steps[i], forget[i], h)
+            local.append(h)
+        carry, starts = h0, []
+        for p_end, h_end in zip(decay_end, h.unbind(0), strict=True):
+            starts.append(carry)
+            carry = torch.addcmul(h_end, p_end, carry)
+        joined = torch.addcmul(torch.stack(local, 1), decay, torch.stack(starts).unsqueeze(1))
+        results.append(joined.flatten(0, 1))
+    return tuple(results)
+
+
+def _pieces(steps: int, block: int, chunk: int) -> list[tuple[int, int]]:
+    """Cut ``steps`` into (length, chunk) pieces: whole blocks, whole chunks, then the rest
+    (fewer than ``chunk`` steps) as one chunk of its own."""
+    blocks, rest = divmod(steps, block)
+    whole = rest - rest % chunk
+    pieces = [(block, chunk)] * blocks + [(whole, chunk)] * bool(whole)
+    return pieces + [(rest - whole, rest - whole)] * bool(rest - whole)
+
+
+def _at_last_step(values: Tensor, mask: Tensor | None, start: Tensor) -> Tensor:
+    """``values`` (T, B, M) at each sequence's last valid step; ``start`` (B, M) for a sequence
+    without one (the rule of :func:`freqnn.sfm.state.last_time`, for vectors)."""
+    if mask is None:
+        return values[-1]
+    steps = mask.sum(0)
+    index = (steps - 1).clamp(min=0).view(1, -1, 1).expand(1, *values.shape[1:])
+    return torch.where((steps > 0).unsqueeze(-1), values.gather(0, index).squeeze(0), start)
+
+
+class ParallelSFMCell(SFMCell):
+    r"""One ParallelSFM layer: :class:`SFMCell` without the weights on z_{t-1}.
+
+    Parameters are those of :class:`SFMCell` (``weight_ih``, ``bias_ih``, ``weight_a``, ``b_z``,
+    ``omega``) less ``weight_hh``; :meth:`paper_parameters` names them as ``docs/sfm.md``
+    (SFM's table without W_ste, W_fre, W_g, W_i, W_o).
+
+    Attributes
+    ----------
+    chunk_size : int
+        Steps per chunk of :func:`chunked_scan`.
+    block_size : int
+        Steps computed together (gates, scan, read-out); blocks run in order, carrying S, so
+        that their tensors stay small. A multiple of ``chunk_size``.
+    checkpoint : bool
+        Recompute each block in the backward instead of keeping its activations (memory
+        O(T (G + M)) instead of about O(T (8 D K + 4 K M)) per sequence, for about 1.3x time).
+
+    Notes
+    -----
+    ``forward(x_t, state=None, t=None)`` steps one time step (inherited from
+    :class:`SFMCell`, validation included); :meth:`scan` runs a whole sequence.
+    """
+
+    chunk_size = 16
+    block_size = 256
+    checkpoint = True
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # no z_{t-1} weights: drop SFMCell's recurrent matrix, then draw the rest anew so that a
+        # seeded construction equals reset_parameters() under the same seed
+        del self.weight_hh
+        self.reset_parameters()
+
+    def paper_parameters(self) -> dict[str, Tensor]:
+        """``V_ste, V_g, V_i`` (D, N), ``V_fre`` (K, N), ``V_o`` (K, M, N), ``b_*``, ``U_o``,
+        ``W_z`` (K, M, D), ``b_z`` (K, M) and ``omega`` (K,): views sharing storage."""
+        sizes = self._gate_sizes()
+        blocks = self.weight_ih.split(list(sizes.values()))
+        out = {f"V_{name}": b for name, b in zip(sizes, blocks, strict=True)}
+        if self.bias_ih is not None:
+            blocks = self.bias_ih.split(list(sizes.values()))
+            out.update((f"b_{name}", b) for name, b in zip(sizes, blocks, strict=True))
+        self._readout_parameters(out)
+        out["omega"] = self.omega
+        return out
+
+    def _block(
+        self,
+        gx: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        valid: Tensor | None,
+        re: Tensor,
+        im: Tensor,
+        chunk: int,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Outputs (L, B, M) and the final Re S, Im S of L steps from the state (re, im)."""
+        D, K, M = self.state_size, self.num_freqs, self.hidden_size
+        gates = split_gates(gx, D, K, M)
+        # log F_t = log f_ste + log f_fre: F_t of memory_update, in log space for the products
+        log_forget = F.logsigmoid(gates.ste).unsqueeze(-1) + F.logsigmoid(gates.fre).unsqueeze(-2)
+        # memory_update from S_{t-1} = 0 is the write term (g_t * i_t) outer e^{j phi_t}
+        zero = gx.new_zeros(())
+        write_re, write_im = memory_update(gates, zero, zero, cos, sin)
+        if valid is not None:  # padded steps: F = 1 and no write, the memory holds still
+            memory_valid = valid[..., None, None]
+            log_forget = log_forget * memory_valid
+            write_re, write_im = write_re * memory_valid, write_im * memory_valid
+        re_all, im_all = chunked_scan(log_forget, (write_re, write_im), (re, im), chunk)
+        steps, batch = gx.shape[:2]
+        z = output(
+            gates._replace(o=gates.o.flatten(0, 1)),
+            amplitude(re_all, im_all).flatten(0, 1),
+            self.weight_a,
+            self.b_z,
+        ).unflatten(0, (steps, batch))
+        if valid is not None:
+            z = z * valid.unsqueeze(-1)
+        return z, re_all[-1], im_all[-1]
+
+    def scan(
+        self,
+        gx: Tensor,
+        state: SFMState,
+        times: Tensor,
+        mask: Tensor | None = None,
+    ) -> tuple[Tensor, SFMState]:
+        """Run a whole sequence (the signature of :meth:`SFMCell.scan`).
+
+        Parameters
+        ----------
+        gx : Tensor [shape=(T, B, G)], input projections from :meth:`input_projection`
+        state : SFMState, initial state of this layer (no layer dimension); its ``z`` is not
+            read (nothing depends on z_{t-1}) but returned for padded-only sequences
+        times : Tensor [shape=(T, B)], float64 timestamps of the steps
+        mask : Tensor [shape=(T, B)] bool or None, False at padded steps (they change nothing)
+
+        Returns
+        -------
+        output : Tensor [shape=(T, B, M)], z_t (zeros at padded steps)
+        state : SFMState at each sequence's last valid step
+        """
+        phases = phase(self.frequencies(), times)  # (T, B, K), float64 reduced mod 2 pi
+        cos, sin = torch.cos(phases), torch.sin(phases)
+        valid = None if mask is None else mask.to(gx.dtype)
+        pieces = _pieces(gx.shape[0], self.block_size, self.chunk_size)
+        lengths = [length for length, _ in pieces]
+        # split, not slicing: the backward of a slice is a full-size gradient per piece
+        parts = [t.split(lengths) for t in (gx, cos, sin)]
+        valids = [None] * len(pieces) if valid is None else valid.split(lengths)
+        recompute = self.checkpoint and torch.is_grad_enabled()
+        re, im = state.re, state.im
+        outputs = []
+        for (_, chunk), gx_p, cos_p, sin_p, valid_p in zip(pieces, *parts, valids, strict=True):
+            args = (gx_p, cos_p, sin_p, valid_p, re, im, chunk)
+            if recompute:
+                z, re, im = checkpoint(self._block, *args, use_reentrant=False)
+            else:
+                z, re, im = self._block(*args)
+            outputs.append(z)
+        out = torch.cat(outputs)
+        final = SFMState(
+            _at_last_step(out, mask, state.z), re, im, last_time(times, mask, state.time), None
+        )
+        return out, final
+
+
+class ParallelSFM(SFM):
+    r"""State-Frequency Memory with input-driven gates, computed in parallel over time.
+
+    SFM's equations (``docs/sfm.md``) with every weight on z_{t-1} removed: the gates read x_t
+    only, so the memory S is a linear recurrence computed by a chunked scan (see
+    :mod:`freqnn.sfm.parallel`) and the read-out of all steps is one batched GEMM. Depth restores
+    what the recurrent gates gave (layer l > 0 reads the outputs of layer l - 1).
+
+    The constructor, ``forward(x, state=None, *, times=None, lengths=None) -> (output, state)``
+    and the state (:class:`freqnn.SFMState`, ``phase=None``) are those of :class:`freqnn.SFM`:
+    ``batch_first``, ``num_layers``, ``dropout``, ``frequencies``, ``learn_frequencies``,
+    timestamps, padded batches, unbatched input, streaming by passing the state back.
+    :meth:`paper_parameters` gives SFM's names without W_ste, W_fre, W_g, W_i and W_o;
+    :meth:`step` runs one time step.
+    """
+
+    cell_type = ParallelSFMCell
+
+    def step(
+        self, x: Tensor, state: SFMState | None = None, t: Tensor | float | None = None
+    ) -> tuple[Tensor, SFMState]:
+        """One time step of every layer.
+
+        Parameters
+        ----------
+        x : Tensor [shape=(B, N) or (N,)]
+            Input of this step (``batch_first`` does not apply: there is no time axis).
+        state : SFMState or None
+            As in :meth:`forward` (a leading layer dimension); ``None`` = zeros at time 0.
+        t : float or Tensor [shape=() or (B,)] or None
+            Timestamp of the step; default ``state.time + 1``.
+
+        Returns
+        -------
+        z : Tensor [shape=(B, M) or (M,)], the top layer's output
+        state : SFMState after the step
+        """
+        check_floating(x, "x")
+        check_rank(x, "x", (1, 2), "of shape (batch, input_size) or (input_size,)")
+        times = None
+        if t is not None:
+            times = torch.as_tensor(t, device=x.device)
+            if times.dim() != 0:
+                check_shape(times, "t", x.shape[:-1], "(a scalar or one timestamp per sequence)")
+            # forward's times with T = 1: (T,) or (B, T)
+            times = times.reshape(-1, 1) if times.dim() else times.reshape(1)
+        time_axis = 1 if self.batch_first and x.dim() == 2 else 0
+        out, state = self(x.unsqueeze(time_axis), state, times=times)
+        return out.squeeze(time_axis), state
