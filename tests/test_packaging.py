@@ -48,7 +48,12 @@ def test_wheel_and_sdist_contents(tmp_path: Path) -> None:
     info = f"freqnn-{freqnn.__version__}.dist-info"
     assert f"{info}/licenses/LICENSE" in names
     assert "freqnn/py.typed" in names
-    sources = {f"freqnn/{p.relative_to(PACKAGE).as_posix()}" for p in PACKAGE.rglob("*.cpp")}
+    sources = {
+        f"freqnn/{p.relative_to(PACKAGE).as_posix()}"
+        for pattern in ("*.cpp", "*.h")
+        for p in PACKAGE.rglob(pattern)
+    }
+    assert len(sources) >= 3  # sfm_scan.cpp and its headers
     assert sources <= names, sorted(sources - names)  # the C++ kernel source, compiled on use
     metadata = zipfile.ZipFile(wheel).read(f"{info}/METADATA").decode()
     assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata

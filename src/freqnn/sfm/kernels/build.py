@@ -1,4 +1,4 @@
-"""Build, verify, cache and load the compiled CPU kernel (``cpu/sfm_scan.cpp``).
+"""Build, verify, cache and load the compiled CPU kernel (``cpu/sfm_scan.cpp`` and its headers).
 
 The kernel is compiled with the system C++ compiler on first use, against the BLAS that ships
 inside PyTorch (``libtorch_cpu``), and cached in :func:`kernel_cache_dir`, keyed by a hash of
@@ -86,8 +86,14 @@ def kernel_cache_dir() -> Path:
     return base / "freqnn" / "sfm_kernel"
 
 
-def _source() -> str:
-    return resources.files(__package__).joinpath("cpu", "sfm_scan.cpp").read_text()
+def _sources() -> dict[str, str]:
+    """The kernel's C++ files (``cpu/*.cpp``, ``cpu/*.h``, shipped as package data) by name."""
+    folder = resources.files(__package__).joinpath("cpu")
+    return {
+        f.name: f.read_text()
+        for f in sorted(folder.iterdir(), key=lambda f: f.name)
+        if f.name.endswith((".cpp", ".h"))
+    }
 
 
 def _torch_lib_dir() -> Path:
@@ -111,10 +117,10 @@ def _flags() -> tuple[str, ...]:
     return _CXXFLAGS + _arch_flags()
 
 
-def _library_path(cxx: str, source: str) -> Path:
+def _library_path(cxx: str, sources: dict[str, str]) -> Path:
     key = "\n".join(
         [
-            source,
+            *(f"{name}\n{text}" for name, text in sources.items()),
             abi.header(),
             " ".join(_flags()),
             cxx,
@@ -161,12 +167,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _compile(cxx: str, source: str, target: Path) -> None:
+def _compile(cxx: str, sources: dict[str, str], target: Path) -> None:
     """Compile the kernel to ``target``, then record its fingerprint (both atomically)."""
     print(f"freqnn: compiling the SFM CPU kernel (once) into {target} ...", file=sys.stderr)
     lib_dir = _torch_lib_dir()
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        (Path(tmp) / "sfm_scan.cpp").write_text(source)
+        for name, text in sources.items():
+            (Path(tmp) / name).write_text(text)
         (Path(tmp) / "sfm_abi.h").write_text(abi.header())
         partial = Path(tmp) / target.name
         cmd = [
@@ -209,8 +216,8 @@ def _build_and_open() -> tuple[ctypes.CDLL, Path, bool]:
     cxx = _compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (set CXX or install g++)")
-    source = _source()
-    target = _library_path(cxx, source)
+    sources = _sources()
+    target = _library_path(cxx, sources)
     target.parent.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(str(target) + ".lock", timeout=900):
         built = False
@@ -222,7 +229,7 @@ def _build_and_open() -> tuple[ctypes.CDLL, Path, bool]:
                     RuntimeWarning,
                     stacklevel=2,
                 )
-            _compile(cxx, source, target)
+            _compile(cxx, sources, target)
             built = True
         # opened under the lock: no other process replaces the file in between
         return _open(target), target, built
