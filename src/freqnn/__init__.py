@@ -4,7 +4,8 @@ Core layers (torch + numpy only):
 
 * :class:`SFM`, :class:`AdaptiveSFM`: State-Frequency Memory networks (Hu & Qi, ICML 2017)
   with an ``nn.LSTM``-like interface; :class:`SFMCell`, :class:`AdaptiveSFMCell` step by step;
-  :class:`SFMState` the recurrent state; :class:`StockSFM` the KDD 2017 stock variant.
+  :class:`SFMState` the recurrent state; :class:`StockSFM` the KDD 2017 stock variant;
+  :class:`ParallelSFM` SFM with input-driven gates, computed by a scan over time.
 * :mod:`freqnn.baselines`: the SFM paper's other baselines with the same interface,
   :class:`ClockworkRNN`, :class:`PhasedLSTM`, :class:`RHN`, :class:`AssociativeLSTM`,
   :class:`ACTRNN`.
@@ -20,7 +21,17 @@ the ``freqnn`` command and needs the ``experiments`` extra.
 
 from . import baselines, functional, metrics
 from .baselines import ACTRNN, RHN, AssociativeLSTM, ClockworkRNN, PhasedLSTM
-from .sfm import SFM, AdaptiveSFM, AdaptiveSFMCell, SFMCell, SFMState, StockSFM, StockSFMCell
+from .sfm import (
+    SFM,
+    AdaptiveSFM,
+    AdaptiveSFMCell,
+    ParallelSFM,
+    ParallelSFMCell,
+    SFMCell,
+    SFMState,
+    StockSFM,
+    StockSFMCell,
+)
 from .transform import CosineTransform, FramedTransform
 
 __version__ = "0.1.0"
@@ -35,6 +46,8 @@ __all__ = [
     "ClockworkRNN",
     "CosineTransform",
     "FramedTransform",
+    "ParallelSFM",
+    "ParallelSFMCell",
     "PhasedLSTM",
     "SFMCell",
     "SFMState",

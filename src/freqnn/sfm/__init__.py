@@ -8,6 +8,7 @@ frees its buffers.
 from .cell import AdaptiveSFMCell, SFMCell
 from .kernels import empty_cache, get_path, set_path, use_path, use_reference
 from .layer import SFM, AdaptiveSFM
+from .parallel import ParallelSFM, ParallelSFMCell
 from .state import SFMState
 from .stock import StockSFM, StockSFMCell
 
@@ -15,6 +16,8 @@ __all__ = [
     "SFM",
     "AdaptiveSFM",
     "AdaptiveSFMCell",
+    "ParallelSFM",
+    "ParallelSFMCell",
     "SFMCell",
     "SFMState",
     "StockSFM",

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from ..checks import check_floating, check_rank, check_shape
+from ..checks import check_floating, check_rank, check_shape, fail
 from ..frequencies import phase
 from .cell import SFMCell
 from .layer import SFM
@@ -141,10 +141,7 @@ class ParallelSFMCell(SFMCell):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        # no z_{t-1} weights: drop SFMCell's recurrent matrix, then draw the rest anew so that a
-        # seeded construction equals reset_parameters() under the same seed
-        del self.weight_hh
-        self.reset_parameters()
+        del self.weight_hh  # no z_{t-1} weights (reset_parameters draws over parameters())
 
     def paper_parameters(self) -> dict[str, Tensor]:
         """``V_ste, V_g, V_i`` (D, N), ``V_fre`` (K, N), ``V_o`` (K, M, N), ``b_*``, ``U_o``,
@@ -215,6 +212,8 @@ class ParallelSFMCell(SFMCell):
         output : Tensor [shape=(T, B, M)], z_t (zeros at padded steps)
         state : SFMState at each sequence's last valid step
         """
+        if self.block_size % self.chunk_size:
+            fail("block_size", f"a multiple of chunk_size={self.chunk_size}", repr(self.block_size))
         phases = phase(self.frequencies(), times)  # (T, B, K), float64 reduced mod 2 pi
         cos, sin = torch.cos(phases), torch.sin(phases)
         valid = None if mask is None else mask.to(gx.dtype)
