@@ -356,3 +356,30 @@ def test_cache_reuse_keeps_gradients_exact(compiled, small_cache, cls):
     torch.testing.assert_close(torch.autograd.grad(loss2, x2)[0], ref2, **TOL)
     assert small_cache.nbytes() > 0
     kernels.empty_cache()
+
+
+@pytest.fixture
+def threads(request):
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("threads", [2, 3], indirect=True)
+@pytest.mark.parametrize("cls", CLASSES)
+def test_compiled_kernel_in_blocks_of_sequences_equals_reference(compiled, cls, threads):
+    """With several threads the kernel runs blocks of at least 8 sequences on threads of its
+    own (35 sequences: blocks of 17 + 18, or 11 + 12 + 12); padding and state in every block."""
+    module = make(cls, num_layers=2)
+    T, B = 5, 35
+    x = torch.randn(T, B, N, dtype=torch.float64, requires_grad=True)
+    kw = {"times": irregular_times(T, B), "lengths": torch.randint(0, T + 1, (B,))}
+    state = random_state(module, B)
+    assert_same(run(module, "compiled", x, state, **kw), run(module, "reference", x, state, **kw))
+    with torch.no_grad():
+        with kernels.use_path("compiled"):
+            fast, _ = module(x, state, **kw)
+        with kernels.use_reference():
+            ref, _ = module(x, state, **kw)
+    torch.testing.assert_close(fast, ref, **TOL)

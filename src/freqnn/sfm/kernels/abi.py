@@ -23,8 +23,9 @@ from torch import Tensor
 __all__ = ["ABI", "BACKWARD", "DIMS", "FORWARD", "call", "header"]
 
 #: sizes; ADAPTIVE and KEEP are 0/1 flags, CHUNK the steps per read-out GEMM of the backward,
-#: N the input size (streaming: the projection runs in the kernel)
-DIMS = ("T", "B", "D", "K", "M", "G", "ADAPTIVE", "KEEP", "CHUNK", "N")
+#: N the input size (streaming: the projection runs in the kernel), THREADS the most threads
+#: the kernel may use (blocks of sequences; the workspace holds THREADS blocks' fixed parts)
+DIMS = ("T", "B", "D", "K", "M", "G", "ADAPTIVE", "KEEP", "CHUNK", "N", "THREADS")
 
 #: forward arrays: inputs, then outputs and workspace
 FORWARD = (

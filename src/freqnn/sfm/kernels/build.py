@@ -62,6 +62,7 @@ _CXXFLAGS = (
     "-fno-math-errno",
     "-fno-trapping-math",
     "-fopenmp-simd",
+    "-pthread",
 )
 
 _lib: ctypes.CDLL | None = None

@@ -121,17 +121,33 @@ def _chunk(T: int, B: int) -> int:
     return max(1, min(T, -(-2048 // B)))
 
 
+def _threads(B: int) -> int:
+    """The most threads the kernel may use: torch's setting (it splits the batch into blocks of
+    at least 8 sequences, one per thread; see ``cpu/sfm_blas.h``)."""
+    return torch.get_num_threads() if B >= 16 else 1
+
+
 @functools.lru_cache(maxsize=64)
 def _forward_layout(
-    T: int, B: int, D: int, K: int, M: int, G: int, adaptive: bool, keep: bool, project: bool
+    T: int,
+    B: int,
+    D: int,
+    K: int,
+    M: int,
+    G: int,
+    adaptive: bool,
+    keep: bool,
+    project: bool,
+    threads: int,
 ) -> tuple[int, int, tuple[tuple[str, int], ...]]:
-    """The forward's one buffer: the histories (:func:`history_layout`), the workspace, and with
-    ``project`` the input projections the kernel computes. Returns the history size, the total
-    size and the element offset of every region (streaming calls this every step with the same
-    shapes, hence the cache)."""
+    """The forward's one buffer: the histories (:func:`history_layout`), the workspace (per
+    sequence, and per thread; see ``forward_rows`` in the kernel), and with ``project`` the input
+    projections the kernel computes. Returns the history size, the total size and the element
+    offset of every region (streaming calls this every step with the same shapes, hence the
+    cache)."""
     size, regions = history_layout(T, B, D, K, M, adaptive, keep)
     offsets = [(name, start) for name, (start, _) in regions.items()]
-    total = size + B * G + K * B * 2 * M + K * B * D + D + 2 * K
+    total = size + B * (G + 2 * K * M + K * D) + threads * (D + 2 * K)
     offsets.append(("work", size))
     if project:
         offsets.append(("gx", total))
@@ -167,8 +183,9 @@ def forward_compiled(
     D, K = p.re0.shape[-2:]
     M = p.z0.shape[-1]
     adaptive = p.adaptive
+    threads = _threads(B)
     size, total, offsets = _forward_layout(
-        T, B, D, K, M, G, adaptive, keep, projection is not None
+        T, B, D, K, M, G, adaptive, keep, projection is not None, threads
     )
     # one buffer, held by this name for the whole call: the histories (returned with keep) and
     # the workspace; the kernel gets addresses inside it
@@ -217,7 +234,7 @@ def forward_compiled(
         imf=final[2],
         phif=final[3],
     )
-    dims = (T, B, D, K, M, G, int(adaptive), int(keep), 0, N)
+    dims = (T, B, D, K, M, G, int(adaptive), int(keep), 0, N, threads)
     abi.call(_entry(lib, "forward", like.dtype), dims, abi.FORWARD, arrays)
     if status[0]:
         return None
@@ -241,6 +258,7 @@ def backward_compiled(
     T, B, D, K, M, G = shape
     new = s.zs.new_empty
     tc = _chunk(T, B)
+    threads = _threads(B)
     # the kernel accumulates into these carries: fresh contiguous copies, (B, K, D) inside
     dre = gre.transpose(1, 2).contiguous().clone()
     dim = gim.transpose(1, 2).contiguous().clone()
@@ -270,9 +288,13 @@ def backward_compiled(
         "dwhh": new(G, M),
         "dwa": new(K, 2 * M, D),
         "dbz": None if p.b_z is None else new(K, M),
-        "work": new(K * tc * B * 2 * M + K * tc * B * D + K * B * D + B * M + 3 * D + 5 * K),
+        # per sequence, and per thread (see backward_rows / backward_fixed in the kernel)
+        "work": new(
+            B * (K * tc * 2 * M + K * tc * D + K * D + M)
+            + threads * (3 * D + 5 * K + 2 * K * M * D + K * M)
+        ),
     }
-    dims = (T, B, D, K, M, G, int(p.adaptive), 1, tc, 0)
+    dims = (T, B, D, K, M, G, int(p.adaptive), 1, tc, 0, threads)
     abi.call(_entry(lib, "backward", s.zs.dtype), dims, abi.BACKWARD, arrays)
     return Grads(
         gx=arrays["dgx"],

@@ -1,7 +1,9 @@
 // BLAS for the SFM kernel: the GEMM symbols libtorch_cpu exports, row-major wrappers, and
 // MKL's thread-local thread count where present.
 #pragma once
+#include <algorithm>
 #include <cstdint>
+#include <thread>
 #include <vector>
 
 extern "C" {
@@ -32,8 +34,13 @@ typedef int64_t i64;
 // processes (a region waits for its slowest thread to be scheduled).
 const double kThreadedWork = double(1 << 22);
 
+// Set in the kernel's own worker threads (each runs a block of sequences): their GEMMs stay on
+// one thread.
+thread_local bool tl_block_worker = false;
+
 void threads_for(double work) {
-  if (MKL_Set_Num_Threads_Local) MKL_Set_Num_Threads_Local(work < kThreadedWork ? 1 : 0);
+  if (MKL_Set_Num_Threads_Local)
+    MKL_Set_Num_Threads_Local(tl_block_worker || work < kThreadedWork ? 1 : 0);
 }
 
 // Restores MKL's thread-local setting when a kernel returns.
@@ -104,4 +111,31 @@ void mm_batch(i64 count, bool ta, bool tb, i64 m, i64 n, i64 k, S alpha, const S
              (int)ldb, beta, pc, (int)ldc, (int)count);
 }
 
+// ------------------------------------------------------------------------------- blocks
+// The sequences of a batch are independent: with P threads, each runs the whole time loop for
+// a contiguous block of sequences, without synchronisation inside the loop (only the read-out
+// weight gradients are summed over blocks at the end). Blocks have at least kBlockRows
+// sequences: below that, a thread's GEMMs are too small to pay for it.
+const i64 kBlockRows = 8;
+
+inline i64 block_count(i64 B, i64 threads) {
+  return std::max<i64>(1, std::min<i64>(threads, B / kBlockRows));
+}
+
+// f(b0, b1, j) for the blocks j = 0 .. P - 1 of [0, B), block 0 on the calling thread.
+template <class F>
+void over_blocks(i64 B, i64 P, F&& f) {
+  if (P <= 1) {
+    f(i64(0), B, i64(0));
+    return;
+  }
+  std::vector<std::thread> pool;
+  for (i64 j = 1; j < P; ++j)
+    pool.emplace_back([&f, B, P, j] {
+      tl_block_worker = true;
+      f(j * B / P, (j + 1) * B / P, j);
+    });
+  f(i64(0), B / P, i64(0));
+  for (auto& thread : pool) thread.join();
+}
 }  // namespace

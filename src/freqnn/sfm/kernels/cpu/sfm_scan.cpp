@@ -56,13 +56,17 @@ bool project(const i64* dim, void* const* ptr) {
   return true;
 }
 
+// Workspace of the forward, per block of nb sequences: pre (nb, G) pre-activations of the step,
+// proj (K, nb, 2M) [U_o ; W_z] A, amp (K, nb, D) amplitudes at offset b0 (G + 2KM + KD); w (D)
+// and cs (2K) of one sequence at B (G + 2KM + KD) + j (D + 2K).
+inline i64 forward_rows(i64 D, i64 K, i64 M, i64 G) { return G + 2 * K * M + K * D; }
+
 template <class S>
-void forward(const i64* dim, void* const* ptr) {
+void forward_block(const i64* dim, void* const* ptr, i64 b0, i64 b1, i64 j) {
   const i64 T = dim[DIM_T], B = dim[DIM_B], D = dim[DIM_D], K = dim[DIM_K], M = dim[DIM_M];
-  const i64 G = dim[DIM_G];
+  const i64 G = dim[DIM_G], nb = b1 - b0;
   const bool adaptive = dim[DIM_ADAPTIVE] != 0, keep = dim[DIM_KEEP] != 0;
-  if (ptr[F_X] && !project<S>(dim, ptr)) return;
-  const i64 A = 3 * D + K, OB = 3 * D + K, WB = OB + K * M, KD = K * D, M2 = 2 * M;
+  const i64 A = 3 * D + K, OB = 3 * D + K, WB = OB + K * M, M2 = 2 * M;
   const S* gx = (const S*)ptr[F_GX];
   const S* whh = (const S*)ptr[F_WHH];
   const S* wa = (const S*)ptr[F_WA];
@@ -82,41 +86,29 @@ void forward(const i64* dim, void* const* ptr) {
   S* re = (S*)ptr[F_RE];
   S* im = (S*)ptr[F_IM];
   S* phi = (S*)ptr[F_PHI];
-  S* pre = (S*)ptr[F_WORK];  // (B, G) pre-activations of the step
-  S* proj = pre + B * G;     // (K, B, 2M) [U_o ; W_z] A
-  S* amp = proj + K * B * M2;  // (K, B, D) amplitudes
-  S* w = amp + K * B * D;    // (D) g * i of one sequence
-  S* cs = w + D;             // (2K) cos | sin of one sequence
-  ThreadScope threads;
+  S* pre = (S*)ptr[F_WORK] + b0 * forward_rows(D, K, M, G);
+  S* proj = pre + nb * G;
+  S* amp = proj + K * nb * M2;
+  S* w = (S*)ptr[F_WORK] + B * forward_rows(D, K, M, G) + j * (D + 2 * K);
+  S* cs = w + D;
   std::vector<const S*> ptr_buffer(3 * K);
   const S** ptrs = ptr_buffer.data();
-  std::memcpy(zs, ptr[F_Z0], sizeof(S) * B * M);
-  {
-    const S* r0 = (const S*)ptr[F_RE0];
-    const S* i0 = (const S*)ptr[F_IM0];
-    for (i64 b = 0; b < B; ++b)
-      for (i64 d = 0; d < D; ++d)
-        for (i64 k = 0; k < K; ++k) {
-          re[(b * K + k) * D + d] = r0[(b * D + d) * K + k];
-          im[(b * K + k) * D + d] = i0[(b * D + d) * K + k];
-        }
-  }
-  if (adaptive) std::memcpy(phi, ptr[F_PHI0], sizeof(S) * B * K);
   for (i64 t = 0; t < T; ++t) {
     // state slots: all T + 1 with `keep` (training), else two alternating ones
     const i64 sp = keep ? t : (t & 1), sn = keep ? t + 1 : ((t + 1) & 1), sa = keep ? t : 0;
     const S* zp = zs + sp * B * M;
     S* zn = zs + sn * B * M;
     S* at = act + sa * B * A;
-    std::memcpy(pre, gx + t * B * G, sizeof(S) * B * G);
-    mm<S>(false, true, B, G, M, S(1), zp, M, whh, M, S(1), pre, G);
-    for (i64 b = 0; b < B; ++b) {
+    std::memcpy(pre, gx + (t * B + b0) * G, sizeof(S) * nb * G);
+    mm<S>(false, true, nb, G, M, S(1), zp + b0 * M, M, whh, M, S(1), pre, G);
+    for (i64 b = b0; b < b1; ++b) {
+      const i64 lb = b - b0;
       const bool on = mask == nullptr || mask[t * B + b];
-      const S* pb = pre + b * G;
+      const S* pb = pre + lb * G;
       S* ab = at + b * A;
       const S *fs = ab, *g = ab + D, *in = ab + 2 * D, *ff = ab + 3 * D;
 #pragma omp simd
-      for (i64 j = 0; j < 2 * D; ++j) ab[j] = sigm(pb[j]);
+      for (i64 i = 0; i < 2 * D; ++i) ab[i] = sigm(pb[i]);
 #pragma omp simd
       for (i64 d = 0; d < D; ++d) ab[2 * D + d] = ftanh(pb[2 * D + d]);
 #pragma omp simd
@@ -156,7 +148,7 @@ void forward(const i64* dim, void* const* ptr) {
         const S* ip = im + ((sp * B + b) * K + k) * D;
         S* rn = re + ((sn * B + b) * K + k) * D;
         S* inn = im + ((sn * B + b) * K + k) * D;
-        S* ak = amp + (k * B + b) * D;
+        S* ak = amp + (k * nb + lb) * D;
         if (on) {
 #pragma omp simd
           for (i64 d = 0; d < D; ++d) {
@@ -174,9 +166,10 @@ void forward(const i64* dim, void* const* ptr) {
         }
       }
     }
-    mm_batch<S>(K, false, true, B, M2, D, S(1), amp, B * D, D, wa, M2 * D, D, S(0), proj,
-                B * M2, M2, ptrs);
-    for (i64 b = 0; b < B; ++b) {
+    mm_batch<S>(K, false, true, nb, M2, D, S(1), amp, nb * D, D, wa, M2 * D, D, S(0), proj,
+                nb * M2, M2, ptrs);
+    for (i64 b = b0; b < b1; ++b) {
+      const i64 lb = b - b0;
       const bool on = mask == nullptr || mask[t * B + b];
       S* zb = zn + b * M;
       S* ob = out + (t * B + b) * M;
@@ -185,10 +178,10 @@ void forward(const i64* dim, void* const* ptr) {
         for (i64 m = 0; m < M; ++m) ob[m] = S(0);
         continue;
       }
-      const S* pb = pre + b * G + OB;
+      const S* pb = pre + lb * G + OB;
       for (i64 m = 0; m < M; ++m) zb[m] = S(0);
       for (i64 k = 0; k < K; ++k) {
-        const S* pk = proj + (k * B + b) * M2;
+        const S* pk = proj + (k * nb + lb) * M2;
         S* ok = O + ((sa * B + b) * K + k) * M;
         S* ck = C + ((sa * B + b) * K + k) * M;
         const S* bk = bz ? bz + k * M : nullptr;
@@ -204,28 +197,60 @@ void forward(const i64* dim, void* const* ptr) {
       std::memcpy(ob, zb, sizeof(S) * M);
     }
   }
+}
+
+template <class S>
+void forward(const i64* dim, void* const* ptr) {
+  const i64 T = dim[DIM_T], B = dim[DIM_B], D = dim[DIM_D], K = dim[DIM_K], M = dim[DIM_M];
+  const bool adaptive = dim[DIM_ADAPTIVE] != 0, keep = dim[DIM_KEEP] != 0;
+  ThreadScope threads;
+  if (ptr[F_X] && !project<S>(dim, ptr)) return;
+  S* zs = (S*)ptr[F_ZS];
+  S* re = (S*)ptr[F_RE];
+  S* im = (S*)ptr[F_IM];
+  S* phi = (S*)ptr[F_PHI];
+  std::memcpy(zs, ptr[F_Z0], sizeof(S) * B * M);
+  {
+    const S* r0 = (const S*)ptr[F_RE0];
+    const S* i0 = (const S*)ptr[F_IM0];
+    for (i64 b = 0; b < B; ++b)
+      for (i64 d = 0; d < D; ++d)
+        for (i64 k = 0; k < K; ++k) {
+          re[(b * K + k) * D + d] = r0[(b * D + d) * K + k];
+          im[(b * K + k) * D + d] = i0[(b * D + d) * K + k];
+        }
+  }
+  if (adaptive) std::memcpy(phi, ptr[F_PHI0], sizeof(S) * B * K);
+  over_blocks(B, block_count(B, dim[DIM_THREADS]),
+              [&](i64 b0, i64 b1, i64 j) { forward_block<S>(dim, ptr, b0, b1, j); });
   // the final state, in the library's layout, into arrays of its own
   const i64 last = keep ? T : (T & 1);
   std::memcpy(ptr[F_ZF], zs + last * B * M, sizeof(S) * B * M);
   if (adaptive) std::memcpy(ptr[F_PHIF], phi + last * B * K, sizeof(S) * B * K);
-  {
-    S* rf = (S*)ptr[F_REF];
-    S* jf = (S*)ptr[F_IMF];
-    for (i64 b = 0; b < B; ++b)
-      for (i64 d = 0; d < D; ++d)
-        for (i64 k = 0; k < K; ++k) {
-          rf[(b * D + d) * K + k] = re[((last * B + b) * K + k) * D + d];
-          jf[(b * D + d) * K + k] = im[((last * B + b) * K + k) * D + d];
-        }
-  }
+  S* rf = (S*)ptr[F_REF];
+  S* jf = (S*)ptr[F_IMF];
+  for (i64 b = 0; b < B; ++b)
+    for (i64 d = 0; d < D; ++d)
+      for (i64 k = 0; k < K; ++k) {
+        rf[(b * D + d) * K + k] = re[((last * B + b) * K + k) * D + d];
+        jf[(b * D + d) * K + k] = im[((last * B + b) * K + k) * D + d];
+      }
 }
 
-// Backward pointers (null where absent).
+// Backward pointers (null where absent). Workspace per block of nb sequences, at
+// b0 backward_rows: dproj (K, TC, nb, 2M) read-out gradients of a chunk of steps, ampc
+// (K, TC, nb, D) their amplitudes, dA (K, nb, D), dzn (nb, M) the gradient of the step's new z;
+// at B backward_rows + j backward_fixed: dw, dfs, w (D each), dcs, dsn, dff, cos, sin (K each),
+// and the block's own read-out weight gradients dwa (K, 2M, D) and dbz (K, M).
+inline i64 backward_rows(i64 D, i64 K, i64 M, i64 TC) {
+  return K * TC * 2 * M + K * TC * D + K * D + M;
+}
+inline i64 backward_fixed(i64 D, i64 K, i64 M) { return 3 * D + 5 * K + 2 * K * M * D + K * M; }
 
 template <class S>
-void backward(const i64* dim, void* const* ptr) {
+void backward_block(const i64* dim, void* const* ptr, i64 b0, i64 b1, i64 j) {
   const i64 T = dim[DIM_T], B = dim[DIM_B], D = dim[DIM_D], K = dim[DIM_K], M = dim[DIM_M];
-  const i64 G = dim[DIM_G], TC = dim[DIM_CHUNK];
+  const i64 G = dim[DIM_G], TC = dim[DIM_CHUNK], nb = b1 - b0;
   const bool adaptive = dim[DIM_ADAPTIVE] != 0;
   const i64 A = 3 * D + K, OB = 3 * D + K, WB = OB + K * M, M2 = 2 * M;
   const S* whh = (const S*)ptr[B_WHH];
@@ -234,7 +259,6 @@ void backward(const i64* dim, void* const* ptr) {
   const S* sinv = (const S*)ptr[B_SIN];
   const S* dt = (const S*)ptr[B_DT];
   const uint8_t* mask = (const uint8_t*)ptr[B_MASK];
-  const S* zs = (const S*)ptr[B_ZS];
   const S* act = (const S*)ptr[B_ACT];
   const S* O = (const S*)ptr[B_O];
   const S* C = (const S*)ptr[B_C];
@@ -249,37 +273,36 @@ void backward(const i64* dim, void* const* ptr) {
   S* dphi = (S*)ptr[B_DPHI];
   S* dcos = (S*)ptr[B_DCOS];
   S* dsin = (S*)ptr[B_DSIN];
-  S* dwhh = (S*)ptr[B_DWHH];
-  S* dwa = (S*)ptr[B_DWA];
-  S* dbz = (S*)ptr[B_DBZ];
-  S* dproj = (S*)ptr[B_WORK];        // (K, TC, B, 2M) read-out gradients of a chunk of steps
-  S* ampc = dproj + K * TC * B * M2;  // (K, TC, B, D) their amplitudes
-  S* dA = ampc + K * TC * B * D;      // (K, B, D)
-  S* dzn = dA + K * B * D;            // (B, M) gradient of the step's new z
-  S* dw = dzn + B * M;                // (D) g * i
-  S* dfs = dw + D;                    // (D) sigmoid(ste)
-  S* w = dfs + D;                     // (D) g * i
-  S* dcs = w + D;                     // (K) cos, then sin, sigmoid(fre), cos, sin values
+  const bool has_bz = ptr[B_DBZ] != nullptr;
+  S* dproj = (S*)ptr[B_WORK] + b0 * backward_rows(D, K, M, TC);
+  S* ampc = dproj + K * TC * nb * M2;
+  S* dA = ampc + K * TC * nb * D;
+  S* dzn = dA + K * nb * D;
+  S* dw = (S*)ptr[B_WORK] + B * backward_rows(D, K, M, TC) + j * backward_fixed(D, K, M);
+  S* dfs = dw + D;
+  S* w = dfs + D;
+  S* dcs = w + D;
   S *dsn = dcs + K, *dff = dsn + K, *cb_ = dff + K, *sb_ = cb_ + K;
-  ThreadScope threads;
+  S* dwa = sb_ + K;      // (K, 2M, D) this block's read-out weight gradient
+  S* dbz = dwa + K * M2 * D;  // (K, M)
   std::vector<const S*> ptr_buffer(3 * K);
   const S** ptrs = ptr_buffer.data();
-  std::memset(dwa, 0, sizeof(S) * K * M2 * D);
-  if (dbz) std::memset(dbz, 0, sizeof(S) * K * M);
+  std::memset(dwa, 0, sizeof(S) * (K * M2 * D + K * M));
   i64 chunk_end = T;
   for (i64 t = T - 1; t >= 0; --t) {
     const i64 c0 = (t / TC) * TC, pos = t - c0;
     const S* at = act + t * B * A;
     S* dp = dgx + t * B * G;
     // 1. read-out: z = sum_k o * c, o = sigmoid(U_o A + pre_o), c = tanh(W_z A + b_z)
-    for (i64 b = 0; b < B; ++b) {
+    for (i64 b = b0; b < b1; ++b) {
+      const i64 lb = b - b0;
       const bool on = mask == nullptr || mask[t * B + b];
-      S* zb = dzn + b * M;
+      S* zb = dzn + lb * M;
       S* dpb = dp + b * G;
       if (!on) {  // padded: nothing of the step is kept, its gradients are zero
-        for (i64 j = 0; j < G; ++j) dpb[j] = S(0);
+        for (i64 i = 0; i < G; ++i) dpb[i] = S(0);
         for (i64 k = 0; k < K; ++k)
-          for (i64 j = 0; j < M2; ++j) dproj[((k * TC + pos) * B + b) * M2 + j] = S(0);
+          for (i64 i = 0; i < M2; ++i) dproj[((k * TC + pos) * nb + lb) * M2 + i] = S(0);
         continue;
       }
       const S* gb = gout + (t * B + b) * M;
@@ -291,7 +314,7 @@ void backward(const i64* dim, void* const* ptr) {
       for (i64 k = 0; k < K; ++k) {
         const S* ok = O + ((t * B + b) * K + k) * M;
         const S* ck = C + ((t * B + b) * K + k) * M;
-        S* dq = dproj + ((k * TC + pos) * B + b) * M2;
+        S* dq = dproj + ((k * TC + pos) * nb + lb) * M2;
         S* dpo = dpb + OB + k * M;
 #pragma omp simd
         for (i64 m = 0; m < M; ++m) {
@@ -301,21 +324,22 @@ void backward(const i64* dim, void* const* ptr) {
           dq[m] = a;
           dq[M + m] = zb[m] * o * (S(1) - c * c);
         }
-        if (dbz) {
+        if (has_bz) {
           S* dbk = dbz + k * M;
 #pragma omp simd
           for (i64 m = 0; m < M; ++m) dbk[m] += dq[M + m];
         }
       }
     }
-    mm_batch<S>(K, false, false, B, D, M2, S(1), dproj + pos * B * M2, TC * B * M2, M2, wa,
-                M2 * D, D, S(0), dA, B * D, D, ptrs);
+    mm_batch<S>(K, false, false, nb, D, M2, S(1), dproj + pos * nb * M2, TC * nb * M2, M2, wa,
+                M2 * D, D, S(0), dA, nb * D, D, ptrs);
     // 2. amplitude and memory update (re, im of step t at slot t + 1)
-    for (i64 b = 0; b < B; ++b) {
+    for (i64 b = b0; b < b1; ++b) {
+      const i64 lb = b - b0;
       const bool on = mask == nullptr || mask[t * B + b];
       if (!on) {  // carries pass unchanged
         for (i64 k = 0; k < K; ++k)
-          for (i64 d = 0; d < D; ++d) ampc[((k * TC + pos) * B + b) * D + d] = S(0);
+          for (i64 d = 0; d < D; ++d) ampc[((k * TC + pos) * nb + lb) * D + d] = S(0);
         if (!adaptive)
           for (i64 k = 0; k < K; ++k) dcos[(t * B + b) * K + k] = dsin[(t * B + b) * K + k] = S(0);
         continue;
@@ -343,8 +367,8 @@ void backward(const i64* dim, void* const* ptr) {
         const S ffk = ff[k], ck = cb[k], sk = sb[k];
         const i64 now = (((t + 1) * B + b) * K + k) * D, prev = ((t * B + b) * K + k) * D;
         const S *rn = re + now, *inn = im + now, *rp = re + prev, *ip = im + prev;
-        const S* dak = dA + (k * B + b) * D;
-        S* ampk = ampc + ((k * TC + pos) * B + b) * D;
+        const S* dak = dA + (k * nb + lb) * D;
+        S* ampk = ampc + ((k * TC + pos) * nb + lb) * D;
         S* drb = dre + (b * K + k) * D;
         S* dib = dim_ + (b * K + k) * D;
         S acs = S(0), asn = S(0), aff = S(0);
@@ -393,16 +417,41 @@ void backward(const i64* dim, void* const* ptr) {
       }
     }
     // 3. into z_{t-1} through the recurrent weights
-    mm<S>(false, false, B, M, G, S(1), dp, G, whh, M, S(1), dz, M);
+    mm<S>(false, false, nb, M, G, S(1), dp + b0 * G, G, whh, M, S(1), dz + b0 * M, M);
     // 4. read-out weights: one batched GEMM per chunk of steps
     if (pos == 0) {
-      mm_batch<S>(K, true, false, M2, D, (chunk_end - c0) * B, S(1), dproj, TC * B * M2, M2,
-                  ampc, TC * B * D, D, S(1), dwa, M2 * D, D, ptrs);
+      mm_batch<S>(K, true, false, M2, D, (chunk_end - c0) * nb, S(1), dproj, TC * nb * M2, M2,
+                  ampc, TC * nb * D, D, S(1), dwa, M2 * D, D, ptrs);
       chunk_end = c0;
     }
   }
+}
+
+template <class S>
+void backward(const i64* dim, void* const* ptr) {
+  const i64 T = dim[DIM_T], B = dim[DIM_B], D = dim[DIM_D], K = dim[DIM_K], M = dim[DIM_M];
+  const i64 G = dim[DIM_G], TC = dim[DIM_CHUNK];
+  ThreadScope threads;
+  const i64 P = block_count(B, dim[DIM_THREADS]);
+  over_blocks(B, P, [&](i64 b0, i64 b1, i64 j) { backward_block<S>(dim, ptr, b0, b1, j); });
+  // the blocks' read-out weight gradients, summed
+  S* dwa = (S*)ptr[B_DWA];
+  S* dbz = (S*)ptr[B_DBZ];
+  const i64 n = K * 2 * M * D;
+  std::memset(dwa, 0, sizeof(S) * n);
+  if (dbz) std::memset(dbz, 0, sizeof(S) * K * M);
+  for (i64 j = 0; j < P; ++j) {
+    const S* own = (const S*)ptr[B_WORK] + B * backward_rows(D, K, M, TC) +
+                   j * backward_fixed(D, K, M) + 3 * D + 5 * K;
+    for (i64 i = 0; i < n; ++i) dwa[i] += own[i];
+    if (dbz)
+      for (i64 i = 0; i < K * M; ++i) dbz[i] += own[n + i];
+  }
   // recurrent weights: one GEMM over all steps, dW_hh = sum_t dpre_t^T z_{t-1}
-  if (dwhh) mm<S>(true, false, G, M, T * B, S(1), dgx, G, zs, M, S(0), dwhh, M);
+  S* dwhh = (S*)ptr[B_DWHH];
+  if (dwhh)
+    mm<S>(true, false, G, M, T * B, S(1), (const S*)ptr[B_DGX], G, (const S*)ptr[B_ZS], M, S(0),
+          dwhh, M);
 }
 }  // namespace
 
