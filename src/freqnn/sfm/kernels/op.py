@@ -91,27 +91,11 @@ def sfm_scan(
 
 
 @sfm_scan.register_kernel("cpu")
-def scan_cpu(
-    gx: Tensor,
-    z0: Tensor,
-    re0: Tensor,
-    im0: Tensor,
-    phi0: Tensor | None,
-    cos: Tensor | None,
-    sin: Tensor | None,
-    omega: Tensor | None,
-    times: Tensor,
-    time0: Tensor,
-    mask: Tensor | None,
-    weight_hh: Tensor,
-    weight_a: Tensor,
-    b_z: Tensor | None,
-    keep: bool,
-) -> _Six:
-    """The CPU kernel: the compiled loop where it applies, else the PyTorch algorithm."""
-    p = Inputs(gx, z0, re0, im0, phi0, cos, sin, omega, times, time0, mask, weight_hh,
-               weight_a, b_z)  # fmt: skip
-    return _forward(cpu_library(gx.dtype), p, keep)
+def scan_cpu(*args: Tensor | bool | None) -> _Six:
+    """The CPU kernel (the arguments of :func:`sfm_scan`): the compiled loop where it applies,
+    else the PyTorch algorithm."""
+    p = Inputs(*args[:-1])
+    return _forward(cpu_library(p.gx.dtype), p, args[-1])
 
 
 @sfm_scan.register_fake
@@ -154,11 +138,8 @@ def sfm_scan_backward(
 
 
 @sfm_scan_backward.register_kernel("cpu")
-def _sfm_scan_backward_cpu(
-    gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z, saved
-):  # type: ignore[no-untyped-def]
-    args = (gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z)
-    return _backward(cpu_library(saved.dtype), *args, saved)
+def _sfm_scan_backward_cpu(*args: Tensor | None) -> _Ten:
+    return _backward(cpu_library(args[-1].dtype), *args)
 
 
 def _backward(
