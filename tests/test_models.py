@@ -15,7 +15,7 @@ from freqnn.models import (
     time_deltas,
 )
 
-ARCHS = ["sfm", "asfm", "sfm-stock", "lstm", "gru"]
+ARCHS = ["sfm", "asfm", "sfm-stock", "psfm", "lstm", "gru"]
 
 
 @pytest.mark.parametrize("arch", ["lstm", "gru"])
@@ -127,3 +127,26 @@ def test_stock_sfm_arch() -> None:
     assert counts["sfm_params"] == sfm_counts["params"]
     _, lstm_counts = build_model("lstm", 2, 3, "step", hidden_size=6, state_size=4, num_freqs=5)
     assert lstm_counts["sfm_params"] == sfm_counts["params"]
+
+
+def test_parallel_sfm_arch_and_one_batch_of_training(tmp_path) -> None:
+    """``--model psfm``: a ParallelSFM body with the SFM sizes (no z_{t-1} weights, so fewer
+    parameters than the SFM, whose count the LSTM / GRU budget keeps); one training batch."""
+    from freqnn import ParallelSFM
+    from freqnn.tasks import get_task
+    from freqnn.train import make_config, train
+
+    model, counts = build_model("psfm", 2, 3, "step", hidden_size=6, state_size=4, num_freqs=5)
+    sfm, sfm_counts = build_model("sfm", 2, 3, "step", hidden_size=6, state_size=4, num_freqs=5)
+    assert isinstance(model.body, ParallelSFM) and model.is_sfm
+    recurrent = count_parameters(sfm) - count_parameters(model)
+    assert recurrent == sfm.body.cells[0].weight_hh.numel() > 0
+    assert counts["params"] == count_parameters(model)
+    assert counts["sfm_params"] == sfm_counts["params"]
+    cfg = make_config(get_task("signal_type"), {
+        "model": "psfm", "n_train": 16, "n_val": 8, "n_test": 8, "length": 10, "batch_size": 8,
+        "hidden_size": 4, "state_size": 2, "num_freqs": 2, "epochs": 1, "patience": 0,
+        "limit_train_batches": 1, "progress": False, "num_threads": 1,
+        "run_dir": str(tmp_path / "psfm")})
+    results = train(cfg)
+    assert results["model"] == "psfm" and 0 <= results["test"]["accuracy"] <= 1

@@ -17,7 +17,8 @@ Baselines are compared at an equal budget: :func:`matched_hidden_size` picks the
 hidden size whose whole-model parameter count (body + read-out) is closest to the SFM's. The
 reference is always the standard SFM (arch ``"sfm"``) of the same configuration, also for the
 A-SFM and the KDD 2017 stock variant (arch ``"sfm-stock"``, :class:`freqnn.sfm.stock.StockSFM`,
-whose body has D = M = ``hidden_size`` and ignores ``state_size``).
+whose body has D = M = ``hidden_size`` and ignores ``state_size``) and ParallelSFM (arch
+``"psfm"``, :class:`freqnn.ParallelSFM`: SFM without the z_{t-1} weights, so fewer parameters).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch import Tensor, nn
 
 from .baselines import ACTRNN, RHN, AssociativeLSTM, ClockworkRNN, PhasedLSTM
 from .checks import check_floating, check_integer, check_rank, describe, fail
-from .sfm import SFM, AdaptiveSFM
+from .sfm import SFM, AdaptiveSFM, ParallelSFM
 from .sfm.stock import StockSFM
 
 __all__ = [
@@ -44,12 +45,13 @@ __all__ = [
     "time_deltas",
 ]
 
-ARCHS = ("sfm", "asfm", "sfm-stock", "lstm", "gru", "cwrnn", "plstm", "rhn", "alstm", "act")
+ARCHS = ("sfm", "asfm", "sfm-stock", "psfm", "lstm", "gru", "cwrnn", "plstm", "rhn", "alstm", "act")
 #: display names; tables and reports list models in the order of ARCHS (see arch_rank)
 ARCH_LABELS = {
     "sfm": "SFM",
     "asfm": "A-SFM",
     "sfm-stock": "SFM (stock variant)",
+    "psfm": "ParallelSFM",
     "lstm": "LSTM",
     "gru": "GRU",
     "cwrnn": "CW-RNN",
@@ -58,7 +60,7 @@ ARCH_LABELS = {
     "alstm": "A-LSTM",
     "act": "ACT-RNN",
 }
-_SFM_ARCHS = ("sfm", "asfm", "sfm-stock")
+_SFM_ARCHS = ("sfm", "asfm", "sfm-stock", "psfm")
 _GATES = {"lstm": 4, "gru": 3}
 #: the paper's other baselines, built with their default options (freqnn.baselines)
 _BASELINES = {"cwrnn": ClockworkRNN, "plstm": PhasedLSTM, "rhn": RHN, "alstm": AssociativeLSTM,
@@ -150,12 +152,12 @@ class SequenceModel(nn.Module):
 
     Parameters
     ----------
-    arch : {"sfm", "asfm", "sfm-stock", "lstm", "gru", "cwrnn", "plstm", "rhn", "alstm", "act"}
+    arch : str, one of :data:`ARCHS`
         ``"sfm-stock"`` is the KDD 2017 stock variant (:class:`freqnn.sfm.stock.StockSFM`):
         its D is ``hidden_size`` (``state_size`` is ignored), and the linear read-out below is
-        the paper's ``p = W_p h + b_p``. The last five are :class:`freqnn.ClockworkRNN`,
-        :class:`freqnn.PhasedLSTM`, :class:`freqnn.RHN`, :class:`freqnn.AssociativeLSTM` and
-        :class:`freqnn.ACTRNN` with their default options.
+        the paper's ``p = W_p h + b_p``. ``"psfm"`` is :class:`freqnn.ParallelSFM`. The last
+        five are :class:`freqnn.ClockworkRNN`, :class:`freqnn.PhasedLSTM`, :class:`freqnn.RHN`,
+        :class:`freqnn.AssociativeLSTM` and :class:`freqnn.ACTRNN` with their default options.
     input_size : int
         Features per step N of the task (the time feature of the bodies that do not read
         timestamps is added here when ``use_times``).
@@ -220,7 +222,8 @@ class SequenceModel(nn.Module):
         self.use_times = bool(use_times)
         self.is_sfm = arch in _SFM_ARCHS
         if self.is_sfm:
-            layer = {"sfm": SFM, "asfm": AdaptiveSFM, "sfm-stock": StockSFM}[arch]
+            layer = {"sfm": SFM, "asfm": AdaptiveSFM, "sfm-stock": StockSFM,
+                     "psfm": ParallelSFM}[arch]
             # the stock variant has no state size of its own (D = M)
             sizes = (hidden_size, num_freqs) if arch == "sfm-stock" else (
                 hidden_size, state_size, num_freqs)
