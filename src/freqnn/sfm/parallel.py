@@ -10,8 +10,9 @@ Remove every weight on z_{t-1} (W_ste, W_fre, W_g, W_i, W_o) from the SFM step o
     z_t   = sum_k sigmoid(U_o^k A_t^k + V_o^k x_t + b_o^k) * tanh(W_z^k A_t^k + b_z^k)
 
 The memory is then a diagonal linear recurrence with coefficients F_t in (0, 1)^{D x K}, so a
-layer is: one GEMM for the gates of all steps (:meth:`SFMCell.input_projection`), a scan for S,
-and one batched GEMM for the read-out of all steps; the equations are those of
+layer is one GEMM for the gates of all steps (:meth:`SFMCell.input_projection`), then, block by
+block of ``block_size`` steps (blocks keep the tensors cache-sized), a scan for S and one batched
+GEMM for the read-out of all the block's steps. The equations are those of
 :mod:`freqnn.sfm.step` (``split_gates``, ``memory_update``, ``amplitude``, ``output``), phases
 are :func:`freqnn.frequencies.phase` (float64, reduced modulo 2 pi).
 
@@ -21,8 +22,13 @@ cumulative forget P_{t} = prod_{s = chunk start .. t} F_s = exp(cumsum log F), w
 [0, 1]: it cannot overflow, and where it underflows to 0 the true value is below the dtype's
 smallest number. The chunks are then joined in order, S_t = local_t + P_t * S_{chunk start - 1}.
 Nothing is ever divided by a product of forget gates (the cumsum-and-divide form
-S_t = P_t (S_0 + sum_s u_s / P_s) overflows for forget gates near 0). See ``docs/sfm.md``,
-section "ParallelSFM", for the measurements behind the choice and the error.
+S_t = P_t (S_0 + sum_s u_s / P_s) overflows for forget gates near 0). Its error is that of the
+step-by-step recurrence with the sum regrouped at chunk boundaries, plus the rounding of
+exp(cumsum), about c |log F| eps relative where P is not negligible: against a float64 loop at
+T = 10^4 at most 1.8e-12 in float64 and 8.6e-5 in float32 for |S| up to 152. It was chosen by
+measurement over the plain loop, the log-space cumulative sum and torch's associative scan
+(faster than all three, as accurate as the loop; ``benchmarks/parallel.py``, ``docs/sfm.md``
+section "ParallelSFM").
 """
 
 from __future__ import annotations
