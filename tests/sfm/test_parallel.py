@@ -152,6 +152,11 @@ def test_step_equals_forward(batch_first):
         torch.testing.assert_close(z, single[t], atol=1e-10, rtol=0)
     _, cell_state = module.cells[0](x[0], None, t=times[:, 0])
     torch.testing.assert_close(cell_state.re, module.step(x[0], t=times[:, 0])[1].re[0])
+    with torch.no_grad():  # inference takes no other path (SFM's streaming kernel is SFM's)
+        _, no_grad_state = module.cells[0](x[0], None, t=times[:, 0])
+        torch.testing.assert_close(no_grad_state.re, cell_state.re, atol=0, rtol=0)
+        torch.testing.assert_close(module.step(x[0], t=times[:, 0])[0], out[0], atol=1e-10,
+                                   rtol=0)
 
 
 def test_padded_batch_equals_each_sequence_alone(small_pieces):
