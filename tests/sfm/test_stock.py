@@ -204,3 +204,21 @@ def test_state_is_validated_like_sfm() -> None:
     bad = SFMState(state.z, state.re[..., :-1], state.im, state.time, None)
     with pytest.raises(ValueError, match=r"state.re: expected shape \(1, 2, 4, 5\)"):
         module(x, bad)
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_cell_steps_without_gradients_follow_the_stock_equations(mode) -> None:
+    """Eager inference of SFMCell goes to SFM's streaming kernel; the stock cell, whose
+    equations differ, must keep its own recurrence there too."""
+    cell = make(num_layers=1).cells[0]
+    x = torch.randn(4, 2, N, dtype=torch.float64)
+    want, st = [], None
+    for t in range(4):
+        z, st = cell(x[t], st)
+        want.append(z.detach())
+    got, st = [], None
+    with mode():
+        for t in range(4):
+            z, st = cell(x[t], st)
+            got.append(z)
+    torch.testing.assert_close(torch.stack(got), torch.stack(want), atol=1e-12, rtol=0)

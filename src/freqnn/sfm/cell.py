@@ -278,9 +278,12 @@ class SFMCell(nn.Module):
         self, x: Tensor, state: SFMState | None = None, t: Tensor | float | None = None
     ) -> tuple[Tensor, SFMState]:
         """One step: ``x`` (B, N) or (N,) -> ``(z_t, state)`` with z_t (B, M) or (M,)."""
-        fast = kernels.step(self, x, state, t)  # eager CPU inference: one kernel call
-        if fast is not None:
-            return fast
+        # eager CPU inference: one kernel call, for the cells whose recurrence is the kernel's
+        # (a subclass with equations of its own overrides scan and keeps the general path)
+        if type(self).scan is SFMCell.scan:
+            fast = kernels.step(self, x, state, t)
+            if fast is not None:
+                return fast
         check_floating(x, "x", self.weight_ih.dtype)
         check_rank(x, "x", (1, 2), "of shape (batch, input_size) or (input_size,)")
         if x.shape[-1] != self.input_size:
