@@ -261,8 +261,8 @@ class ParallelSFM(SFM):
 
     SFM's equations (``docs/sfm.md``) with every weight on z_{t-1} removed: the gates read x_t
     only, so the memory S is a linear recurrence computed by a chunked scan (see
-    :mod:`freqnn.sfm.parallel`) and the read-out of all steps is one batched GEMM. Depth restores
-    what the recurrent gates gave (layer l > 0 reads the outputs of layer l - 1).
+    :mod:`freqnn.sfm.parallel`), and the read-out is one batched GEMM per block of steps. Depth
+    restores what the recurrent gates gave (layer l > 0 reads the outputs of layer l - 1).
 
     The constructor, ``forward(x, state=None, *, times=None, lengths=None) -> (output, state)``
     and the state (:class:`freqnn.SFMState`, ``phase=None``) are those of :class:`freqnn.SFM`:
