@@ -14,7 +14,7 @@
    on a shared machine);
 3. scaling with T = 10^2 .. 10^5: time and peak memory (rise of the resident set during one
    forward + backward, each point in a fresh process). nn.LSTM, SFM and ParallelSFM without
-   checkpointing stop at T = 10^4: at 10^5 they would need about 10, 10 and 27 GB (ten times
+   checkpointing stop at T = 10^4: at 10^5 they would need about 8, 15 and 27 GB (ten times
    their 10^4 peak) on a machine shared with other jobs.
 
 Usage::
@@ -255,7 +255,7 @@ def memory_point(spec: dict) -> dict:
 def scaling_benchmark(threads: int, Ts: list[int], repeats: int) -> list[dict]:
     rows = []
     for T in Ts:
-        # beyond 10^4 only the checkpointed ParallelSFM: the others would need 10 to 30 GB
+        # beyond 10^4 only the checkpointed ParallelSFM: the others would need 8 to 27 GB
         models = ["psfm"] + (["psfm-nockpt", "lstm", "sfm"] if T <= 10_000 else [])
         for model in models:
             spec = {**SPEED, "T": T, "model": model, "threads": threads,
