@@ -41,7 +41,6 @@ from torch.utils.checkpoint import checkpoint
 from ..checks import check_floating, check_rank, check_shape, fail
 from ..frequencies import phase
 from .cell import SFMCell
-from .kernels import use_path
 from .layer import SFM
 from .state import SFMState, last_time
 from .step import amplitude, memory_update, output, split_gates
@@ -139,8 +138,8 @@ class ParallelSFMCell(SFMCell):
 
     Notes
     -----
-    ``forward(x_t, state=None, t=None)`` steps one time step (:class:`SFMCell`'s, validation
-    included); :meth:`scan` runs a whole sequence.
+    ``forward(x_t, state=None, t=None)`` steps one time step (inherited from :class:`SFMCell`,
+    validation included, then :meth:`scan` of one step); :meth:`scan` runs a whole sequence.
     """
 
     chunk_size = 16
@@ -150,15 +149,6 @@ class ParallelSFMCell(SFMCell):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         del self.weight_hh  # no z_{t-1} weights (reset_parameters draws over parameters())
-
-    def forward(
-        self, x: Tensor, state: SFMState | None = None, t: Tensor | float | None = None
-    ) -> tuple[Tensor, SFMState]:
-        """One step, as :meth:`SFMCell.forward` (its validation, then :meth:`scan` of T = 1)."""
-        # SFMCell.forward hands eager CPU inference to SFM's own streaming kernel, which knows
-        # nothing of this cell (it would need weight_hh): outside the reference path it is skipped
-        with use_path("reference"):
-            return super().forward(x, state, t)
 
     def paper_parameters(self) -> dict[str, Tensor]:
         """``V_ste, V_g, V_i`` (D, N), ``V_fre`` (K, N), ``V_o`` (K, M, N), ``b_*``, ``U_o``,
