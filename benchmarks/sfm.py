@@ -8,7 +8,9 @@
    alone under ``no_grad``. Medians of repeated runs, the models measured round-robin so that load
    changes on a shared machine hit them alike;
 2. streaming inference, one step per call under ``no_grad``: ``SFMCell`` vs ``nn.LSTMCell``;
-3. ``--torch-compile``: a model (layer + linear read-out) under ``torch.compile(fullgraph=True)``
+3. ``--profile``: where one SFM forward + backward goes (input projections, the op's forward
+   and backward, the rest), with the GEMM rate of each part;
+   ``--torch-compile``: a model (layer + linear read-out) under ``torch.compile(fullgraph=True)``
    against the same model in eager mode, forward + backward, small configuration;
 4. scaling of forward + backward time and peak memory with T (10 .. 10^4) and with K (1 .. 64).
    Peak memory is the rise of the process's resident set (``VmHWM`` after resetting it through
@@ -23,7 +25,7 @@ model, so report them with the load.
 Usage::
 
     python benchmarks/sfm.py [--threads 1,2] [--quick] [--json out.json] [--skip-scaling]
-        [--only small|large] [--torch-compile]
+        [--only small|large] [--torch-compile] [--profile]
 
 Prints markdown tables and, with ``--json``, writes every number.
 """
@@ -216,6 +218,66 @@ def streaming_benchmark(cfg: dict[str, int], batch: int, steps: int, repeats: in
     }
 
 
+def profile_benchmark(cfg: dict[str, int], repeats: int) -> dict:
+    """Where one SFM forward + backward goes: the input projections (one GEMM over all steps,
+    forward and backward, outside the op), the op's forward and backward (the recurrence), and
+    the rest (phases, autograd, Python); each part's multiply-adds and their rate."""
+    import torch.nn.functional as F
+
+    models = build(cfg)
+    sfm, lstm = models["sfm"], models["lstm"]
+    cell = sfm.cells[0]
+    T, B, N, D, K, M = (cfg[k] for k in "TBNDKM")
+    G = cell.weight_ih.shape[0]
+    x = torch.randn(T, B, N, requires_grad=True)
+    times = torch.arange(1, T + 1, dtype=torch.float64).unsqueeze(1).expand(T, B)
+    with torch.no_grad():
+        gx = cell.input_projection(x)
+        ph = freqnn.frequencies.phase(cell.frequencies(), times)
+        cos, sin = torch.cos(ph), torch.sin(ph)
+        zero = x.new_zeros
+        args = (gx, zero(B, M), zero(B, D, K), zero(B, D, K), None, cos, sin, None, times,
+                torch.zeros(B, dtype=torch.float64), None, cell.weight_hh, cell.weight_a,
+                cell.b_z, True)  # fmt: skip
+        saved = torch.ops.freqnn.sfm_scan(*args)[5]
+    grads = (x.new_ones(T, B, M), zero(B, M), zero(B, D, K), zero(B, D, K), None)
+    rest = (cos, sin, times, args[9], None, cell.weight_hh, cell.weight_a, cell.b_z, saved)
+
+    def projection() -> None:
+        w = cell.weight_ih.detach().requires_grad_()
+        F.linear(x, w, cell.bias_ih.detach()).sum().backward()
+
+    def op_forward() -> None:
+        with torch.no_grad():
+            torch.ops.freqnn.sfm_scan(*args)
+
+    def op_backward() -> None:
+        torch.ops.freqnn.sfm_scan_backward(*grads, *rest)
+
+    cases = {
+        "SFM forward + backward": fwd_bwd(sfm, x, "fast"),
+        "input projections, forward + backward": projection,
+        "op forward (recurrence, histories kept)": op_forward,
+        "op backward (recurrence)": op_backward,
+        "nn.LSTM forward + backward": fwd_bwd(lstm, x, None),
+    }
+    result = round_robin(cases, dict.fromkeys(cases, repeats))
+    step = B * M * G + K * B * D * 2 * M  # recurrent GEMM + read-out per step
+    macs = {
+        "input projections, forward + backward": 3 * T * B * N * G,
+        "op forward (recurrence, histories kept)": T * step,
+        "op backward (recurrence)": 2 * T * step + T * B * (G * M + K * 2 * M * D),
+    }
+    total = result["SFM forward + backward"]["median_s"]
+    parts = sum(result[k]["median_s"] for k in macs)
+    result["rest (phases, autograd, Python)"] = {"median_s": total - parts, "runs": 0}
+    for name, case in result.items():
+        case["share"] = case["median_s"] / total
+        if name in macs:
+            case["gflops"] = 2 * macs[name] / case["median_s"] / 1e9
+    return {"config": cfg, "times": result}
+
+
 class _Head(nn.Module):
     """A layer and a linear read-out: what a user compiles."""
 
@@ -378,6 +440,16 @@ def print_config(name: str, res: dict) -> None:
         print(f"| {case} | {t['median_s'] * 1e3:.1f} | {t['runs']} | {t['vs_lstm']:.2f}x |")
 
 
+def print_profile(res: dict) -> None:
+    dims = ", ".join(f"{k}={v}" for k, v in res["config"].items())
+    print(f"\n### Where the time goes ({dims}), forward + backward\n")
+    print("| part | median (ms) | of the SFM total | GFLOP/s |")
+    print("|---|---:|---:|---:|")
+    for case, t in res["times"].items():
+        rate = f"{t['gflops']:.0f}" if "gflops" in t else "-"
+        print(f"| {case} | {t['median_s'] * 1e3:.1f} | {t['share']:.0%} | {rate} |")
+
+
 def print_streaming(res: dict) -> None:
     print(f"\n### Streaming, one step per call, batch {res['batch']} ({res['steps']} steps)\n")
     print("| cell | per step (us) | / nn.LSTMCell |")
@@ -454,6 +526,14 @@ def run_threads(args: argparse.Namespace, threads: int) -> dict:
     ]
     for res in part["streaming"]:
         print_streaming(res)
+    if args.profile:
+        part["profile"] = [
+            profile_benchmark(CONFIGS[name], repeats=3 if name == "large" else 11)
+            for name in CONFIGS
+            if not args.only or name == args.only
+        ]
+        for res in part["profile"]:
+            print_profile(res)
     if args.torch_compile:
         part["torch_compile"] = torch_compile_benchmark(CONFIGS["small"], repeats=5)
         print_torch_compile(part["torch_compile"])
@@ -494,6 +574,12 @@ def main(argv: list[str] | None = None) -> None:
         "--torch-compile",
         action="store_true",
         help="also time the model under torch.compile(fullgraph=True) against eager",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also time the parts of one SFM forward + backward (projections, op forward, op "
+        "backward, the rest)",
     )
     parser.add_argument("--memory-point", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -234,11 +234,20 @@ def _setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
     ctx.mark_non_differentiable(saved)
     if not ctx.adaptive:
         ctx.mark_non_differentiable(output[4])
+    # no zero gradients made for outputs that got none: the history buffer is the largest
+    # tensor of the layer (materialising its zeros cost a fifth of a backward); the backward
+    # makes the small ones it needs
+    ctx.set_materialize_grads(False)
+    ctx.grad_like = [(t.shape, t.dtype, t.device) for t in output[:5]]
 
 
-def _scan_backward(ctx, gout, gz, gre, gim, gphi, _gsaved):  # type: ignore[no-untyped-def]
+def _scan_backward(ctx, *grads):  # type: ignore[no-untyped-def]
     if not ctx.keep:
         raise RuntimeError("freqnn::sfm_scan was called with keep=False: it saved no histories")
+    gout, gz, gre, gim, gphi = (
+        torch.zeros(shape, dtype=dtype, device=device) if g is None else g
+        for g, (shape, dtype, device) in zip(grads[:5], ctx.grad_like, strict=True)
+    )
     cos, sin, times, time0, mask, whh, wa, b_z, saved = ctx.saved_tensors
     # (torch.compile traces the op itself: its compiled backward refuses double backward)
     backward = (
