@@ -121,10 +121,11 @@ def _chunk(T: int, B: int) -> int:
     return max(1, min(T, -(-2048 // B)))
 
 
-def _threads(B: int) -> int:
+def _threads(T: int, B: int) -> int:
     """The most threads the kernel may use: torch's setting (it splits the batch into blocks of
-    at least 8 sequences, one per thread; see ``cpu/sfm_blas.h``)."""
-    return torch.get_num_threads() if B >= 16 else 1
+    at least 8 sequences, one per thread; see ``cpu/sfm_blas.h``), but one for short sequences:
+    starting a thread costs tens of microseconds, more than a streaming step saves."""
+    return torch.get_num_threads() if B >= 16 and T >= 16 else 1
 
 
 @functools.lru_cache(maxsize=64)
@@ -183,7 +184,7 @@ def forward_compiled(
     D, K = p.re0.shape[-2:]
     M = p.z0.shape[-1]
     adaptive = p.adaptive
-    threads = _threads(B)
+    threads = _threads(T, B)
     size, total, offsets = _forward_layout(
         T, B, D, K, M, G, adaptive, keep, projection is not None, threads
     )
@@ -258,7 +259,7 @@ def backward_compiled(
     T, B, D, K, M, G = shape
     new = s.zs.new_empty
     tc = _chunk(T, B)
-    threads = _threads(B)
+    threads = _threads(T, B)
     # the kernel accumulates into these carries: fresh contiguous copies, (B, K, D) inside
     dre = gre.transpose(1, 2).contiguous().clone()
     dim = gim.transpose(1, 2).contiguous().clone()
