@@ -125,7 +125,6 @@ def scan(
     return out, final
 
 
-
 def step(
     cell: torch.nn.Module, x: Tensor, state: SFMState | None, t: Tensor | float | None
 ) -> tuple[Tensor, SFMState] | None:
