@@ -50,3 +50,60 @@ def test_wrap_phase_range_and_gradient():
     torch.testing.assert_close(torch.cos(wrapped), torch.cos(phi))
     wrapped.sum().backward()
     assert torch.all(phi.grad == 1)
+
+
+@pytest.mark.parametrize("K", [2, 3, 8])
+def test_log_grid_spans_the_periods_geometrically(K):
+    grid = frequency_grid("log", K, min_period=10.0, max_period=100.0)
+    periods = 2 * np.pi / grid.numpy()
+    expected = 100.0 * (10.0 / 100.0) ** (np.arange(K) / (K - 1))
+    np.testing.assert_allclose(periods, expected, rtol=1e-12)
+    assert np.all(np.diff(grid.numpy()) > 0) and grid.dtype == torch.float64
+    ratios = periods[:-1] / periods[1:]
+    np.testing.assert_allclose(ratios, ratios[0], rtol=1e-12)
+
+
+def test_log_grid_with_one_frequency_is_the_geometric_mean_period():
+    grid = frequency_grid("log", 1, min_period=4, max_period=16, dtype=torch.float32)
+    torch.testing.assert_close(grid, torch.tensor([2 * math.pi / 8.0]))
+    torch.testing.assert_close(frequency_grid("log", 1, min_period=5, max_period=5),
+                               torch.tensor([2 * math.pi / 5], dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({}, r"min_period: expected a finite period > 0 .*got None"),
+        ({"min_period": 10.0}, r"max_period: expected a finite period > 0 .*got None"),
+        ({"min_period": 0.0, "max_period": 5.0}, r"min_period: expected .*> 0.*got 0\.0"),
+        ({"min_period": 1.0, "max_period": math.inf}, r"max_period: .*got inf"),
+        ({"min_period": 10.0, "max_period": 10.0}, r"max_period: expected > min_period = 10\.0"),
+        ({"min_period": 10.0, "max_period": 2.0}, r"max_period: expected > min_period"),
+        ({"min_period": True, "max_period": 2.0}, r"min_period: .*got True"),
+    ],
+)
+def test_log_grid_errors_name_the_argument(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        frequency_grid("log", 4, **kwargs)
+
+
+@pytest.mark.parametrize("spec", ["paper", "dct", torch.zeros(4)])
+def test_periods_are_refused_for_the_other_grids(spec):
+    with pytest.raises(ValueError, match=r"min_period: expected None \(periods define only"):
+        frequency_grid(spec, 4, min_period=3.0)
+
+
+def test_num_freqs_is_checked():
+    with pytest.raises(ValueError, match=r"num_freqs: expected an int >= 1, got 0"):
+        frequency_grid("paper", 0)
+
+
+def test_layers_accept_the_log_grid_and_name_the_missing_periods():
+    import freqnn
+
+    grid = freqnn.frequency_grid("log", 4, min_period=10.0, max_period=100.0)
+    for cls in (freqnn.SFM, freqnn.AdaptiveSFM, freqnn.ParallelSFM):
+        layer = cls(1, 3, 2, 4, frequencies=grid)
+        torch.testing.assert_close(layer.cells[0].frequencies().double(), grid)
+    with pytest.raises(ValueError, match=r"min_period: .*pass the tensor as frequencies="):
+        freqnn.SFM(1, 3, 2, 4, frequencies="log")

@@ -5,7 +5,9 @@ Core layers (torch + numpy only):
 * :class:`SFM`, :class:`AdaptiveSFM`: State-Frequency Memory networks (Hu & Qi, ICML 2017)
   with an ``nn.LSTM``-like interface; :class:`SFMCell`, :class:`AdaptiveSFMCell` step by step;
   :class:`SFMState` the recurrent state; :class:`StockSFM` the KDD 2017 stock variant;
-  :class:`ParallelSFM` SFM with input-driven gates, computed by a scan over time.
+  :class:`ParallelSFM` SFM with input-driven gates, computed by a scan over time;
+  :func:`frequency_grid` the frequency grids their ``frequencies=`` accepts (by name, or from
+  the data's time scale: ``frequency_grid("log", K, min_period=..., max_period=...)``).
 * :mod:`freqnn.baselines`: the SFM paper's other baselines with the same interface,
   :class:`ClockworkRNN`, :class:`PhasedLSTM`, :class:`RHN`, :class:`AssociativeLSTM`,
   :class:`ACTRNN`.
@@ -21,6 +23,7 @@ the ``freqnn`` command and needs the ``experiments`` extra.
 
 from . import baselines, functional, metrics
 from .baselines import ACTRNN, RHN, AssociativeLSTM, ClockworkRNN, PhasedLSTM
+from .frequencies import frequency_grid
 from .sfm import (
     SFM,
     AdaptiveSFM,
@@ -55,6 +58,7 @@ __all__ = [
     "StockSFMCell",
     "__version__",
     "baselines",
+    "frequency_grid",
     "functional",
     "metrics",
 ]

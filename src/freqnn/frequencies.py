@@ -6,7 +6,15 @@ amplitudes, and frequencies above pi alias (Nyquist), so the useful band is [0, 
 
 * ``"paper"``: omega_k = 2*pi*k/K, k = 0..K-1 (Hu & Qi 2017; about half of it is conjugate twins),
 * ``"half"``: omega_k = pi*k/(K-1) (the band [0, pi] end to end, K = 1 gives the DC component),
-* ``"dct"``: omega_k = (2k+1)*pi/(2K) (the DCT-II grid, strictly inside (0, pi)).
+* ``"dct"``: omega_k = (2k+1)*pi/(2K) (the DCT-II grid, strictly inside (0, pi)),
+* ``"log"``: omega_k = 2*pi/P_k with periods P_k spaced geometrically from ``max_period`` down
+  to ``min_period`` (in units of time): a grid built from the time scale of the data, e.g.
+  ``frequency_grid("log", 8, min_period=10, max_period=100)`` for waves of period 10 to 100.
+
+The first three are fixed by K alone and put omega_k of order 1 rad per unit of time, which suits
+data whose interesting periods are a few steps long; for slow data (periods of tens or hundreds
+of time units) most of them lie far above the fundamentals, and the ``"log"`` grid puts them
+where the data's periods are.
 
 Phases ``omega * t`` are computed in float64 and reduced modulo 2*pi before they are cast to the
 model's dtype: in float32 ``cos(omega * t)`` at t = 1e7 has lost all phase information.
@@ -24,18 +32,52 @@ from .checks import check_finite, check_floating, check_shape, fail
 __all__ = ["GRIDS", "fold_frequency", "frequency_grid", "phase", "wrap_phase"]
 
 TWO_PI = 2.0 * math.pi
-GRIDS = ("paper", "half", "dct")
+GRIDS = ("paper", "half", "dct", "log")
 
 
 def frequency_grid(
-    spec: str | Tensor, num_freqs: int, *, dtype: torch.dtype = torch.float64
+    spec: str | Tensor,
+    num_freqs: int,
+    *,
+    min_period: float | None = None,
+    max_period: float | None = None,
+    dtype: torch.dtype = torch.float64,
 ) -> Tensor:
-    """The K frequencies named by ``spec`` (a grid name or a tensor of shape (K,)).
+    """The K frequencies named by ``spec`` (a grid name of :data:`GRIDS` or a tensor (K,)).
+
+    Parameters
+    ----------
+    spec : str or Tensor
+        ``"paper"``, ``"half"``, ``"dct"``, ``"log"`` (see the module docstring), or the
+        frequencies themselves [shape=(K,)], in radians per unit of time.
+    num_freqs : int
+        K.
+    min_period, max_period : float, optional
+        ``"log"`` only, and required there: the shortest and longest period of the grid, in
+        units of time, with ``0 < min_period < max_period`` (equal when K = 1, whose single
+        period is their geometric mean). omega_k = 2*pi / P_k with
+        P_k = max_period * (min_period / max_period) ** (k / (K - 1)), so omega increases with k
+        from 2*pi / max_period to 2*pi / min_period. With one sample per unit of time, periods
+        below 2 alias (omega > pi); the grid does not know the sampling, so that is not checked.
+    dtype : torch.dtype
+        Of the result.
 
     Returns
     -------
     Tensor [shape=(K,)], a new tensor of ``dtype``.
+
+    Examples
+    --------
+    >>> frequency_grid("log", 3, min_period=10.0, max_period=1000.0)
+    tensor([0.0063, 0.0628, 0.6283], dtype=torch.float64)
     """
+    if isinstance(num_freqs, bool) or not isinstance(num_freqs, int) or num_freqs < 1:
+        fail("num_freqs", "an int >= 1", repr(num_freqs))
+    if not (isinstance(spec, str) and spec == "log"):
+        for name, value in (("min_period", min_period), ("max_period", max_period)):
+            if value is not None:
+                fail(name, "None (periods define only the 'log' grid)",
+                     f"{value!r} with frequencies={spec if isinstance(spec, str) else 'a tensor'}")
     k = torch.arange(num_freqs, dtype=torch.float64)
     if isinstance(spec, Tensor):
         check_floating(spec, "frequencies")
@@ -48,9 +90,30 @@ def frequency_grid(
         grid = math.pi * k / (num_freqs - 1) if num_freqs > 1 else torch.zeros(1, dtype=k.dtype)
     elif spec == "dct":
         grid = (2 * k + 1) * math.pi / (2 * num_freqs)
+    elif spec == "log":
+        grid = TWO_PI / _log_periods(num_freqs, min_period, max_period)
     else:
         fail("frequencies", f"one of {GRIDS} or a tensor of shape ({num_freqs},)", repr(spec))
     return grid.to(dtype)
+
+
+def _log_periods(num_freqs: int, min_period: float | None, max_period: float | None) -> Tensor:
+    """Periods from ``max_period`` down to ``min_period``, geometrically spaced, (K,) float64."""
+    for name, value in (("min_period", min_period), ("max_period", max_period)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value) or value <= 0:
+            fail(name, "a finite period > 0 (in units of time) for the 'log' grid; build it with "
+                 "freqnn.frequency_grid('log', K, min_period=..., max_period=...) and pass the "
+                 "tensor as frequencies=", repr(value))
+    if num_freqs == 1:
+        if max_period < min_period:
+            fail("max_period", f">= min_period = {min_period}", repr(max_period))
+        return torch.tensor([math.sqrt(min_period * max_period)], dtype=torch.float64)
+    if not max_period > min_period:
+        fail("max_period", f"> min_period = {min_period} (K = {num_freqs} distinct periods)",
+             repr(max_period))
+    k = torch.arange(num_freqs, dtype=torch.float64)
+    return max_period * (min_period / max_period) ** (k / (num_freqs - 1))
 
 
 def wrap_phase(phi: Tensor) -> Tensor:
