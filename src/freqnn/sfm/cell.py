@@ -22,7 +22,18 @@ from . import kernels
 from .state import SFMState, check_state, last_time, map_batch_axis, where_valid, zero_state
 from .step import advance_phase, amplitude, memory_update, output, split_gates
 
-__all__ = ["AdaptiveSFMCell", "SFMCell"]
+__all__ = ["PHASE_RULES", "AdaptiveSFMCell", "SFMCell", "check_phase"]
+
+#: A-SFM's phase rules (``AdaptiveSFM(..., phase=...)``): the accumulated phase (default) and the
+#: rule of the authors' released code
+PHASE_RULES = ("accumulate", "authors")
+
+
+def check_phase(value: object) -> str:
+    """Validate A-SFM's ``phase`` argument (one of :data:`PHASE_RULES`)."""
+    if not isinstance(value, str) or value not in PHASE_RULES:
+        fail("phase", f"one of {PHASE_RULES}", repr(value))
+    return value  # type: ignore[return-value]
 
 
 def _check_size(value: object, name: str) -> int:
@@ -153,6 +164,16 @@ class SFMCell(nn.Module):
     def _frequency_tensor(self) -> Tensor:
         return self.b_omega if self.adaptive else self.omega
 
+    @property
+    def carries_omega(self) -> bool:
+        """Whether the state's phase slot carries omega_t (A-SFM under the authors' rule)."""
+        return False
+
+    def initial_phase(self) -> Tensor | None:
+        """The phase slot of this layer's zero state, (K,), or None for zeros (or no slot):
+        the frequency grid under A-SFM's authors' rule."""
+        return None
+
     def frequencies(self) -> Tensor:
         """The frequencies in use (rad per unit of time), shape (K,): SFM's omega (folded into
         [0, pi] when learned) or A-SFM's base b_omega."""
@@ -200,6 +221,8 @@ class SFMCell(nn.Module):
             s += ", learn_frequencies=True"
         if not self.bias:
             s += ", bias=False"
+        if self.adaptive:
+            s += f", phase={self.phase!r}"
         return s
 
     # ------------------------------------------------------------------ equations
@@ -244,7 +267,10 @@ class SFMCell(nn.Module):
             return result
         D, K, M = self.state_size, self.num_freqs, self.hidden_size
         z, re, im, time, phi = state
-        if self.adaptive:
+        authors = self.carries_omega
+        if authors:
+            pass  # phi carries omega_{t-1}; the phase of step t is omega_{t-1} * t
+        elif self.adaptive:
             prev = torch.cat([time.unsqueeze(0), times[:-1]])
             dt = (times - prev).to(gx.dtype)
         else:
@@ -253,7 +279,13 @@ class SFMCell(nn.Module):
         outputs = []
         for t in range(gx.shape[0]):
             gates = split_gates(torch.addmm(gx[t], z, self.weight_hh.t()), D, K, M)
-            if self.adaptive:
+            if authors:
+                # float64 omega_{t-1} * t reduced modulo 2*pi, as SFM's phases; omega_t is
+                # carried to step t + 1
+                angle = phase(phi, times[t])
+                cos_t, sin_t = torch.cos(angle), torch.sin(angle)
+                phi_new = gates.omega
+            elif self.adaptive:
                 phi_new = advance_phase(phi, gates.omega, dt[t])
                 cos_t, sin_t = torch.cos(phi_new), torch.sin(phi_new)
             else:
@@ -292,7 +324,9 @@ class SFMCell(nn.Module):
         batch = tuple(x.shape[:-1])
         dims = (self.hidden_size, self.state_size, self.num_freqs, self.adaptive)
         if state is None:
-            state = zero_state((), batch, *dims, dtype=x.dtype, device=x.device)
+            state = zero_state(
+                (), batch, *dims, dtype=x.dtype, device=x.device, phase0=self.initial_phase()
+            )
         else:
             state = check_state(state, (), batch, *dims, dtype=x.dtype)
         if t is None:
@@ -317,14 +351,63 @@ class AdaptiveSFMCell(SFMCell):
     r"""Adaptive SFM layer: the frequencies follow the input,
     omega_t = W_omega_x x_t + W_omega_z z_{t-1} + b_omega.
 
-    Phase rule: the accumulated phase phi_t = phi_{t-1} + omega_t * (t - t_{t-1}) (reduced
-    modulo 2*pi), with omega_t used at its own step (no lag: it depends only on x_t and
-    z_{t-1}, both known at step t). For a constant omega this is omega * t, so SFM is the special
-    case W_omega_x = W_omega_z = 0; at initialisation those weights are zero and b_omega holds the
-    frequency grid. omega_t is unconstrained (no nonlinearity, as in the paper). With
-    ``learn_frequencies=False`` b_omega stays fixed while W_omega_x, W_omega_z are trained; b_omega
-    is present even with ``bias=False`` (it carries the grid). The authors' released code instead
-    uses omega_t from step t + 1 on; see ``docs/sfm.md``.
+    Parameters
+    ----------
+    input_size, hidden_size, state_size, num_freqs, bias, frequencies, learn_frequencies :
+        As :class:`SFMCell`.
+    phase : {"accumulate", "authors"}
+        The phase rule (stored as ``self.phase``):
+
+        * ``"accumulate"`` (default): the accumulated phase
+          phi_t = phi_{t-1} + omega_t * (t - t_{t-1}) (reduced modulo 2*pi), omega_t used at its
+          own step (no lag: it depends only on x_t and z_{t-1}, both known at step t). The
+          state's ``phase`` slot carries phi_t, zero in the zero state.
+        * ``"authors"``: the rule of the authors' released Theano code. Step t uses
+          cos(omega_{t-1} * t) and sin(omega_{t-1} * t), t the step's timestamp (the product in
+          float64 reduced modulo 2*pi, as SFM's phases), then computes omega_t for step t + 1.
+          The state's ``phase`` slot carries omega_t (not a phase); in the zero state it holds
+          the frequency grid the layer was built with (the grid b_omega is initialised to,
+          which does not move when b_omega is trained), so step 1 uses the grid. A padded step
+          (``lengths``) leaves the carried omega unchanged.
+
+    Notes
+    -----
+    For a constant omega both rules give omega * t, so SFM is the special case
+    W_omega_x = W_omega_z = 0 under either rule; at initialisation those weights are zero and
+    b_omega holds the frequency grid, so an A-SFM starts as the SFM with the same weights.
+    omega_t is unconstrained (no nonlinearity, as in the paper). With ``learn_frequencies=False``
+    b_omega stays fixed while W_omega_x, W_omega_z are trained; b_omega is present even with
+    ``bias=False`` (it carries the grid). See ``docs/sfm.md`` for when to use which rule.
     """
 
     adaptive = True
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        state_size: int,
+        num_freqs: int,
+        *,
+        phase: str = "accumulate",
+        **kwargs: object,
+    ) -> None:
+        phase = check_phase(phase)
+        super().__init__(input_size, hidden_size, state_size, num_freqs, **kwargs)  # type: ignore[arg-type]
+        self.phase = phase
+
+    @property
+    def phase(self) -> str:
+        """The phase rule, ``"accumulate"`` or ``"authors"`` (validated when set)."""
+        return self._phase
+
+    @phase.setter
+    def phase(self, value: str) -> None:
+        self._phase = check_phase(value)
+
+    @property
+    def carries_omega(self) -> bool:
+        return self._phase == "authors"
+
+    def initial_phase(self) -> Tensor | None:
+        return self._initial_grid if self._phase == "authors" else None

@@ -17,7 +17,7 @@ from ..checks import (
     describe,
     fail,
 )
-from .cell import AdaptiveSFMCell, SFMCell
+from .cell import AdaptiveSFMCell, SFMCell, check_phase
 from .state import SFMState, check_state, map_batch_axis, zero_state
 
 __all__ = ["SFM", "AdaptiveSFM"]
@@ -188,7 +188,11 @@ class SFM(nn.Module):
         dims = (self.hidden_size, self.state_size, self.num_freqs, self.adaptive)
         lead = (self.num_layers,)
         if state is None:
-            state = zero_state(lead, (batch,), *dims, dtype=x.dtype, device=x.device)
+            origins = [cell.initial_phase() for cell in self.cells]
+            phase0 = None if origins[0] is None else torch.stack(origins)
+            state = zero_state(
+                lead, (batch,), *dims, dtype=x.dtype, device=x.device, phase0=phase0
+            )
         else:
             state = check_state(state, lead, () if unbatched else (batch,), *dims, dtype=x.dtype)
             if unbatched:
@@ -237,11 +241,53 @@ class SFM(nn.Module):
 
 
 class AdaptiveSFM(SFM):
-    """Adaptive SFM (A-SFM): frequencies computed from the input at every step.
+    """Adaptive SFM (A-SFM): frequencies computed from the input at every step,
+    omega_t = W_omega_x x_t + W_omega_z z_{t-1} + b_omega.
 
-    Same interface as :class:`SFM`; the per-layer phase rule is documented in
-    :class:`freqnn.AdaptiveSFMCell`. ``paper_parameters`` adds ``W_omega_z``, ``W_omega_x``,
+    Same interface as :class:`SFM`, plus the phase rule (equations in ``docs/sfm.md`` and
+    :class:`freqnn.AdaptiveSFMCell`). ``paper_parameters`` adds ``W_omega_z``, ``W_omega_x``,
     ``b_omega`` (and has no ``omega``).
+
+    Parameters
+    ----------
+    phase : {"accumulate", "authors"}
+        ``"accumulate"`` (default): the accumulated phase phi_t = phi_{t-1} + omega_t dt, omega_t
+        used at its own step; the state's ``phase`` carries phi_t (zero at the start).
+        ``"authors"``: the rule of the authors' released code: step t uses cos(omega_{t-1} t),
+        sin(omega_{t-1} t) and computes omega_t for step t + 1; the state's ``phase`` carries
+        omega_t (rad per unit of time, not a phase), starting at the frequency grid of
+        ``frequencies`` (which stays fixed when b_omega is trained). Stored as ``self.phase``
+        (and on every cell); not part of the ``state_dict``, so give the same value to the
+        module a checkpoint is loaded into. :class:`SFM` has no ``phase`` argument (its phase is
+        omega * t under both rules) and raises ``TypeError`` if given one.
+    Others : as :class:`SFM`.
     """
 
     cell_type = AdaptiveSFMCell
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        state_size: int,
+        num_freqs: int,
+        num_layers: int = 1,
+        *,
+        phase: str = "accumulate",
+        **kwargs: object,
+    ) -> None:
+        phase = check_phase(phase)
+        super().__init__(input_size, hidden_size, state_size, num_freqs, num_layers, **kwargs)  # type: ignore[arg-type]
+        self.phase = phase
+
+    @property
+    def phase(self) -> str:
+        """The phase rule of every layer, ``"accumulate"`` or ``"authors"`` (setting it sets
+        every cell's)."""
+        return self.cells[0].phase
+
+    @phase.setter
+    def phase(self, value: str) -> None:
+        value = check_phase(value)
+        for cell in self.cells:
+            cell.phase = value

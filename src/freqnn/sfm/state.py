@@ -44,7 +44,12 @@ class SFMState(NamedTuple):
         continues from it (steps time + 1, time + 2, ...); kept in float64 so that long streams
         keep their phase.
     phase : Tensor [shape=(L, B, K)] or None
-        A-SFM only: accumulated phase phi_t in [0, 2*pi) of each layer. ``None`` for SFM, whose
+        A-SFM only, and what it holds depends on the layer's phase rule
+        (:class:`freqnn.AdaptiveSFM`, ``phase=``): under ``"accumulate"`` (the default) the
+        accumulated phase phi_t in [0, 2*pi) of each layer (zero in the zero state); under
+        ``"authors"`` the frequencies omega_t (rad per unit of time) computed at the last step,
+        which the next step uses, cos(omega_t * t_{t+1}) (the layer's frequency grid in the
+        zero state). Shapes, dtype and checks are the same for both. ``None`` for SFM, whose
         phase ``omega * time`` follows from ``time``.
     """
 
@@ -65,16 +70,31 @@ def zero_state(
     *,
     dtype: torch.dtype,
     device: torch.device,
+    phase0: Tensor | None = None,
 ) -> SFMState:
-    """All-zero state at time 0 for leading dims ``lead`` (layers) and ``batch`` (() or (B,))."""
+    """The zero state at time 0 for leading dims ``lead`` (layers) and ``batch`` (() or (B,)).
+
+    Everything is zero except, where ``phase0`` (shape ``lead + (K,)``) is given, A-SFM's phase
+    slot, which then holds ``phase0`` for every sequence: the frequency grid of an A-SFM under
+    the authors' phase rule (see :class:`SFMState`).
+    """
     kw = {"dtype": dtype, "device": device}
     shape = lead + batch
+    phase = None
+    if adaptive:
+        if phase0 is None:
+            phase = torch.zeros(*shape, num_freqs, **kw)
+        else:
+            per_sequence = phase0.to(**kw).reshape(*lead, *(1,) * len(batch), num_freqs)
+            phase = per_sequence.expand(*shape, num_freqs).clone(
+                memory_format=torch.contiguous_format
+            )
     return SFMState(
         z=torch.zeros(*shape, hidden_size, **kw),
         re=torch.zeros(*shape, state_size, num_freqs, **kw),
         im=torch.zeros(*shape, state_size, num_freqs, **kw),
         time=torch.zeros(batch, dtype=torch.float64, device=device),
-        phase=torch.zeros(*shape, num_freqs, **kw) if adaptive else None,
+        phase=phase,
     )
 
 
@@ -109,7 +129,8 @@ def conforms(
     dtype: torch.dtype,
 ) -> bool:
     """Whether ``state`` is an SFMState whose fields have the expected shapes and dtypes (float64
-    time; phase only for A-SFM). Values are not looked at."""
+    time; phase only for A-SFM, the same shape (K per sequence and layer) whether it holds the
+    accumulated phase or the authors' rule's omega_t). Values are not looked at."""
     expected = _expected(lead, batch, hidden_size, state_size, num_freqs, adaptive, dtype)
     return isinstance(state, SFMState) and all(
         value is None
@@ -150,7 +171,12 @@ def check_state(
         check_shape(state.time, f"{name}.time", batch, "(one timestamp per sequence)")
         if adaptive:
             if state.phase is None:
-                fail(f"{name}.phase", "a tensor (A-SFM keeps its accumulated phase)", "None")
+                fail(
+                    f"{name}.phase",
+                    "a tensor (A-SFM keeps its accumulated phase, or its omega_t under "
+                    "phase='authors')",
+                    "None",
+                )
             check_floating(state.phase, f"{name}.phase", dtype)
             check_shape(state.phase, f"{name}.phase", expected["phase"][0], layout)
         elif state.phase is not None:

@@ -111,7 +111,7 @@ def scan(
         else:
             omega = cell.frequencies()
     args = (gx, z, re, im, phi, cos, sin, omega, times, time0, mask, weight, cell.weight_a,
-            cell.b_z, grad)  # fmt: skip
+            cell.b_z, cell.carries_omega, grad)  # fmt: skip
     if grad:
         result = op.ScanFunction.apply(*args)
     elif gx.device.type == "cpu" and not torch.compiler.is_compiling():
@@ -161,7 +161,9 @@ def step(
     B = 1 if unbatched else x.shape[0]
     dims = (cell.hidden_size, cell.state_size, cell.num_freqs, cell.adaptive)
     if state is None:
-        state = zero_state((), (B,), *dims, dtype=x.dtype, device=x.device)
+        state = zero_state(
+            (), (B,), *dims, dtype=x.dtype, device=x.device, phase0=cell.initial_phase()
+        )
     elif conforms(state, (), () if unbatched else (B,), *dims, x.dtype):
         if unbatched:
             state = map_batch_axis(state, 0, squeeze=False)
@@ -184,7 +186,7 @@ def step(
     p = pytorch.Inputs(
         None, state.z, state.re, state.im, state.phase, None, None,
         None if adaptive else cell.frequencies(), times, state.time, None,
-        cell.weight_hh, cell.weight_a, cell.b_z,
+        cell.weight_hh, cell.weight_a, cell.b_z, cell.carries_omega,
     )  # fmt: skip
     # the projection's bias: bias_ih on the gate rows, b_omega on A-SFM's omega rows
     projection = compiled.Projection(

@@ -24,8 +24,10 @@ __all__ = ["ABI", "BACKWARD", "DIMS", "FORWARD", "call", "header"]
 
 #: sizes; ADAPTIVE and KEEP are 0/1 flags, CHUNK the steps per read-out GEMM of the backward,
 #: N the input size (streaming: the projection runs in the kernel), THREADS the most threads
-#: the kernel may use (blocks of sequences; the workspace holds THREADS blocks' fixed parts)
-DIMS = ("T", "B", "D", "K", "M", "G", "ADAPTIVE", "KEEP", "CHUNK", "N", "THREADS")
+#: the kernel may use (blocks of sequences; the workspace holds THREADS blocks' fixed parts),
+#: AUTHORS a 0/1 flag: A-SFM's phase rule is the authors' (the phi arrays carry omega_t and
+#: step t uses the phase omega_{t-1} * times[t]; otherwise the accumulated phase)
+DIMS = ("T", "B", "D", "K", "M", "G", "ADAPTIVE", "KEEP", "CHUNK", "N", "THREADS", "AUTHORS")
 
 #: forward arrays: inputs, then outputs and workspace
 FORWARD = (
@@ -40,7 +42,7 @@ FORWARD = (
     "z0",  # (B, M) initial state
     "re0",  # (B, D, K)
     "im0",
-    "phi0",  # (B, K) A-SFM
+    "phi0",  # (B, K) A-SFM: initial phase, or (AUTHORS) the omega of the first step
     "out",  # (T, B, M) outputs z_t
     "zs",  # histories: (T + 1 or 2, B, M)
     "act",  # (T or 1, B, 3D + K) gate activations
@@ -48,10 +50,10 @@ FORWARD = (
     "c",  # (T or 1, B, K, M) read-out candidates
     "re",  # (T + 1 or 2, B, K, D)
     "im",
-    "phi",  # (T + 1 or 2, B, K)
+    "phi",  # (T + 1 or 2, B, K) phases, or (AUTHORS) the carried omega_t
     "work",  # workspace
     "omega",  # (K) SFM frequencies ... or phases computed here from omega and times
-    "times",  # (T, B) float64 timestamps (SFM phases, A-SFM steps)
+    "times",  # (T, B) float64 timestamps (SFM phases, A-SFM steps or, AUTHORS, phases)
     "time0",  # (B) float64 time of the initial state (A-SFM steps)
     "zf",  # final state (B, M), (B, D, K), (B, D, K), (B, K)
     "ref",
@@ -80,6 +82,7 @@ BACKWARD = (
     "re",
     "im",
     "phi",
+    "times",  # (T, B) float64 timestamps (AUTHORS: the phase's slope in omega_{t-1})
     "gout",  # (T, B, M)
     "dgx",  # (T, B, G)
     "dz",  # carries: in, the gradient of the final state; out, of the initial one

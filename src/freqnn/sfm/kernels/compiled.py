@@ -10,6 +10,7 @@ from __future__ import annotations
 import array
 import ctypes
 import functools
+import itertools
 import math
 import mmap
 import os
@@ -235,7 +236,7 @@ def forward_compiled(
         imf=final[2],
         phif=final[3],
     )
-    dims = (T, B, D, K, M, G, int(adaptive), int(keep), 0, N, threads)
+    dims = (T, B, D, K, M, G, int(adaptive), int(keep), 0, N, threads, int(p.authors))
     abi.call(_entry(lib, "forward", like.dtype), dims, abi.FORWARD, arrays)
     if status[0]:
         return None
@@ -278,6 +279,7 @@ def backward_compiled(
         "re": s.re.contiguous(),
         "im": s.im.contiguous(),
         "phi": _contiguous(s.phi),
+        "times": p.times.contiguous() if p.authors else None,
         "gout": gout.contiguous(),
         "dgx": _cache.empty((T, B, G), s.zs),
         "dz": gz.contiguous().clone(),
@@ -295,7 +297,7 @@ def backward_compiled(
             + threads * (3 * D + 5 * K + 2 * K * M * D + K * M)
         ),
     }
-    dims = (T, B, D, K, M, G, int(p.adaptive), 1, tc, 0, threads)
+    dims = (T, B, D, K, M, G, int(p.adaptive), 1, tc, 0, threads, int(p.authors))
     abi.call(_entry(lib, "backward", s.zs.dtype), dims, abi.BACKWARD, arrays)
     return Grads(
         gx=arrays["dgx"],
@@ -312,10 +314,10 @@ def backward_compiled(
 
 
 def self_test(lib: ctypes.CDLL) -> None:
-    """A small problem through both float types must match the PyTorch algorithm (catches a
-    BLAS with another integer width or a broken build)."""
+    """A small problem through both float types and both A-SFM phase rules must match the
+    PyTorch algorithm (catches a BLAS with another integer width or a broken build)."""
     gen = torch.Generator().manual_seed(0)
-    for dtype in (torch.float32, torch.float64):
+    for dtype, authors in itertools.product((torch.float32, torch.float64), (False, True)):
         T, B, D, K, M = 3, 2, 3, 2, 4
         G = 3 * D + K + K * M + K
 
@@ -337,6 +339,7 @@ def self_test(lib: ctypes.CDLL) -> None:
             weight_hh=rand(G, M),
             weight_a=rand(K, 2 * M, D),
             b_z=rand(K, M),
+            authors=authors,
         )
         got, _, _ = forward_compiled(lib, p, keep=True)
         want, _ = forward_torch(p, keep=True)

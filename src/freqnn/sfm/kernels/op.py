@@ -15,14 +15,16 @@ Both kernels return tensors they allocate themselves; the saved histories are an
 so autograd (and AOTAutograd under ``torch.compile``) keeps them alive for the backward.
 
 Inputs (see :class:`freqnn.sfm.kernels.pytorch.Inputs` for the shapes): ``gx, z0, re0, im0,
-phi0?, cos?, sin?, omega?, times, time0, mask?, weight_hh, weight_a, b_z?, keep``. An SFM passes
-either ``cos`` / ``sin`` (differentiable phases, training) or ``omega`` (phases computed inside
-from the float64 times); an A-SFM passes ``phi0``. With ``keep`` (needed for a backward) the
-histories are returned, else empty tensors.
+phi0?, cos?, sin?, omega?, times, time0, mask?, weight_hh, weight_a, b_z?, authors, keep``. An SFM
+passes either ``cos`` / ``sin`` (differentiable phases, training) or ``omega`` (phases computed
+inside from the float64 times); an A-SFM passes ``phi0``, and ``authors`` selects its phase rule
+(False: the accumulated phase, ``phi0`` the initial phase; True: the authors' rule, ``phi0`` the
+omega the first step uses). With ``keep`` (needed for a backward) the histories are returned,
+else empty tensors.
 
-Outputs: ``out`` (T, B, M), the final ``z`` (B, M), ``re``, ``im`` (B, D, K), ``phi`` (B, K) (empty
-for SFM), and ``saved``: the histories in one flat buffer (:func:`~.pytorch.history_layout`),
-empty without ``keep``.
+Outputs: ``out`` (T, B, M), the final ``z`` (B, M), ``re``, ``im`` (B, D, K), ``phi`` (B, K) (the
+final phase, or under the authors' rule the final omega; empty for SFM), and ``saved``: the
+histories in one flat buffer (:func:`~.pytorch.history_layout`), empty without ``keep``.
 """
 
 from __future__ import annotations
@@ -82,11 +84,12 @@ def sfm_scan(
     weight_hh: Tensor,
     weight_a: Tensor,
     b_z: Tensor | None,
+    authors: bool,
     keep: bool,
 ) -> _Six:
     """One layer's SFM / A-SFM recurrence (default kernel: the PyTorch algorithm)."""
     p = Inputs(gx, z0, re0, im0, phi0, cos, sin, omega, times, time0, mask, weight_hh,
-               weight_a, b_z)  # fmt: skip
+               weight_a, b_z, authors)  # fmt: skip
     return _forward(None, p, keep)
 
 
@@ -100,7 +103,8 @@ def scan_cpu(*args: Tensor | bool | None) -> _Six:
 
 @sfm_scan.register_fake
 def _sfm_scan_fake(
-    gx, z0, re0, im0, phi0, cos, sin, omega, times, time0, mask, weight_hh, weight_a, b_z, keep
+    gx, z0, re0, im0, phi0, cos, sin, omega, times, time0, mask, weight_hh, weight_a, b_z,
+    authors, keep,
 ):  # type: ignore[no-untyped-def]
     T, B, _ = gx.shape
     D, K = re0.shape[-2:]
@@ -128,13 +132,15 @@ def sfm_scan_backward(
     weight_hh: Tensor,
     weight_a: Tensor,
     b_z: Tensor | None,
+    authors: bool,
     saved: Tensor,
 ) -> _Ten:
     """Gradients of ``freqnn::sfm_scan`` (default kernel: the PyTorch algorithm): those of gx,
     z0, re0, im0, phi0, cos, sin, weight_hh, weight_a, b_z (empty where absent). ``gphi`` is
-    given for an A-SFM (None for SFM); ``saved`` is the forward's history buffer."""
+    given for an A-SFM (None for SFM); ``authors`` is the forward's flag; ``saved`` is the
+    forward's history buffer."""
     args = (gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z)
-    return _backward(None, *args, saved)
+    return _backward(None, *args, authors, saved)
 
 
 @sfm_scan_backward.register_kernel("cpu")
@@ -143,7 +149,8 @@ def _sfm_scan_backward_cpu(*args: Tensor | None) -> _Ten:
 
 
 def _backward(
-    lib, gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z, saved
+    lib, gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z,
+    authors, saved,
 ) -> _Ten:  # type: ignore[no-untyped-def]
     adaptive = gphi is not None
     T, B, M = gout.shape
@@ -164,6 +171,7 @@ def _backward(
         weight_hh=weight_hh,
         weight_a=weight_a,
         b_z=b_z,
+        authors=authors,
     )
     s = Saved.carve(saved, T, B, D, K, M, adaptive, True)
     shape = (T, B, D, K, M, G)
@@ -177,7 +185,8 @@ def _backward(
 
 @sfm_scan_backward.register_fake
 def _sfm_scan_backward_fake(
-    gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z, saved
+    gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z, authors,
+    saved,
 ):  # type: ignore[no-untyped-def]
     T, B, _ = gout.shape
     K = weight_a.shape[0]
@@ -223,6 +232,7 @@ class _ScanBackward(torch.autograd.Function):
 def _setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
     p = Inputs(*inputs[:-1])
     ctx.adaptive = p.adaptive
+    ctx.authors = p.authors
     ctx.has_bz = p.b_z is not None
     ctx.keep = inputs[-1]
     saved = output[5]
@@ -255,7 +265,7 @@ def _scan_backward(ctx, *grads):  # type: ignore[no-untyped-def]
     )
     g = backward(
         gout, gz, gre, gim, gphi if ctx.adaptive else None, cos, sin, times, time0, mask,
-        whh, wa, b_z, saved,
+        whh, wa, b_z, ctx.authors, saved,
     )  # fmt: skip
     dgx, dz0, dre0, dim0, dphi0, dcos, dsin, dwhh, dwa, dbz = g
     adaptive = ctx.adaptive
@@ -274,7 +284,8 @@ def _scan_backward(ctx, *grads):  # type: ignore[no-untyped-def]
         dwhh,
         dwa,
         dbz if ctx.has_bz else None,
-        None,
+        None,  # authors
+        None,  # keep
     )
 
 

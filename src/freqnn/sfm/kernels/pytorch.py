@@ -8,8 +8,18 @@ equations of :mod:`freqnn.sfm.step`.
 
 Saved activations (per step and sequence; float count): the memory ``Re S_t``, ``Im S_t``
 (2 D K), the read-out gates ``o`` and ``tanh(W_z A + b_z)`` (2 K M), the four gate activations
-(3 D + K) and the output ``z`` (M); A-SFM adds the phase (K). The amplitudes and the cos / sin of
-A-SFM's phase are recomputed in the backward.
+(3 D + K) and the output ``z`` (M); A-SFM adds the phase (K), or under the authors' rule the
+carried omega_t (K). The amplitudes and the cos / sin of A-SFM's phase are recomputed in the
+backward.
+
+A-SFM's two phase rules (``Inputs.authors``), with omega_t the last K rows of the step's
+pre-activations:
+
+* accumulated (default): phi_t = wrap(phi_{t-1} + omega_t (t - t_{t-1})); the slot carries phi_t;
+* authors': phase_t = wrap(omega_{t-1} t) in float64 (as :func:`freqnn.frequencies.phase`), cast
+  to the model's dtype; the slot carries omega_t, kept at padded steps. Its backward:
+  d omega_t = d(carried omega_t), d omega_{t-1} = t (dsin cos - dcos sin) (+ the carry at a
+  padded step), the product in float64.
 """
 
 from __future__ import annotations
@@ -42,7 +52,8 @@ class Inputs(NamedTuple):
     Shapes: gx (T, B, G); z0 (B, M); re0, im0 (B, D, K); phi0 (B, K) (A-SFM) or None;
     cos, sin (T, B, K) (SFM, given) or None; omega (K,) (SFM, phases derived from ``times``) or
     None; times (T, B) float64; time0 (B,) float64, the time of the initial state; mask (T, B)
-    bool or None; weight_hh (G, M); weight_a (K, 2M, D); b_z (K, M) or None.
+    bool or None; weight_hh (G, M); weight_a (K, 2M, D); b_z (K, M) or None; authors: A-SFM's
+    phase rule is the authors' (``phi0`` then holds omega_0, the slot carries omega_t).
     """
 
     gx: Tensor
@@ -59,6 +70,7 @@ class Inputs(NamedTuple):
     weight_hh: Tensor
     weight_a: Tensor
     b_z: Tensor | None
+    authors: bool = False
 
     @property
     def adaptive(self) -> bool:
@@ -146,6 +158,12 @@ def sizes(p: Inputs) -> tuple[int, int, int, int, int, int]:
     return T, B, D, K, p.z0.shape[-1], G
 
 
+def authors_phase(omega: Tensor, times: Tensor) -> Tensor:
+    """The authors' A-SFM phase of one step, wrap(omega_{t-1} t) computed in float64 and cast to
+    omega's dtype (:func:`freqnn.frequencies.phase`): ``omega`` (B, K), ``times`` (B,)."""
+    return phase(omega, times)
+
+
 def phases(p: Inputs) -> tuple[Tensor | None, Tensor | None]:
     """SFM: cos and sin of the phases (given, or from omega and the float64 times exactly as
     :func:`freqnn.frequencies.phase`); A-SFM: None, None."""
@@ -156,8 +174,9 @@ def phases(p: Inputs) -> tuple[Tensor | None, Tensor | None]:
 
 
 def time_steps(p: Inputs) -> Tensor | None:
-    """A-SFM: the time since the previous step (T, B) in gx's dtype; SFM: None."""
-    if not p.adaptive:
+    """A-SFM (accumulated phase): the time since the previous step (T, B) in gx's dtype; SFM and
+    the authors' rule (which use t itself): None."""
+    if not p.adaptive or p.authors:
         return None
     prev = torch.cat([p.time0.unsqueeze(0), p.times[:-1]])
     return (p.times - prev).to(p.gx.dtype)
@@ -191,7 +210,11 @@ def forward_torch(p: Inputs, keep: bool) -> tuple[Tensor, Saved]:
         torch.tanh(pre[:, 2 * D : 3 * D], out=a[:, 2 * D : 3 * D])
         torch.sigmoid(pre[:, 3 * D : ob], out=a[:, 3 * D :])
         fs, g, i, ff = a.split([D, D, D, K], dim=1)
-        if phi is not None:
+        if p.authors:  # phase of omega_{t-1}; omega_t is carried to the next step
+            angle = authors_phase(phi[sp], p.times[t])
+            cos_t, sin_t = torch.cos(angle), torch.sin(angle)
+            new_phi = pre[:, wb:]
+        elif phi is not None:
             new_phi = pre[:, wb:] * dt[t].unsqueeze(1) + phi[sp]
             new_phi = new_phi - TWO_PI * torch.floor(new_phi / TWO_PI)
             cos_t, sin_t = torch.cos(new_phi), torch.sin(new_phi)
@@ -235,8 +258,8 @@ def backward_torch(
     gim: Tensor,
     gphi: Tensor | None,
 ) -> Grads:
-    """Backward-through-time; ``p`` needs only cos, sin (SFM), times, time0 (A-SFM), mask
-    and the weights; gre, gim (B, D, K)."""
+    """Backward-through-time; ``p`` needs only cos, sin (SFM), times, time0 (A-SFM), mask,
+    the weights and ``authors``; gre, gim (B, D, K)."""
     T, B, D, K, M, G = shape
     dt = time_steps(p)
     sre, sim = s.re.transpose(2, 3), s.im.transpose(2, 3)  # (., B, D, K) views
@@ -280,7 +303,7 @@ def backward_torch(
             dr, di = dre * m3 + scale * r, dim * m3 + scale * q
             dre_keep, dim_keep = dre * (1 - m3), dim * (1 - m3)
         if p.adaptive:
-            ph = s.phi[t + 1]
+            ph = authors_phase(s.phi[t], p.times[t]) if p.authors else s.phi[t + 1]
             cos_t, sin_t = torch.cos(ph), torch.sin(ph)
         else:
             cos_t, sin_t = p.cos[t], p.sin[t]
@@ -296,7 +319,13 @@ def backward_torch(
         dp[:, 2 * D : 3 * D] = dw * g * (1 - i * i)
         dp[:, 3 * D : ob] = (df * fs.unsqueeze(2)).sum(1) * ff * (1 - ff)
         dp[:, ob:wb] = dpo.flatten(1)
-        if p.adaptive:
+        if p.authors:
+            # phase_t = wrap(omega_{t-1} t) (slope t, in float64); the slot carries
+            # where(m, omega_t, omega_{t-1}). At a padded step dcs = dsn = 0.
+            dp[:, wb:] = dphi if mask is None else dphi * m
+            back = ((dsn * cos_t - dcs * sin_t).double() * p.times[t].unsqueeze(1)).to(dphi.dtype)
+            dphi = back if mask is None else back + dphi * (1 - m)
+        elif p.adaptive:
             # phi_t = where(m, wrap(phi_{t-1} + omega_t dt), phi_{t-1}); wrap has slope 1
             gnew = dsn * cos_t - dcs * sin_t + (dphi if mask is None else dphi * m)
             dp[:, wb:] = gnew * dt[t].unsqueeze(1)

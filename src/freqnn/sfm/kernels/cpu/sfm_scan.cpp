@@ -21,6 +21,10 @@ namespace {
 // SFM phases: cos, sin given, or (inference) computed here from omega (K) and the float64
 // timestamps (T, B) exactly as freqnn.frequencies.phase does. A-SFM steps: dt given, or
 // computed from the timestamps and the state's float64 time (B).
+// A-SFM phase rules (DIM_AUTHORS): 0, the accumulated phase, phi_t = wrap(phi_{t-1} + omega_t dt)
+// carried in F_PHI; 1, the authors' rule: step t uses the phase wrap(omega_{t-1} * times[t])
+// (in double, as freqnn.frequencies.phase) and F_PHI carries omega_t to the next step (kept at
+// a padded step).
 // The initial re0, im0 come (B, D, K) as the library's state; F_ZF, F_REF, F_IMF, F_PHIF
 // receive the final state, re / im in that layout too.
 
@@ -66,6 +70,7 @@ void forward_block(const i64* dim, void* const* ptr, i64 b0, i64 b1, i64 j) {
   const i64 T = dim[DIM_T], B = dim[DIM_B], D = dim[DIM_D], K = dim[DIM_K], M = dim[DIM_M];
   const i64 G = dim[DIM_G], nb = b1 - b0;
   const bool adaptive = dim[DIM_ADAPTIVE] != 0, keep = dim[DIM_KEEP] != 0;
+  const bool authors = dim[DIM_AUTHORS] != 0;
   const i64 A = 3 * D + K, OB = 3 * D + K, WB = OB + K * M, M2 = 2 * M;
   const S* gx = (const S*)ptr[F_GX];
   const S* whh = (const S*)ptr[F_WHH];
@@ -116,7 +121,19 @@ void forward_block(const i64* dim, void* const* ptr, i64 b0, i64 b1, i64 j) {
 #pragma omp simd
       for (i64 d = 0; d < D; ++d) w[d] = g[d] * in[d];
       const S *cb, *sb;
-      if (adaptive) {
+      if (adaptive && authors) {  // the phase of omega_{t-1}; omega_t goes to the next step
+        const S* pp = phi + (sp * B + b) * K;
+        S* pn = phi + (sn * B + b) * K;
+        const double tb = times[t * B + b];
+        for (i64 k = 0; k < K; ++k) {
+          const S p = S(wrap(double(pp[k]) * tb));
+          cs[k] = std::cos(p);
+          cs[K + k] = std::sin(p);
+          pn[k] = on ? pb[WB + k] : pp[k];
+        }
+        cb = cs;
+        sb = cs + K;
+      } else if (adaptive) {
         const S* pp = phi + (sp * B + b) * K;
         S* pn = phi + (sn * B + b) * K;
         const S step = dt ? dt[t * B + b]
@@ -251,7 +268,7 @@ template <class S>
 void backward_block(const i64* dim, void* const* ptr, i64 b0, i64 b1, i64 j) {
   const i64 T = dim[DIM_T], B = dim[DIM_B], D = dim[DIM_D], K = dim[DIM_K], M = dim[DIM_M];
   const i64 G = dim[DIM_G], TC = dim[DIM_CHUNK], nb = b1 - b0;
-  const bool adaptive = dim[DIM_ADAPTIVE] != 0;
+  const bool adaptive = dim[DIM_ADAPTIVE] != 0, authors = dim[DIM_AUTHORS] != 0;
   const i64 A = 3 * D + K, OB = 3 * D + K, WB = OB + K * M, M2 = 2 * M;
   const S* whh = (const S*)ptr[B_WHH];
   const S* wa = (const S*)ptr[B_WA];
@@ -265,6 +282,7 @@ void backward_block(const i64* dim, void* const* ptr, i64 b0, i64 b1, i64 j) {
   const S* re = (const S*)ptr[B_RE];
   const S* im = (const S*)ptr[B_IM];
   const S* phi = (const S*)ptr[B_PHI];
+  const double* times = (const double*)ptr[B_TIMES];  // AUTHORS only
   const S* gout = (const S*)ptr[B_GOUT];
   S* dgx = (S*)ptr[B_DGX];  // (T, B, G): gradients of the pre-activations (= of gx)
   S* dz = (S*)ptr[B_DZ];    // carries: in, gradient of the final state; out, of the initial
@@ -347,7 +365,17 @@ void backward_block(const i64* dim, void* const* ptr, i64 b0, i64 b1, i64 j) {
       const S* ab = at + b * A;
       const S *fs = ab, *g = ab + D, *in = ab + 2 * D, *ff = ab + 3 * D;
       const S *cb, *sb;
-      if (adaptive) {
+      if (adaptive && authors) {  // recomputed from omega_{t-1} (slot t) as in the forward
+        const S* pp = phi + (t * B + b) * K;
+        const double tb = times[t * B + b];
+        for (i64 k = 0; k < K; ++k) {
+          const S p = S(wrap(double(pp[k]) * tb));
+          cb_[k] = std::cos(p);
+          sb_[k] = std::sin(p);
+        }
+        cb = cb_;
+        sb = sb_;
+      } else if (adaptive) {
         const S* pn = phi + ((t + 1) * B + b) * K;
         for (i64 k = 0; k < K; ++k) {
           cb_[k] = std::cos(pn[k]);
@@ -401,7 +429,17 @@ void backward_block(const i64* dim, void* const* ptr, i64 b0, i64 b1, i64 j) {
         dpb[2 * D + d] = dw[d] * g[d] * (S(1) - in[d] * in[d]);
       }
       for (i64 k = 0; k < K; ++k) dpb[3 * D + k] = dff[k] * ff[k] * (S(1) - ff[k]);
-      if (adaptive) {  // phi_t = wrap(phi_{t-1} + omega_t dt): slope 1 in phi, dt in omega
+      if (adaptive && authors) {
+        // phase_t = wrap(omega_{t-1} t): slope t (in double) in omega_{t-1}; the carried
+        // omega_t's gradient is that of the step's omega rows (padded steps skip this: their
+        // carry passes unchanged, their rows' gradient is zero)
+        S* dpk = dphi + b * K;
+        const double tb = times[t * B + b];
+        for (i64 k = 0; k < K; ++k) {
+          dpb[WB + k] = dpk[k];
+          dpk[k] = S(double(dsn[k] * cb[k] - dcs[k] * sb[k]) * tb);
+        }
+      } else if (adaptive) {  // phi_t = wrap(phi_{t-1} + omega_t dt): slope 1 in phi, dt in omega
         S* dpk = dphi + b * K;
         const S step = dt[t * B + b];
         for (i64 k = 0; k < K; ++k) {
