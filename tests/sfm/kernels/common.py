@@ -12,7 +12,24 @@ from freqnn.sfm.state import zero_state
 from ..reference import randomise_
 
 N, M, D, K = 3, 4, 3, 5
-CLASSES = [freqnn.SFM, freqnn.AdaptiveSFM]
+
+
+class AuthorsASFM(freqnn.AdaptiveSFM):
+    """A-SFM under the authors' phase rule (a class of its own: readable test ids)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, phase="authors", **kwargs)
+
+
+class AuthorsASFMCell(freqnn.AdaptiveSFMCell):
+    """An A-SFM cell under the authors' phase rule."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, phase="authors", **kwargs)
+
+
+CLASSES = [freqnn.SFM, freqnn.AdaptiveSFM, AuthorsASFM]
+CELLS = [freqnn.SFMCell, freqnn.AdaptiveSFMCell, AuthorsASFMCell]
 FAST = ["compiled", "pytorch"]
 TOL = {"atol": 1e-10, "rtol": 0}
 

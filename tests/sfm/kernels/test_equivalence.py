@@ -18,6 +18,7 @@ from freqnn.sfm.kernels.pytorch import Inputs
 
 from ..reference import randomise_
 from .common import (
+    CELLS,
     CLASSES,
     FAST,
     TOL,
@@ -134,7 +135,7 @@ def test_inference_without_histories_equals_training_forward(compiled, path, cls
             torch.testing.assert_close(u, v.detach(), **TOL)
 
 
-@pytest.mark.parametrize("cls", [freqnn.SFMCell, freqnn.AdaptiveSFMCell])
+@pytest.mark.parametrize("cls", CELLS)
 def test_streaming_cell_steps_equal_reference(compiled, cls):
     cell = cls(N, M, D, K, dtype=torch.float64)
     randomise_(cell)
@@ -150,7 +151,7 @@ def test_streaming_cell_steps_equal_reference(compiled, cls):
     torch.testing.assert_close(outs["fast"], outs["reference"], **TOL)
 
 
-def _op_inputs(adaptive: bool, masked: bool) -> Inputs:
+def _op_inputs(adaptive: bool, masked: bool, authors: bool = False) -> Inputs:
     T, B, d, k, m = 3, 2, 2, 2, 3
     G = 3 * d + k + k * m + (k if adaptive else 0)
 
@@ -174,14 +175,16 @@ def _op_inputs(adaptive: bool, masked: bool) -> Inputs:
         weight_hh=r(G, m, scale=0.5),
         weight_a=r(k, 2 * m, d, scale=0.5),
         b_z=r(k, m),
+        authors=authors,
     )
 
 
 @pytest.mark.parametrize("path", FAST)
-@pytest.mark.parametrize("adaptive", [False, True])
+@pytest.mark.parametrize("rule", ["sfm", "accumulate", "authors"])
 @pytest.mark.parametrize("masked", [False, True])
-def test_gradcheck_of_the_op(compiled, path, adaptive, masked):
-    p = _op_inputs(adaptive, masked)
+def test_gradcheck_of_the_op(compiled, path, rule, masked):
+    adaptive = rule != "sfm"
+    p = _op_inputs(adaptive, masked, authors=rule == "authors")
 
     def f(*tensors):
         out, z, re, im, phi = torch.ops.freqnn.sfm_scan(*tensors, True)[:5]

@@ -22,7 +22,7 @@ import freqnn
 from freqnn.sfm import kernels
 
 from ..reference import randomise_
-from .common import CLASSES, D, K, M, N, assert_same, make, random_state, run
+from .common import CELLS, CLASSES, D, K, M, N, assert_same, make, random_state, run
 
 MODES = {
     "grad": contextlib.nullcontext,
@@ -103,7 +103,7 @@ def test_use_after_free_regression():
 
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("t", ["default", "scalar", "per-sequence"])
-@pytest.mark.parametrize("cls", [freqnn.SFMCell, freqnn.AdaptiveSFMCell])
+@pytest.mark.parametrize("cls", CELLS)
 def test_cell_steps_equal_reference(cls, t, mode):
     cell = cls(N, M, D, K, dtype=torch.float64)
     randomise_(cell)
@@ -150,7 +150,7 @@ def test_property_op_equals_reference(
     compare(cls, mode, times, batch_first, dtype, lengths, state, layers, T=T, B=B)
 
 
-@pytest.mark.parametrize("cls", [freqnn.SFMCell, freqnn.AdaptiveSFMCell])
+@pytest.mark.parametrize("cls", CELLS)
 def test_streaming_step_runs_in_one_kernel_call(cls, monkeypatch):
     """Eager CPU inference takes kernels.step (projection and checks in the kernel), and its
     result is the general path's."""
@@ -180,7 +180,7 @@ def test_streaming_step_runs_in_one_kernel_call(cls, monkeypatch):
     assert state1.re.shape == (D, K) and state1.time.shape == ()
 
 
-@pytest.mark.parametrize("cls", [freqnn.SFMCell, freqnn.AdaptiveSFMCell])
+@pytest.mark.parametrize("cls", CELLS)
 def test_streaming_step_refuses_bad_values_with_the_general_errors(cls):
     """The kernel checks values; a bad one sends the step to the general path, which names it."""
     cell = cls(N, M, D, K)
