@@ -1,4 +1,5 @@
-"""Rule 1 of the architecture: the core imports only torch, numpy and the standard library."""
+"""Import rules of the architecture: the core imports only torch, numpy and the standard library;
+the tasks read runs without the trainer."""
 
 from __future__ import annotations
 
@@ -97,3 +98,26 @@ def test_importing_freqnn_loads_no_experiment_stack():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_tasks_import_neither_the_trainer_nor_the_cli():
+    """Tasks sit below the runner: they read runs through freqnn.checkpoint, never through
+    freqnn.train (Lightning) or freqnn.cli, which import the tasks."""
+    forbidden = ("freqnn.train", "freqnn.cli")
+    offenders = [
+        f"{file.relative_to(SRC)}: {name}"
+        for file in sorted((SRC / "tasks").rglob("*.py"))
+        for name in _absolute_imports(file)
+        if name in forbidden or name.startswith(tuple(f"{m}." for m in forbidden))
+    ]
+    assert not offenders, offenders
+
+
+def test_checkpoint_loading_needs_no_lightning():
+    code = (
+        "import sys, freqnn.checkpoint, freqnn.tasks.phoneme, freqnn.tasks.stocks; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'lightning', "
+        "'pytorch_lightning'}), 'freqnn.train' in sys.modules, 'freqnn.cli' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[] False False"

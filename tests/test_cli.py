@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from freqnn import cli
+from freqnn.checkpoint import load_checkpoint
 from freqnn.data.npz import save_npz
 from freqnn.data.waves import generate_waves
-from freqnn.train import load_checkpoint
 
 TINY = ["--n-train", "16", "--n-val", "8", "--n-test", "8", "--length", "10",
         "--batch-size", "8", "--hidden-size", "4", "--state-size", "2", "--num-freqs", "2",

@@ -7,24 +7,33 @@ import torch
 from torch import nn
 
 from freqnn.models import (
+    ARCH_LABELS,
+    BidirectionalRNN,
     SequenceModel,
     build_model,
     count_parameters,
     matched_hidden_size,
+    reverse_padded,
     rnn_parameter_count,
     time_deltas,
 )
 
-ARCHS = ["sfm", "asfm", "sfm-stock", "psfm", "lstm", "gru"]
+ARCHS = ["sfm", "asfm", "sfm-stock", "psfm", "lstm", "gru", "bilstm", "bigru"]
 
 
-@pytest.mark.parametrize("arch", ["lstm", "gru"])
+@pytest.mark.parametrize("arch", ["lstm", "gru", "bilstm", "bigru"])
 @pytest.mark.parametrize(("inp", "hidden", "layers", "out"), [(1, 7, 1, 0), (3, 12, 2, 5)])
 def test_rnn_parameter_count_matches_torch(arch: str, inp: int, hidden: int, layers: int,
                                            out: int) -> None:
-    rnn = (nn.LSTM if arch == "lstm" else nn.GRU)(inp, hidden, layers)
-    expected = count_parameters(rnn) + (hidden * out + out if out else 0)
+    bidirectional = arch.startswith("bi")
+    rnn = (nn.LSTM if arch.endswith("lstm") else nn.GRU)(inp, hidden, layers,
+                                                         bidirectional=bidirectional)
+    width = 2 * hidden if bidirectional else hidden
+    expected = count_parameters(rnn) + (width * out + out if out else 0)
     assert rnn_parameter_count(arch, inp, hidden, layers, out) == expected
+    if bidirectional:
+        ours = BidirectionalRNN(arch[2:], inp, hidden, layers)
+        assert count_parameters(ours) == count_parameters(rnn)
 
 
 @pytest.mark.parametrize("arch", ["lstm", "gru"])
@@ -150,3 +159,112 @@ def test_parallel_sfm_arch_and_one_batch_of_training(tmp_path) -> None:
         "run_dir": str(tmp_path / "psfm")})
     results = train(cfg)
     assert results["model"] == "psfm" and 0 <= results["test"]["accuracy"] <= 1
+
+
+def test_reverse_padded() -> None:
+    x = torch.arange(10.0).reshape(2, 5, 1)
+    out = reverse_padded(x, torch.tensor([5, 3]))
+    assert out[..., 0].tolist() == [[4, 3, 2, 1, 0], [7, 6, 5, 8, 9]]
+    assert torch.equal(reverse_padded(out, torch.tensor([5, 3])), x)
+    assert torch.equal(reverse_padded(x, None), x.flip(1))
+
+
+def _packed_reference(model: BidirectionalRNN) -> nn.Module:
+    """``nn.LSTM`` / ``nn.GRU(bidirectional=True)`` with the weights of ``model``."""
+    ref = (nn.LSTM if model.mode == "lstm" else nn.GRU)(
+        model.input_size, model.hidden_size, model.num_layers, batch_first=True,
+        bidirectional=True).double()
+    with torch.no_grad():
+        for k in range(model.num_layers):
+            for suffix, layers in (("", model.forward_layers), ("_reverse", model.backward_layers)):
+                for name, value in layers[k].named_parameters():
+                    getattr(ref, name.replace("_l0", f"_l{k}") + suffix).copy_(value)
+    return ref
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_bidirectional_equals_torch_bidirectional_on_packed_sequences(mode: str,
+                                                                     layers: int) -> None:
+    torch.manual_seed(0)
+    model = BidirectionalRNN(mode, 3, 6, layers).double()
+    ref = _packed_reference(model)
+    x = torch.randn(4, 7, 3, dtype=torch.float64)
+    lengths = torch.tensor([7, 4, 1, 6])
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
+                                               enforce_sorted=False)
+    expected, _ = nn.utils.rnn.pad_packed_sequence(ref(packed)[0], batch_first=True,
+                                                   total_length=7)
+    # padded steps are zero, as in the packed reference
+    torch.testing.assert_close(model(x, lengths), expected, rtol=1e-10, atol=1e-10)
+    full, _ = ref(x)
+    torch.testing.assert_close(model(x), full, rtol=1e-10, atol=1e-10)
+    # the padding never reaches the valid steps
+    x2 = x.clone()
+    x2[2, 1:] = 100.0
+    torch.testing.assert_close(model(x2, lengths)[2, :1], expected[2, :1], rtol=1e-10,
+                               atol=1e-10)
+
+
+def test_bidirectional_dropout_between_layers_only_in_training() -> None:
+    torch.manual_seed(0)
+    model = BidirectionalRNN("gru", 2, 4, 2, dropout=0.5).double()
+    x = torch.randn(2, 5, 2, dtype=torch.float64)
+    model.eval()
+    torch.testing.assert_close(model(x), _packed_reference(model)(x)[0])
+    model.train()
+    assert not torch.allclose(model(x), model(x))
+    one = BidirectionalRNN("gru", 2, 4, 1, dropout=0.5).train()
+    torch.testing.assert_close(one(x.float()), one(x.float()))  # nothing to drop
+
+
+@pytest.mark.parametrize("arch", ["bilstm", "bigru"])
+def test_bidirectional_sequence_head_reads_both_ends(arch: str) -> None:
+    torch.manual_seed(0)
+    model = SequenceModel(arch, 2, 3, "sequence", hidden_size=5).double()
+    x = torch.randn(2, 6, 2, dtype=torch.float64)
+    lengths = torch.tensor([6, 3])
+    out = model.body(x, lengths)
+    summary = torch.cat([out[[0, 1], [5, 2], :5], out[:, 0, 5:]], dim=-1)
+    torch.testing.assert_close(model(x, lengths=lengths), model.readout(summary))
+    assert model.readout.in_features == 10
+    assert ARCH_LABELS[arch] == {"bilstm": "BiLSTM", "bigru": "BiGRU"}[arch]
+
+
+@pytest.mark.parametrize("arch", ["bilstm", "bigru"])
+@pytest.mark.parametrize(("inp", "out", "timed", "M", "D", "K", "layers"), [
+    (40, 39, False, 64, 16, 8, 1), (1, 2, True, 16, 8, 8, 1), (88, 88, False, 64, 32, 4, 2)])
+def test_bidirectional_matched_within_ten_percent(arch: str, inp: int, out: int, timed: bool,
+                                                  M: int, D: int, K: int, layers: int) -> None:
+    model, counts = build_model(arch, inp, out, "step", hidden_size=M, state_size=D,
+                                num_freqs=K, num_layers=layers, use_times=timed)
+    assert isinstance(model.body, BidirectionalRNN) and model.body.num_layers == layers
+    assert model.body.input_size == inp + int(timed)  # LSTM-style time feature
+    assert counts["params"] == count_parameters(model)
+    assert abs(counts["params"] - counts["sfm_params"]) <= 0.1 * counts["sfm_params"]
+    h = counts["hidden_size"]
+    gaps = [abs(rnn_parameter_count(arch, inp + int(timed), k, layers, out) -
+                counts["sfm_params"]) for k in (h - 1, h, h + 1)]
+    assert gaps[1] == min(gaps)
+
+
+def test_bidirectional_phoneme_budget_is_the_driver_s() -> None:
+    """The counts of docs/results/phoneme.md (made by the removed experiment driver)."""
+    sizes = {"hidden_size": 64, "state_size": 16, "num_freqs": 8}
+    assert build_model("bilstm", 40, 39, "step", **sizes)[1] == {
+        "params": 79349, "sfm_params": 79071, "hidden_size": 77}
+    assert build_model("bigru", 40, 39, "step", **sizes)[1]["params"] == 79755
+
+
+def test_bidirectional_errors() -> None:
+    with pytest.raises(ValueError, match="mode: expected 'lstm' or 'gru', got 'rnn'"):
+        BidirectionalRNN("rnn", 2, 3)
+    with pytest.raises(ValueError, match="num_layers: expected a positive int, got 0"):
+        BidirectionalRNN("lstm", 2, 3, 0)
+    with pytest.raises(ValueError, match=r"dropout: expected a number in \[0, 1\), got 1.0"):
+        BidirectionalRNN("lstm", 2, 3, 2, dropout=1.0)
+    model = BidirectionalRNN("lstm", 2, 3)
+    with pytest.raises(ValueError, match="x: expected last dimension input_size=2"):
+        model(torch.zeros(1, 4, 3))
+    with pytest.raises(ValueError, match=r"lengths: expected shape \(1,\) with values in"):
+        model(torch.zeros(1, 4, 2), torch.tensor([0]))

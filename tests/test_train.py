@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 
+from freqnn.checkpoint import load_checkpoint
 from freqnn.tasks import get_task
 from freqnn.train import (
     AtomicCheckpointIO,
     GlobalBatchSampler,
     last_good_checkpoint,
-    load_checkpoint,
     make_config,
     train,
 )
@@ -215,3 +215,37 @@ def test_checkpoints_hold_plain_values(tmp_path: Path, monkeypatch: pytest.Monke
     info = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["freqnn"]["facts"][
         "info"]
     assert info["threshold"] == 0.5 and type(info["threshold"]) is float
+
+
+def test_task_param_groups_must_cover_the_model_once() -> None:
+    from freqnn.train import param_groups
+
+    task = get_task("signal_type")
+    model = torch.nn.Linear(2, 2)
+    (group,) = param_groups(task, model, {})
+    assert [id(p) for p in group["params"]] == [id(p) for p in model.parameters()]
+    own = dataclasses.replace(task, param_groups=lambda m, cfg: [
+        {"params": [m.weight]}, {"params": [m.bias], "lr": cfg["lr"] / 10}])
+    assert param_groups(own, model, {"lr": 1.0})[1]["lr"] == 0.1
+    for groups in ([{"params": [model.weight]}],
+                   [{"params": [model.weight, model.bias]}, {"params": [model.bias]}],
+                   [{"params": [model.weight, model.bias, torch.nn.Parameter(torch.ones(1))]}]):
+        bad = dataclasses.replace(task, param_groups=lambda m, cfg, g=groups: g)
+        with pytest.raises(ValueError, match=r"param_groups: expected every parameter of the "
+                           r"model in exactly one group \(2 parameters\), got \d entries"):
+            param_groups(bad, model, {})
+
+
+def test_trainer_and_checkpoint_models_share_state_dict_keys(tmp_path: Path) -> None:
+    """A checkpoint of the trainer loads into freqnn.checkpoint.TaskModel key for key."""
+    from freqnn.checkpoint import TaskModel
+    from freqnn.train import TaskModule
+
+    facts = {"input_size": 1, "output_size": 2, "has_times": True, "info": {}}
+    for model in ("sfm", "bigru"):
+        cfg = _cfg(tmp_path, model=model)
+        trained = TaskModule(cfg, facts).state_dict()
+        loaded = TaskModel(cfg, facts)
+        assert list(loaded.state_dict()) == list(trained) and all(
+            k.startswith("model.") for k in trained)
+        loaded.load_state_dict(trained)

@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    freqnn train TASK --model {sfm,asfm,sfm-stock,lstm,gru} [options | --config FILE] [--resume]
+    freqnn train TASK --model MODEL [options | --config FILE] [--resume]
     freqnn eval CHECKPOINT_OR_RUN_DIR [--data FILE.npz] [--split test]
     freqnn report RUN_DIR... [--out DIR]
     freqnn demo [--out reports/demo]
@@ -92,9 +92,10 @@ def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from .checkpoint import CONFIG_FILE, load_run_config
     from .config import make_config, read_yaml
     from .tasks import get_task
-    from .train import CONFIG_FILE, load_run_config, train
+    from .train import train
 
     base: dict[str, Any] = {}
     if args.resume:
@@ -160,12 +161,13 @@ def _positive_int(text: str) -> int:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from .train import evaluate, model_from_checkpoint
+    from .checkpoint import evaluate, model_from_checkpoint
 
     path = Path(args.checkpoint)
     if path.is_dir():
         path = path / "checkpoints" / "best.ckpt"
     module = model_from_checkpoint(path)
+    collate_fn = None
     if args.data:
         if module.task.load_external is None:
             raise SystemExit(f"freqnn: error: --data: task {module.task.name} reads no "
@@ -173,9 +175,10 @@ def _run_eval(args: argparse.Namespace) -> int:
         dataset = module.task.load_external(args.data, module.cfg, module.facts["info"])
         source = args.data
     else:
-        dataset = getattr(module.task.build(module.cfg), args.split)
+        data = module.task.build(module.cfg)
+        dataset, collate_fn = getattr(data, args.split), data.collate
         source = f"{module.task.name} {args.split} split"
-    metrics = evaluate(module, dataset, batch_size=args.batch_size)
+    metrics = evaluate(module, dataset, batch_size=args.batch_size, collate_fn=collate_fn)
     print(json.dumps({"checkpoint": str(path), "data": source, "sequences": len(dataset),
                       **metrics}, indent=2))
     return 0
@@ -191,20 +194,6 @@ def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the SFM amplitude figure")
 
 
-def _find_runs(paths: Sequence[str]) -> list[Path]:
-    runs: list[Path] = []
-    for p in map(Path, paths):
-        if (p / "results.json").is_file():
-            runs.append(p)
-        elif p.is_dir():
-            runs.extend(sorted(r.parent for r in p.rglob("results.json")))
-        else:
-            raise SystemExit(f"freqnn: error: {p}: expected a run directory, got nothing there")
-    if not runs:
-        raise SystemExit(f"freqnn: error: no finished runs (results.json) under {list(paths)}")
-    return runs
-
-
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     n = len(values)
     mean = sum(values) / n
@@ -217,13 +206,14 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
     """Summarise finished runs: ``report.md`` (table of test metrics, mean and sample std over
     seeds, parameter counts, wall time), ``learning_curves.png`` and, for the signal-type task
     with an SFM / A-SFM run, ``amplitude.png``. Returns the path of ``report.md``."""
+    from .checkpoint import find_runs
     from .io import atomic_write
     from .models import ARCH_LABELS, arch_rank
     from .plots import learning_curves
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = _find_runs([str(r) for r in run_dirs])
+    runs = find_runs(run_dirs)
     groups: dict[tuple[str, str], list[tuple[Path, dict[str, Any], list]]] = {}
     for run in runs:
         results = json.loads((run / "results.json").read_text())
@@ -291,9 +281,9 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
 def _amplitude_png(run: Path, path: Path) -> Path:
     import torch
 
+    from .checkpoint import model_from_checkpoint
     from .models import ARCH_LABELS
     from .plots import amplitude_figure, sfm_amplitudes
-    from .train import model_from_checkpoint
 
     module = model_from_checkpoint(run / "checkpoints" / "best.ckpt")
     test = module.task.build(module.cfg).test

@@ -12,10 +12,13 @@ Guarantees and how they are kept
 --------------------------------
 * Checkpoints are written through :func:`freqnn.io.atomic_write` (:class:`AtomicCheckpointIO`):
   a checkpoint file is either complete or absent, whenever the process dies.
-* Checkpoints are read weights-only (:func:`load_checkpoint`): a file that would build objects
-  or call functions when unpickled is refused (:class:`UnsafeCheckpointError`) before any of
-  it runs, by ``freqnn eval``, ``--resume`` and every other reader. A checkpoint used in a run
-  directory must match the run's task and model (:func:`check_checkpoint_matches`).
+* Checkpoints are read weights-only (:func:`freqnn.checkpoint.load_checkpoint`): a file that
+  would build objects or call functions when unpickled is refused
+  (:class:`~freqnn.checkpoint.UnsafeCheckpointError`) before any of it runs, by ``freqnn eval``,
+  ``--resume`` and every other reader. A checkpoint used in a run directory must match the
+  run's task and model (:func:`~freqnn.checkpoint.check_checkpoint_matches`). Reading runs back
+  (:func:`~freqnn.checkpoint.model_from_checkpoint`) needs no Lightning:
+  :mod:`freqnn.checkpoint`.
 * ``resume=True`` continues from the newest checkpoint that loads (:func:`last_good_checkpoint`)
   and gives the metrics of an uninterrupted run with the same seed: checkpoints are taken at
   epoch ends; the data order of epoch e is a permutation drawn from (seed, e)
@@ -38,7 +41,6 @@ import json
 import logging
 import math
 import os
-import pickle
 import platform
 import sys
 import time
@@ -57,47 +59,33 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from .config import DEFAULTS, make_config, read_yaml
+from .checkpoint import (
+    CONFIG_FILE,
+    RESULTS_FILE,
+    UnsafeCheckpointError,
+    build_task_model,
+    check_checkpoint_matches,
+    forward_batch,
+    load_checkpoint,
+)
+from .config import DEFAULTS, make_config
 from .io import atomic_write
-from .models import build_model
-from .tasks import TaskData, collate, get_task
+from .tasks import Task, TaskData, collate, get_task
 
 __all__ = [
     "DEFAULTS",
     "AtomicCheckpointIO",
     "GlobalBatchSampler",
     "TaskModule",
-    "UnsafeCheckpointError",
-    "check_checkpoint_matches",
-    "evaluate",
     "last_good_checkpoint",
-    "load_checkpoint",
-    "load_run_config",
     "make_config",
-    "model_from_checkpoint",
-    "run_dir_of",
+    "param_groups",
     "train",
 ]
 
-CONFIG_FILE = "config.yaml"
-#: Keys a checkpoint must share with the configuration of the run directory it is used in.
-MATCHED_KEYS = ("task", "model")
-RESULTS_FILE = "results.json"
 HISTORY_FILE = "history.json"
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- configuration
-def load_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The configuration saved in ``run_dir`` (``config.yaml``)."""
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no run configuration (is {run_dir} a run directory?)")
-    cfg = read_yaml(path)
-    if not isinstance(cfg, dict) or "task" not in cfg:
-        raise ValueError(f"{path}: expected a YAML mapping with a 'task' key, got {cfg!r}")
-    return cfg
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -129,76 +117,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return load_checkpoint(path)
 
 
-class UnsafeCheckpointError(ValueError):
-    """A checkpoint file that would run code or build arbitrary objects when loaded."""
-
-
-def _unsafe_globals(path: Path) -> list[str]:
-    """The globals a pickle in ``path`` refers to beyond the weights-only allow-list (read from
-    the pickle's opcodes, nothing executed); empty if the file cannot be scanned."""
-    try:
-        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-    except Exception:  # not a zip checkpoint (truncated, foreign): nothing to name
-        return []
-
-
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Load a freqnn checkpoint on the CPU without running code from it.
-
-    Loading is weights-only (``torch.load(..., weights_only=True)``): tensors, numbers,
-    strings and containers of them, which is all a freqnn checkpoint holds. A file whose pickle
-    names anything else (a class to build, a function to call) is refused before any of it
-    runs.
-
-    Raises
-    ------
-    UnsafeCheckpointError
-        The file holds objects other than weights and plain values (the message lists them).
-    ValueError
-        The file is not a readable freqnn checkpoint (truncated, foreign, other keys).
-    FileNotFoundError
-        No such file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: expected a checkpoint file, got nothing there")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        unsafe = _unsafe_globals(path)
-        if unsafe:
-            raise UnsafeCheckpointError(
-                f"{path}: expected a freqnn checkpoint of weights and plain values, got a file "
-                f"that would build or call {', '.join(unsafe)} when loaded; refused, nothing "
-                "in it was run (load only checkpoints you trust, and never with "
-                "weights_only=False)") from None
-        raise ValueError(f"{path}: expected a freqnn checkpoint, got an unreadable file "
-                         f"({type(error).__name__}: {error})") from error
-    except Exception as error:  # torch raises several types for truncated / foreign files
-        raise ValueError(f"{path}: expected a freqnn checkpoint, got an unreadable file "
-                         f"({type(error).__name__}: {error})") from error
-    if not isinstance(ckpt, dict) or "freqnn" not in ckpt or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: expected a freqnn checkpoint (with 'freqnn' and "
-                         "'state_dict'), got another kind of file")
-    return ckpt
-
-
-def check_checkpoint_matches(ckpt: dict[str, Any], cfg: dict[str, Any],
-                             path: str | os.PathLike[str]) -> None:
-    """Refuse a checkpoint whose task or model differ from the run's configuration ``cfg``.
-
-    Raises
-    ------
-    ValueError
-        Naming the key, the run's value and the checkpoint's.
-    """
-    saved = ckpt["freqnn"]["config"]
-    for key in MATCHED_KEYS:
-        if saved.get(key) != cfg.get(key):
-            raise ValueError(f"{path}: {key}: expected {cfg.get(key)!r} (the run's "
-                             f"{CONFIG_FILE}), got a checkpoint of {saved.get(key)!r}; refused")
-
-
 def last_good_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
     """The newest (largest global step, ``last.ckpt`` first on ties) checkpoint of ``run_dir``
     that loads; stale temporary files of interrupted writes are removed. ``None`` if none.
@@ -225,15 +143,6 @@ def last_good_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
         if best is None or key[:2] > best[:2]:
             best = key
     return None if best is None else best[2]
-
-
-def run_dir_of(checkpoint: str | os.PathLike[str]) -> Path | None:
-    """The run directory holding ``checkpoint`` (``RUN_DIR/checkpoints/NAME.ckpt`` with a
-    ``RUN_DIR/config.yaml``), or ``None`` for a checkpoint outside a run directory."""
-    folder = Path(checkpoint).parent
-    if folder.name == "checkpoints" and (folder.parent / CONFIG_FILE).is_file():
-        return folder.parent
-    return None
 
 
 # --------------------------------------------------------------------------- data
@@ -324,6 +233,29 @@ class TaskDataModule(L.LightningDataModule):
 
 
 # --------------------------------------------------------------------------- model
+def param_groups(task: Task, model: torch.nn.Module, cfg: dict[str, Any]
+                 ) -> list[dict[str, Any]]:
+    """The optimiser's parameter groups: the task's (:attr:`freqnn.tasks.Task.param_groups`),
+    else one group of every parameter of ``model``.
+
+    Raises
+    ------
+    ValueError
+        The task's groups leave out a parameter of ``model``, repeat one or hold another.
+    """
+    if task.param_groups is None:
+        return [{"params": list(model.parameters())}]
+    groups = task.param_groups(model, cfg)
+    grouped = [id(p) for group in groups for p in group["params"]]
+    expected = {id(p) for p in model.parameters()}
+    if len(grouped) != len(set(grouped)) or set(grouped) != expected:
+        raise ValueError(f"param_groups: expected every parameter of the model in exactly one "
+                         f"group ({len(expected)} parameters), got {len(grouped)} entries, "
+                         f"{len(set(grouped) & expected)} of them the model's, from task "
+                         f"{task.name!r}")
+    return groups
+
+
 class TaskModule(L.LightningModule):
     """A task's model, loss and metrics as a LightningModule.
 
@@ -336,23 +268,7 @@ class TaskModule(L.LightningModule):
         super().__init__()
         self.cfg = dict(cfg)
         self.facts = dict(data_facts)
-        self.task = get_task(cfg["task"])
-        self.model, self.counts = build_model(
-            cfg["model"],
-            data_facts["input_size"],
-            data_facts["output_size"],
-            self.task.head,
-            hidden_size=cfg["hidden_size"],
-            state_size=cfg["state_size"],
-            num_freqs=cfg["num_freqs"],
-            num_layers=cfg["num_layers"],
-            dropout=cfg["dropout"],
-            frequencies=cfg["frequencies"],
-            learn_frequencies=cfg["learn_frequencies"],
-            use_times=data_facts["has_times"],
-            rnn_hidden_size=cfg["rnn_hidden_size"],
-            match_params=cfg["match_params"],
-        )
+        self.task, self.model, self.counts = build_task_model(self.cfg, self.facts)
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0  # training seconds before this process (restored on resume)
         self._start = time.perf_counter()
@@ -360,8 +276,7 @@ class TaskModule(L.LightningModule):
         self._sums: dict[str, list[Tensor]] = {}
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        times = batch.get("times") if self.facts["has_times"] else None
-        return self.model(batch["x"], times=times, lengths=batch["lengths"])
+        return forward_batch(self.model, batch, self.facts)
 
     # training
     def on_train_start(self) -> None:
@@ -430,7 +345,8 @@ class TaskModule(L.LightningModule):
             self.log(key, value)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=float(self.cfg["lr"]),
+        return torch.optim.Adam(param_groups(self.task, self.model, self.cfg),
+                                lr=float(self.cfg["lr"]),
                                 weight_decay=float(self.cfg["weight_decay"]))
 
     # checkpoint state
@@ -463,42 +379,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return value
-
-
-def model_from_checkpoint(path: str | os.PathLike[str]) -> TaskModule:
-    """Rebuild a :class:`TaskModule` (model weights included) from a checkpoint file.
-
-    The file is loaded weights-only (:func:`load_checkpoint`). A checkpoint inside a run
-    directory must match the run's task and model (:func:`check_checkpoint_matches`).
-    """
-    ckpt = load_checkpoint(path)
-    run_dir = run_dir_of(path)
-    if run_dir is not None:
-        check_checkpoint_matches(ckpt, load_run_config(run_dir), path)
-    state = ckpt["freqnn"]
-    module = TaskModule(state["config"], state["facts"])
-    module.load_state_dict(ckpt["state_dict"])
-    module.history = list(state["history"])
-    if state["config"]["precision"] == "64":
-        module.double()
-    return module.eval()
-
-
-@torch.no_grad()
-def evaluate(module: TaskModule, dataset: Dataset, batch_size: int = 64) -> dict[str, float]:
-    """Metrics of ``module`` on ``dataset`` in this process (no Lightning loop): sum / count."""
-    module.eval()
-    dtype = next(module.parameters()).dtype
-    sums: dict[str, list[float]] = {}
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    for batch in loader:
-        batch = {k: v.to(dtype) if v.is_floating_point() and k != "times" else v
-                 for k, v in batch.items()}
-        for name, (total, count) in module.task.metrics(module(batch), batch).items():
-            acc = sums.setdefault(name, [0.0, 0.0])
-            acc[0] += float(total)
-            acc[1] += float(count)
-    return {name: total / count for name, (total, count) in sorted(sums.items())}
 
 
 # --------------------------------------------------------------------------- runner

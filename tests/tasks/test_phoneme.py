@@ -1,4 +1,5 @@
-"""Phone classification task: masked loss / metrics, baselines, front end, end-to-end runs."""
+"""Phone classification task: masked loss / metrics, the cosine front end through the runner,
+end-to-end runs of `freqnn train phoneme` and the table command on their run directories."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import torch
 import torch.nn.functional as Fn
 
 from freqnn import features as F
+from freqnn.checkpoint import evaluate, load_checkpoint, model_from_checkpoint
+from freqnn.cli import main as freqnn_main
+from freqnn.models import build_model, count_parameters
 from freqnn.tasks import collate
 from freqnn.tasks import phoneme as T
 
@@ -55,76 +59,76 @@ def test_confusion_matrix():
     assert torch.equal(m, ref)
 
 
-def test_reverse_padded():
-    x = torch.arange(10.0).reshape(2, 5, 1)
-    out = T.reverse_padded(x, torch.tensor([5, 3]))
-    assert out[..., 0].tolist() == [[4, 3, 2, 1, 0], [7, 6, 5, 8, 9]]
-    assert torch.equal(T.reverse_padded(out, torch.tensor([5, 3])), x)
-    assert torch.equal(T.reverse_padded(x, None), x.flip(1))
+def _wrapped(model="lstm", **cfg_overrides):
+    """The runner's phoneme model of ``model`` with the cosine front end (default sizes)."""
+    cfg = dict(T.DEFAULTS, model=model, features="cosine", **cfg_overrides)
+    body, counts = build_model(model, 40, 39, "step", hidden_size=cfg["hidden_size"],
+                               state_size=cfg["state_size"], num_freqs=cfg["num_freqs"])
+    facts = {"input_size": 40, "output_size": 39, "has_times": False,
+             "info": {"frontend_mean": [0.5] * 40, "frontend_std": [2.0] * 40}}
+    return T.wrap_model(body, cfg, facts), counts, cfg
 
 
-@pytest.mark.parametrize("arch", ["lstm", "gru"])
-def test_birnn_equals_packed_bidirectional_rnn(arch):
+def test_wrap_model_puts_the_front_end_before_the_body():
     torch.manual_seed(0)
-    model = T.BiRNN(arch, 3, 39, 6).double()
-    ref = (torch.nn.LSTM if arch == "lstm" else torch.nn.GRU)(
-        3, 6, batch_first=True, bidirectional=True).double()
-    with torch.no_grad():
-        for name, value in model.forward_rnn.named_parameters():
-            getattr(ref, name).copy_(value)
-        for name, value in model.backward_rnn.named_parameters():
-            getattr(ref, name + "_reverse").copy_(value)
-    x = torch.randn(3, 7, 3, dtype=torch.float64)
-    lengths = torch.tensor([7, 4, 2])
-    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True,
-                                                     enforce_sorted=False)
-    hidden, _ = torch.nn.utils.rnn.pad_packed_sequence(ref(packed)[0], batch_first=True)
-    expected = model.readout(hidden)
-    out = model(x, lengths)
-    for b, n in enumerate(lengths.tolist()):
-        torch.testing.assert_close(out[b, :n], expected[b, :n])
-    assert T.BiRNN.parameter_count(arch, 3, 6, 39) == sum(p.numel() for p in model.parameters())
-    with pytest.raises(ValueError, match="arch: expected 'lstm' or 'gru'"):
-        T.BiRNN("rnn", 3, 39, 6)
-
-
-@pytest.mark.parametrize("name", T.MODELS)
-def test_experiment_models_are_matched(name):
-    cfg = dict(T.DEFAULTS)
-    model, counts = T.build_experiment_model(name, 40, cfg)
-    assert counts["params"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
-    extra = 400 if name.endswith("-cosine") else 0  # the front end's learnable frequencies
-    assert abs(counts["params"] - extra - counts["sfm_params"]) / counts["sfm_params"] < 0.02
-
-
-def test_front_end_model_forward():
-    torch.manual_seed(0)
-    model, _ = T.build_experiment_model("lstm-cosine", 40, dict(T.DEFAULTS, hidden_size=8))
+    model, counts, _ = _wrapped(hidden_size=8)
+    assert isinstance(model, T.FrontEndModel) and not model.utterance_norm
+    assert model.frontend.mean.tolist() == [0.5] * 40 and model.frontend.std.tolist() == [2.0] * 40
+    # the front end's 400 frequencies come on top of the matched body
+    assert count_parameters(model) == counts["params"] + 400
     wave = torch.randn(2, 2000) * 0.1
     wave[1, 1200:] = 0
     lengths = torch.tensor([F.num_frames(2000), F.num_frames(1200)])
-    out = model(wave, lengths)
+    frames = F.frame_signal(wave)
+    out = model(frames, lengths=lengths)
     assert out.shape == (2, 11, 39)
-    ref = model.body(model.frontend(F.frame_signal(wave)), lengths=lengths)
+    ref = model.body(model.frontend(frames), lengths=lengths)
     torch.testing.assert_close(out[0], ref[0])
     torch.testing.assert_close(out[1, : lengths[1]], ref[1, : lengths[1]])
-    with pytest.raises(ValueError, match="model: expected one of"):
-        T.build_experiment_model("transformer", 40, dict(T.DEFAULTS))
+    # log-mel features: the body itself
+    body, _ = build_model("sfm", 40, 39, "step", hidden_size=8, state_size=4, num_freqs=4)
+    assert T.wrap_model(body, dict(T.DEFAULTS), {"info": {}}) is body
 
 
 def test_front_end_utterance_norm_removes_gain():
     torch.manual_seed(0)
-    cfg = dict(T.DEFAULTS, hidden_size=8, normalisation="utterance")
-    model, _ = T.build_experiment_model("sfm-cosine", 40, cfg)
+    model, _, _ = _wrapped("sfm", hidden_size=8, normalisation="utterance")
     assert model.utterance_norm
     wave = torch.randn(2, 3000) * 0.1
     wave[1, 2000:] = 0
     lengths = torch.tensor([F.num_frames(3000), F.num_frames(2000)])
-    out = model(wave, lengths)
+    out = model(F.frame_signal(wave), lengths=lengths)
     # a gain multiplies every band energy: log energies shift, per-utterance norm cancels it
-    torch.testing.assert_close(model(3.0 * wave, lengths), out, atol=2e-4, rtol=1e-4)
-    alone = model(wave[1:, :2000], lengths[1:])
+    torch.testing.assert_close(model(F.frame_signal(3.0 * wave), lengths=lengths), out,
+                               atol=2e-4, rtol=1e-4)
+    alone = model(F.frame_signal(wave[1:, :2000]), lengths=lengths[1:])
     torch.testing.assert_close(out[1, : lengths[1]], alone[0], atol=1e-5, rtol=1e-4)
+
+
+def test_param_groups_give_the_front_end_its_own_learning_rate():
+    model, _, cfg = _wrapped(hidden_size=8, frontend_lr=1e-4)
+    groups = T.param_groups(model, cfg)
+    assert [g.get("lr") for g in groups] == [None, 1e-4]
+    assert [id(p) for p in groups[1]["params"]] == [id(p) for p in model.frontend.parameters()]
+    assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in model.parameters()}
+    body = model.body
+    assert [len(g["params"]) for g in T.param_groups(body, cfg)] == [len(list(body.parameters()))]
+
+
+def test_framed_waves():
+    waves = [torch.randn(2000), torch.randn(400)]
+    labels = [torch.zeros(F.num_frames(2000), dtype=torch.long), torch.ones(1, dtype=torch.long)]
+    data = T.FramedWaves(waves, labels)
+    assert len(data) == 2
+    item = data[0]
+    assert item["x"].shape == (11, 400) and torch.equal(item["x"][1], waves[0][160:560])
+    batch = collate([data[0], data[1]])
+    assert batch["x"].shape == (2, 11, 400) and batch["lengths"].tolist() == [11, 1]
+    with pytest.raises(ValueError, match=r"labels\[1\]: expected 1 frame labels \(a waveform of "
+                       r"400 samples\), got 2"):
+        T.FramedWaves(waves, [labels[0], torch.zeros(2, dtype=torch.long)])
+    with pytest.raises(ValueError, match="labels: expected one per waveform"):
+        T.FramedWaves(waves, labels[:1])
 
 
 @pytest.fixture(scope="module")
@@ -174,38 +178,120 @@ def test_build_task_data(cache, monkeypatch):
         T.build(dict(cfg, max_train_utterances=0))
 
 
-@needs_flite
-def test_driver_runs_and_reports(cache, tmp_path, capsys):
-    out = tmp_path / "runs"
-    args = ["run", "--models", "sfm", "bigru", "sfm-cosine", "--n-texts", "10", "--epochs", "1",
-            "--max-train-utterances", "3", "--hidden-size", "8", "--state-size", "4",
-            "--num-freqs", "4", "--batch-size", "2", "--cache", str(cache), "--out", str(out)]
-    assert T.main(args) == 0
-    result = json.loads((out / "sfm-cosine-s0.json").read_text())
-    assert result["test_frames"] == sum(map(sum, result["confusion"])) > 0
-    assert 0 <= result["test_accuracy"] <= 1 and result["epochs_run"] == 1
-    assert len(result["frequencies_hz"]) == 400
-    assert result["corpus"]["summary"]["test"]["voices"] == ["rms"]
-    assert T.main(args) == 0  # existing results are skipped
-    assert "exists: skipped" in capsys.readouterr().out
-    assert T.main(["report", "--out", str(out)]) == 0
-    table = (out / "table.md").read_text()
-    assert "| sfm | unidirectional | logmel, global norm. |" in table
-    assert "| bigru | bidirectional |" in table
-    assert (out / "confusion_sfm.png").stat().st_size > 0
-    assert (out / "frontend_frequencies.png").stat().st_size > 0
-    assert T.main(["report", "--out", str(tmp_path / "none")]) == 2
+    with pytest.raises(ValueError, match="features: expected one of logmel, logmel_deltas, "
+                       "cosine, got 'mfcc'"):
+        T.build(dict(cfg, features="mfcc"))
 
 
 @needs_flite
-def test_runner_trains_the_task(cache, tmp_path, monkeypatch):
-    from freqnn import tasks
-    from freqnn.train import make_config, train
-
+def test_build_cosine_items_are_framed_waveforms(cache, monkeypatch):
     monkeypatch.setenv("FREQNN_CACHE", str(cache))
-    assert tasks.TASKS["phoneme"] == "freqnn.tasks.phoneme"
-    cfg = make_config(T.TASK, dict(TINY, model="lstm", progress=False,
-                                   run_dir=str(tmp_path / "run")))
-    results = train(cfg)
-    assert 0 <= results["test"]["accuracy"] <= 1
-    assert (tmp_path / "run" / "results.json").is_file()
+    cfg = dict(T.DEFAULTS, **TINY, features="cosine")
+    data = T.build(cfg)
+    assert isinstance(data.train, T.FramedWaves) and data.input_size == 40
+    utt = T.load_corpus(cfg).split("test")[0]
+    item = data.test[0]
+    wave = F.preemphasis(torch.from_numpy(utt.audio).float())
+    assert torch.equal(item["x"], F.frame_signal(wave)) and torch.equal(item["y"],
+                                                                       utt.frame_labels())
+    # the front end starts standardised on the training frames it was fitted to
+    frontend = F.CosineFrontEnd(400, 40)
+    frontend.mean.copy_(torch.tensor(data.info["frontend_mean"]))
+    frontend.std.copy_(torch.tensor(data.info["frontend_std"]))
+    with torch.no_grad():
+        out = frontend(torch.cat([data.train[i]["x"] for i in range(len(data.train))]))
+    assert out.mean(0).abs().max() < 1e-3 and (out.std(0) - 1).abs().max() < 1e-3
+
+
+SMOKE = ["--n-texts", "10", "--epochs", "1", "--max-train-utterances", "4", "--hidden-size",
+         "8", "--state-size", "4", "--num-freqs", "4", "--batch-size", "2", "--no-progress",
+         "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def runs(cache, tmp_path_factory):
+    """Run directories of `freqnn train phoneme`: a unidirectional LSTM (two seeds), a BiGRU and
+    an SFM on the cosine front end (per-utterance normalisation for all)."""
+    root = tmp_path_factory.mktemp("phoneme_runs")
+    dirs = {"lstm-s0": ["--model", "lstm"], "lstm-s1": ["--model", "lstm", "--seed", "1"],
+            "bigru-s0": ["--model", "bigru"],
+            "sfm-cosine-s0": ["--model", "sfm", "--features", "cosine",
+                              "--set", "frontend_lr=1e-3"]}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FREQNN_CACHE", str(cache))
+        for name, args in dirs.items():
+            code = freqnn_main(["train", "phoneme", *args, *SMOKE, "--normalisation",
+                                "utterance", "--run-dir", str(root / name)])
+            assert code == 0, name
+        yield root
+
+
+@needs_flite
+def test_runner_trains_uni_bi_and_cosine_models(runs, cache, monkeypatch):
+    monkeypatch.setenv("FREQNN_CACHE", str(cache))
+    results = {p.name: json.loads((p / "results.json").read_text()) for p in runs.iterdir()}
+    for name, res in results.items():
+        assert 0 <= res["test"]["accuracy"] <= 1 and res["epochs_run"] == 1, name
+    assert results["bigru-s0"]["model"] == "bigru"
+    # matched budgets: the BiGRU to the SFM, the front end's 400 frequencies on top of the SFM
+    assert abs(results["bigru-s0"]["params"] - results["bigru-s0"]["sfm_params"]) <= \
+        0.1 * results["bigru-s0"]["sfm_params"]
+    cosine = results["sfm-cosine-s0"]
+    assert cosine["params"] == cosine["sfm_params"] + 400
+    assert len(cosine["info"]["frontend_mean"]) == 40
+    # the front end trained at frontend_lr, the body at lr
+    ckpt = load_checkpoint(runs / "sfm-cosine-s0" / "checkpoints" / "best.ckpt")
+    lrs = [g["lr"] for g in ckpt["optimizer_states"][0]["param_groups"]]
+    assert lrs == [T.DEFAULTS["lr"], 1e-3]
+    # the checkpoints load without the trainer and give the runner's test metrics
+    for name in ("bigru-s0", "sfm-cosine-s0"):
+        module = model_from_checkpoint(runs / name / "checkpoints" / "best.ckpt")
+        test = T.build(module.cfg).test
+        assert evaluate(module, test, 2)["accuracy"] == pytest.approx(
+            results[name]["test"]["accuracy"], abs=1e-6)
+    assert isinstance(module.model, T.FrontEndModel)
+
+
+@needs_flite
+def test_table_command(runs, cache, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FREQNN_CACHE", str(cache))
+    out = tmp_path / "table"
+    assert T.main(["table", str(runs), "--confusion-model", "lstm", "--out", str(out)]) == 0
+    table = (out / "table.md").read_text()
+    assert table in capsys.readouterr().out
+    lines = table.splitlines()
+    assert lines[0].startswith("| model | direction | input | parameters | seeds | test frame")
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| lstm", "| bigru", "| sfm-cosine"]
+    results = {p.name: json.loads((p / "results.json").read_text()) for p in runs.iterdir()}
+    acc = [100 * results[f"lstm-s{s}"]["test"]["accuracy"] for s in (0, 1)]
+    mean, std = (acc[0] + acc[1]) / 2, abs(acc[0] - acc[1]) / 2 ** 0.5
+    assert lines[2].startswith(f"| lstm | unidirectional | logmel, utterance norm. | "
+                               f"{results['lstm-s0']['params']:,} | 0, 1 | {mean:.2f} ± "
+                               f"{std:.2f} % | ")
+    assert lines[2].endswith(" | 1 (1), 1 (1) |")
+    assert lines[3].startswith("| bigru | bidirectional | logmel, utterance norm. |")
+    assert lines[4].startswith("| sfm-cosine | unidirectional | cosine front end, utterance "
+                               "norm. |")
+    # frontend_lr is set on the cosine run only, where it matters: no settings column
+    assert "settings" not in lines[0]
+    # the confusion matrix is the best checkpoints' test predictions: its trace is the accuracy
+    (run,) = T.load_runs([runs / "lstm-s0"])
+    matrix = T.confusion_of_runs([run])
+    test = T.build(run[1]).test
+    assert int(matrix.sum()) == sum(int((test[i]["y"] >= 0).sum()) for i in range(len(test)))
+    assert float(matrix.trace() / matrix.sum()) == pytest.approx(
+        results["lstm-s0"]["test"]["accuracy"], abs=1e-6)
+    assert (out / "confusion_lstm.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "frontend_frequencies.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@needs_flite
+def test_table_command_errors(runs, tmp_path, capsys):
+    assert T.main(["table", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert "none: expected a run directory, got nothing there" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert T.main(["table", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert "no finished runs (results.json)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # run / report of the removed driver
+        T.main(["run", "--models", "sfm"])
+    assert "invalid choice: 'run'" in capsys.readouterr().err

@@ -206,7 +206,7 @@ def test_train_then_sample(tmp_path, monkeypatch, capsys):
     assert 0 < results["test"]["accuracy"] < 1
     assert results["info"]["dataset"] == "bach"
     # the reported test NLL is the metric recomputed directly on the test split
-    from freqnn.train import model_from_checkpoint
+    from freqnn.checkpoint import model_from_checkpoint
 
     module = model_from_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")
     test = T.build(module.cfg).test

@@ -243,11 +243,11 @@ def _random_walk_csvs(folder: Path, end: str, seed: int, yahoo_columns: bool) ->
 
 
 def test_runner_trains_on_csv_files(tmp_path: Path) -> None:
-    from freqnn.tasks.stocks import main
+    from freqnn.cli import main
 
     folder = _random_walk_csvs(tmp_path / "csv", "2020-04-10", seed=11, yahoo_columns=True)
     run = tmp_path / "run"
-    code = main(["train", "--model", "lstm", "--csv", str(folder), "--horizon", "3",
+    code = main(["train", "stocks", "--model", "lstm", "--csv", str(folder), "--horizon", "3",
                  "--epochs", "2", "--batch-size", "2", "--run-dir", str(run), "--no-progress",
                  "--threads", "1"])
     assert code == 0
@@ -294,14 +294,15 @@ def test_diebold_mariano_sign_and_formula() -> None:
 def test_runner_trains_the_stock_sfm_variant(tmp_path: Path) -> None:
     import shutil
 
+    from freqnn.cli import main
     from freqnn.models import build_model
-    from freqnn.tasks.stocks import main, predict_run, run_rows
+    from freqnn.tasks.stocks import predict_run, run_rows
 
     folder = _random_walk_csvs(tmp_path / "csv", "2020-03-20", seed=12, yahoo_columns=False)
     run = tmp_path / "sfm-stock"
-    code = main(["train", "--set", "model=sfm-stock", "--csv", str(folder), "--horizon", "1",
-                 "--epochs", "1", "--batch-size", "2", "--run-dir", str(run), "--no-progress",
-                 "--threads", "1"])
+    code = main(["train", "stocks", "--set", "model=sfm-stock", "--csv", str(folder),
+                 "--horizon", "1", "--epochs", "1", "--batch-size", "2", "--run-dir", str(run),
+                 "--no-progress", "--threads", "1"])
     assert code == 0
     results = json.loads((run / "results.json").read_text())
     _, counts = build_model("sfm-stock", 1, 1, "step", hidden_size=10, state_size=10,
@@ -317,3 +318,20 @@ def test_runner_trains_the_stock_sfm_variant(tmp_path: Path) -> None:
         path.write_text(json.dumps({**results, "model": other}))
     rows = run_rows([tmp_path / "gru", run, tmp_path / "sfm"])
     assert [r["model"] for r in rows] == ["sfm", "sfm-stock", "gru"]
+
+
+def test_stocks_command_has_no_train(capsys: pytest.CaptureFixture[str]) -> None:
+    """Models train through the runner (`freqnn train stocks`); the task's own command only
+    reads run directories."""
+    from freqnn.tasks import TASKS
+    from freqnn.tasks.stocks import main
+
+    assert TASKS["stocks"] == "freqnn.tasks.stocks"
+    with pytest.raises(SystemExit) as error:
+        main(["train", "--model", "lstm"])
+    assert error.value.code == 2
+    assert "invalid choice: 'train'" in capsys.readouterr().err
+    assert main(["table", "/nonexistent/run"]) == 2
+    assert capsys.readouterr().err == ("python -m freqnn.tasks.stocks: error: "
+                                       "/nonexistent/run/results.json: not a finished run (no "
+                                       "results.json)\n")

@@ -4,7 +4,8 @@ A task is one module under ``freqnn.tasks`` (or anywhere importable) that define
 ``TASK``: a :class:`Task`. Register it by adding one line to :data:`TASKS` (name -> module path);
 the module is imported only when the task is used, so a task with heavy dependencies (music21,
 data files) costs nothing to the others. ``freqnn train NAME --model sfm`` then works, with
-checkpoints, resume, DDP, logging and the LSTM/GRU baselines handled by :mod:`freqnn.train`.
+checkpoints, resume, DDP, logging and the baselines handled by :mod:`freqnn.train`; the runs it
+writes are read back by :mod:`freqnn.checkpoint` (no task imports the trainer or the CLI).
 
 What a task module provides (see :mod:`freqnn.tasks.signal_type` for a complete example)
 -----------------------------------------------------------------------------------------
@@ -15,7 +16,8 @@ What a task module provides (see :mod:`freqnn.tasks.signal_type` for a complete 
 * ``head``: ``"sequence"`` (one output per sequence, read at the last valid step: sequence
   classification) or ``"step"`` (one output per step: next-frame prediction, forecasting).
   The runner builds the model (:func:`freqnn.models.build_model`) from it: SFM / A-SFM / LSTM /
-  GRU followed by a linear read-out ``hidden -> output_size``.
+  GRU / bidirectional LSTM / GRU / the other baselines, followed by a linear read-out
+  ``hidden -> output_size``.
 * ``options``: the task's configuration schema, a subclass of :class:`freqnn.config.RunConfig`
   that declares the task's own keys (``n_train``, ``horizon``, ...) with their types, ranges and
   one-line descriptions (``None``: the task has no keys of its own). The runner validates every
@@ -39,6 +41,21 @@ What a task module provides (see :mod:`freqnn.tasks.signal_type` for a complete 
 * optional ``load_external(path, cfg, info) -> Dataset``: read an external file for
   ``freqnn eval CHECKPOINT --data FILE`` (``info`` is the :attr:`TaskData.info` saved with the
   checkpoint, e.g. class names).
+* optional ``wrap_model(body, cfg, facts) -> nn.Module``: modules of the task's own around the
+  runner's model (a learnable front end, say). ``body`` is the
+  :class:`~freqnn.models.SequenceModel` built from ``cfg`` (its input size is
+  :attr:`TaskData.input_size`); ``facts`` holds ``input_size``, ``output_size``, ``has_times``
+  and ``info`` of the data (saved with checkpoints, so the same call rebuilds the model when a
+  checkpoint is loaded: anything learned from the data goes into ``info`` or into buffers).
+  The returned module is called as ``model(x, times=times, lengths=lengths)`` like ``body`` and
+  returns the same output shape; ``x`` is the batch's ``"x"``, which may then have another
+  width than ``input_size`` (raw waveform frames, say). Its parameters count in the run's
+  ``params``; the baselines are still matched on ``body`` alone. An ``auxiliary_loss``
+  attribute, if it has one, is added to the training loss (as ``SequenceModel``'s).
+* optional ``param_groups(model, cfg) -> list[dict]``: the Adam parameter groups of ``model``
+  (e.g. a learning rate of their own for a front end's parameters, ``{"params": [...], "lr":
+  ...}``); groups without ``"lr"`` use ``cfg["lr"]``, and every parameter of ``model`` must be
+  in exactly one group. Default: one group of every parameter.
 
 Batches
 -------
@@ -65,7 +82,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 __all__ = [
@@ -102,7 +119,9 @@ class TaskData:
     train, val, test : Dataset
         Items are dicts of tensors (see the module docstring).
     input_size : int
-        Features per step N (without the time feature the runner adds for LSTM / GRU).
+        Features per step N that the recurrent body reads (without the time feature the runner
+        adds for LSTM / GRU); with :attr:`Task.wrap_model`, the width of what the task's
+        modules hand to the body, which may differ from the width of ``"x"``.
     output_size : int
         Outputs of the read-out (classes, keys, forecast values).
     has_times : bool
@@ -138,6 +157,8 @@ class Task:
     mode: Literal["min", "max"] = "min"
     options: type | None = None
     load_external: Callable[[str, dict[str, Any], dict[str, Any]], Dataset] | None = None
+    wrap_model: Callable[[nn.Module, dict[str, Any], dict[str, Any]], nn.Module] | None = None
+    param_groups: Callable[[nn.Module, dict[str, Any]], list[dict[str, Any]]] | None = None
 
 
 def available_tasks() -> list[str]:

@@ -9,28 +9,34 @@ Inputs
 ------
 ``features="logmel"``: 40 log-mel filterbank energies per frame (:class:`freqnn.features.LogMel`:
 pre-emphasis 0.97, Hamming window, 512-point FFT, HTK mel scale); ``"logmel_deltas"`` adds deltas
-and delta-deltas (120 features). Each feature is standardised with the mean and standard
-deviation of the training frames. ``"cosine"`` (experiment driver only, see below): the raw
-pre-emphasised waveform, framed, through the learnable :class:`freqnn.features.CosineFrontEnd`
-(40 log mel-band energies of a trainable cosine transform, standardised with the statistics of
-its initial outputs on the first 50 training utterances).
+and delta-deltas (120 features). ``normalisation="global"`` standardises each feature with the
+mean and standard deviation of the training frames, ``"utterance"`` each utterance with its own.
+``"cosine"``: the raw pre-emphasised waveform, cut into frames of 400 samples every 160
+(:class:`FramedWaves`: the items' ``"x"`` is (T, 400)), through the learnable
+:class:`freqnn.features.CosineFrontEnd` that the task puts in front of the runner's model
+(:attr:`freqnn.tasks.Task.wrap_model`, :class:`FrontEndModel`): 40 log mel-band energies of a
+trainable cosine transform, standardised with the statistics of its initial outputs on the first
+50 training utterances (and then per utterance with ``normalisation="utterance"``). Its 400
+frequencies train with Adam at their own learning rate ``frontend_lr`` (default 2e-5: a change
+dw moves the phase at a frame's end by 400 dw), the rest at ``lr``.
 
 Metric: frame accuracy = correctly classified frames / labelled frames, over every frame of
 the test utterances (frames after flite's last phone, label -1, are not counted; there are
 almost none). Loss: cross-entropy averaged over the labelled frames of a batch.
 
-Two ways to run
----------------
-* The runner: ``freqnn train freqnn.tasks.phoneme --model sfm`` (``phoneme`` once registered in
-  :data:`freqnn.tasks.TASKS`): unidirectional SFM / A-SFM / LSTM / GRU on log-mel features, with
-  checkpoints, resume and the runner's parameter matching.
-* The experiment driver, for the results table (``python -m freqnn.tasks.phoneme run`` then
-  ``... report``): the same data, loss and metric, and additionally the bidirectional LSTM / GRU
-  baselines and models fed by the learnable cosine front end, which the runner's model builder
-  does not provide. Every model is trained by the same loop (Adam, gradient clipping, early
-  stopping on validation accuracy, test at the best validation epoch), at a parameter count
-  matched to the SFM's. It writes one JSON per (model, seed), a markdown table, a confusion
-  matrix and the learned front-end frequencies.
+Commands
+--------
+Every model trains through the runner, at a parameter count matched to the SFM's::
+
+    freqnn train phoneme --model sfm|asfm|lstm|gru|bilstm|bigru|... [--features cosine] \
+        [--set normalisation=utterance] --seed S --run-dir runs/phoneme/NAME-sS
+
+The bidirectional baselines are ``--model bilstm`` / ``bigru``
+(:class:`freqnn.models.BidirectionalRNN`). ``python -m freqnn.tasks.phoneme table RUN_DIR...
+[--confusion-model sfm] [--out DIR]`` makes the results table from the run directories: per
+model and configuration, parameters, seeds, test frame accuracy (mean ± sample std over seeds),
+validation accuracy and epochs; it also draws the test confusion matrix of one model
+(recomputed from the best checkpoints) and the learned front-end frequencies of the cosine runs.
 """
 
 from __future__ import annotations
@@ -38,9 +44,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -50,8 +54,10 @@ import torch
 import torch.nn.functional as Fn
 from pydantic import Field
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from .. import features as F
+from ..checkpoint import RESULTS_FILE, find_runs, load_run_config, model_from_checkpoint, predict
 from ..config import RunConfig
 from ..data.paths import cache_dir
 from ..data.phoneme import (
@@ -63,30 +69,34 @@ from ..data.phoneme import (
 )
 from ..data.phones import PHONES39
 from ..io import atomic_write
-from ..models import build_model, count_parameters
-from . import Batch, Task, TaskData, TensorDataset, collate, step_mask
+from ..models import BIDIRECTIONAL_ARCHS, arch_rank
+from . import Batch, Task, TaskData, TensorDataset, step_mask
 
 __all__ = [
     "DEFAULTS",
     "FEATURES",
-    "MODELS",
     "TASK",
-    "BiRNN",
+    "FramedWaves",
     "FrontEndModel",
     "Options",
     "build",
-    "build_experiment_model",
     "confusion_matrix",
+    "confusion_of_runs",
     "frame_loss",
     "frame_metrics",
     "load_corpus",
+    "load_runs",
     "main",
-    "reverse_padded",
-    "train_and_evaluate",
+    "param_groups",
+    "row_name",
+    "run_table",
+    "wrap_model",
 ]
 
-FEATURES = ("logmel", "logmel_deltas")
+FEATURES = ("logmel", "logmel_deltas", "cosine")
 NUM_CLASSES = len(PHONES39)
+#: training utterances whose initial front-end outputs give its standardisation
+FRONTEND_FIT_UTTERANCES = 50
 
 DEFAULTS: dict[str, Any] = {
     # corpus (freqnn.data.phoneme)
@@ -103,6 +113,7 @@ DEFAULTS: dict[str, Any] = {
     "num_bands": 40,
     "normalisation": "global",  # or "utterance" (per-utterance mean and variance)
     "valid_voice": None,  # a training voice held out for speaker-independent validation
+    "frontend_lr": 2e-5,  # Adam learning rate of the cosine front end's frequencies
     # model and training
     "hidden_size": 64,
     "state_size": 16,
@@ -124,9 +135,6 @@ def load_corpus(cfg: dict[str, Any], cache: str | Path | None = None) -> Phoneme
 
 
 def _feature_module(cfg: dict[str, Any]) -> F.LogMel:
-    if cfg["features"] not in FEATURES:
-        raise ValueError(f"features: expected one of {', '.join(FEATURES)}, got "
-                         f"{cfg['features']!r}")
     order = 2 if cfg["features"] == "logmel_deltas" else 0
     return F.LogMel(num_bands=int(cfg["num_bands"]), delta_order=order)
 
@@ -201,8 +209,6 @@ def _normalise(parts: dict[str, tuple[list, list]], mode: str
     if mode == "utterance":
         scaled = {name: ([_cmvn(x) for x in xs], ys) for name, (xs, ys) in parts.items()}
         return scaled, {}
-    if mode != "global":
-        raise ValueError(f"normalisation: expected 'global' or 'utterance', got {mode!r}")
     frames = torch.cat(parts["train"][0]).double()
     mean, std = frames.mean(0), frames.std(0).clamp(min=1e-5)
     scaled = {name: ([((x - mean) / std).float() for x in xs], ys)
@@ -215,20 +221,87 @@ def _cmvn(x: Tensor) -> Tensor:
     return ((x64 - x64.mean(0)) / x64.std(0, unbiased=False).clamp(min=1e-5)).float()
 
 
+class FramedWaves(Dataset):
+    """Items ``{"x": frames, "y": labels}`` of waveforms cut into frames on access.
+
+    Parameters
+    ----------
+    waves : list of Tensor [shape=(L,)]
+        Pre-emphasised float32 waveforms (16 kHz).
+    labels : list of Tensor [shape=(T,)]
+        Frame labels, T = :func:`freqnn.features.num_frames` (L) (-1: unlabelled).
+
+    Notes
+    -----
+    ``x`` is :func:`freqnn.features.frame_signal` of the waveform, (T, 400): a view, so the
+    data set holds the waveforms only; :func:`freqnn.tasks.collate` pads the frames.
+    """
+
+    def __init__(self, waves: Sequence[Tensor], labels: Sequence[Tensor]) -> None:
+        if len(waves) != len(labels):
+            raise ValueError(f"labels: expected one per waveform ({len(waves)}), got "
+                             f"{len(labels)}")
+        for i, (wave, y) in enumerate(zip(waves, labels, strict=True)):
+            if F.num_frames(int(wave.shape[0])) != int(y.shape[0]):
+                raise ValueError(f"labels[{i}]: expected {F.num_frames(int(wave.shape[0]))} "
+                                 f"frame labels (a waveform of {wave.shape[0]} samples), got "
+                                 f"{y.shape[0]}")
+        self.waves, self.labels = list(waves), list(labels)
+
+    def __len__(self) -> int:
+        return len(self.waves)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        return {"x": F.frame_signal(self.waves[index]), "y": self.labels[index]}
+
+
+def _waveform_data(corpus: PhonemeCorpus, selection: dict[str, list[int]]
+                   ) -> dict[str, FramedWaves]:
+    out = {}
+    for name in SPLITS:
+        utts = corpus.split(name)
+        chosen = [utts[i] for i in selection[name]]
+        out[name] = FramedWaves([F.preemphasis(torch.from_numpy(u.audio).float()) for u in chosen],
+                                [u.frame_labels() for u in chosen])
+    return out
+
+
+def _frontend_statistics(train: FramedWaves, num_bands: int) -> dict[str, list[float]]:
+    """Mean and std of the initial front end's log energies on the first training utterances
+    (:data:`FRONTEND_FIT_UTTERANCES`): the standardisation the front end starts with."""
+    frontend = F.CosineFrontEnd(F.FRAME_LENGTH, num_bands)
+    count = min(FRONTEND_FIT_UTTERANCES, len(train))
+    frontend.fit_normalization(torch.cat([train[i]["x"] for i in range(count)]))
+    return {"frontend_mean": frontend.mean.tolist(), "frontend_std": frontend.std.tolist()}
+
+
 def build(cfg: dict[str, Any]) -> TaskData:
-    """Normalised log-mel features and frame labels of the three splits (module docstring)."""
+    """The three splits of the corpus of ``cfg``: normalised log-mel features, or framed
+    waveforms for the cosine front end, with frame labels (module docstring)."""
+    if cfg["features"] not in FEATURES:
+        raise ValueError(f"features: expected one of {', '.join(FEATURES)}, got "
+                         f"{cfg['features']!r}")
+    if cfg["normalisation"] not in ("global", "utterance"):
+        raise ValueError(f"normalisation: expected 'global' or 'utterance', got "
+                         f"{cfg['normalisation']!r}")
     corpus = load_corpus(cfg)
-    parts = _select(_log_mel_items(corpus, cfg), _selection(corpus, cfg))
-    scaled, stats = _normalise(parts, str(cfg["normalisation"]))
-    data = {name: TensorDataset(x=xs, y=ys) for name, (xs, ys) in scaled.items()}
-    return TaskData(
-        train=data["train"], val=data["valid"], test=data["test"],
-        input_size=int(scaled["train"][0][0].shape[-1]), output_size=NUM_CLASSES,
-        info={"class_names": list(PHONES39), "corpus_key": corpus.meta["key"],
-              "test_voice": corpus.meta["test_voice"],
-              "train_voices": corpus.meta["train_voices"],
-              "normalisation": cfg["normalisation"], **stats},
-    )
+    selection = _selection(corpus, cfg)
+    info: dict[str, Any] = {
+        "class_names": list(PHONES39), "corpus_key": corpus.meta["key"],
+        "test_voice": corpus.meta["test_voice"], "train_voices": corpus.meta["train_voices"],
+        "features": cfg["features"], "normalisation": cfg["normalisation"]}
+    if cfg["features"] == "cosine":
+        data = _waveform_data(corpus, selection)
+        info.update(_frontend_statistics(data["train"], int(cfg["num_bands"])))
+        input_size = int(cfg["num_bands"])  # what the front end hands to the body
+    else:
+        parts = _select(_log_mel_items(corpus, cfg), selection)
+        scaled, stats = _normalise(parts, str(cfg["normalisation"]))
+        data = {name: TensorDataset(x=xs, y=ys) for name, (xs, ys) in scaled.items()}
+        info.update(stats)
+        input_size = int(scaled["train"][0][0].shape[-1])
+    return TaskData(train=data["train"], val=data["valid"], test=data["test"],
+                    input_size=input_size, output_size=NUM_CLASSES, info=info)
 
 
 # --------------------------------------------------------------------------- loss and metrics
@@ -259,6 +332,80 @@ def confusion_matrix(predicted: Tensor, target: Tensor, classes: int = NUM_CLASS
     return torch.bincount(index, minlength=classes * classes).reshape(classes, classes)
 
 
+
+
+# ------------------------------------------------------------------------ cosine front end
+class FrontEndModel(nn.Module):
+    """Waveform frames -> :class:`~freqnn.features.CosineFrontEnd` -> the runner's model.
+
+    Parameters
+    ----------
+    frontend : CosineFrontEnd
+        Frames of ``frontend.n`` samples -> ``frontend.num_bands`` standardised log energies.
+    body : nn.Module
+        The runner's model (:class:`freqnn.models.SequenceModel`), reading ``num_bands``
+        features per step.
+    utterance_norm : bool
+        Standardise the band energies over each sequence's valid frames (as
+        ``normalisation="utterance"`` does for log-mel features).
+
+    Notes
+    -----
+    ``forward(x, times=None, lengths=None)``: ``x`` (B, T, n) pre-emphasised frames,
+    zero-padded after ``lengths`` (B,) -> (B, T, num_bands) band energies -> ``body(...,
+    times=times, lengths=lengths)`` -> (B, T, output_size).
+    """
+
+    def __init__(self, frontend: F.CosineFrontEnd, body: nn.Module,
+                 utterance_norm: bool = False) -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.body = body
+        self.utterance_norm = bool(utterance_norm)
+
+    @property
+    def auxiliary_loss(self) -> Tensor | None:
+        """The body's training penalty (:attr:`freqnn.models.SequenceModel.auxiliary_loss`)."""
+        return getattr(self.body, "auxiliary_loss", None)
+
+    def forward(self, x: Tensor, times: Tensor | None = None,
+                lengths: Tensor | None = None) -> Tensor:
+        feats = self.frontend(x)
+        if self.utterance_norm:
+            steps = feats.shape[1]
+            valid = lengths if lengths is not None else torch.full((feats.shape[0],), steps)
+            mask = torch.arange(steps, device=feats.device) < valid.to(feats.device)[:, None]
+            mask = mask.unsqueeze(-1).to(feats.dtype)
+            count = mask.sum(1, keepdim=True)
+            mean = (feats * mask).sum(1, keepdim=True) / count
+            var = ((feats - mean).square() * mask).sum(1, keepdim=True) / count
+            feats = (feats - mean) / var.sqrt().clamp(min=1e-5) * mask
+        return self.body(feats, times=times, lengths=lengths)
+
+
+def wrap_model(body: nn.Module, cfg: dict[str, Any], facts: dict[str, Any]) -> nn.Module:
+    """The task's :attr:`~freqnn.tasks.Task.wrap_model` hook: ``body`` itself for log-mel
+    features; for ``features="cosine"`` a :class:`FrontEndModel` whose front end starts with the
+    standardisation saved in ``facts["info"]`` (``frontend_mean`` / ``frontend_std``)."""
+    if cfg["features"] != "cosine":
+        return body
+    frontend = F.CosineFrontEnd(F.FRAME_LENGTH, int(cfg["num_bands"]))
+    info = facts["info"]
+    with torch.no_grad():
+        frontend.mean.copy_(torch.tensor(info["frontend_mean"]))
+        frontend.std.copy_(torch.tensor(info["frontend_std"]))
+    return FrontEndModel(frontend, body, utterance_norm=cfg["normalisation"] == "utterance")
+
+
+def param_groups(model: nn.Module, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The task's :attr:`~freqnn.tasks.Task.param_groups` hook: the front end's parameters (its
+    frequencies) at ``cfg["frontend_lr"]``, everything else at ``cfg["lr"]``."""
+    if not isinstance(model, FrontEndModel):
+        return [{"params": list(model.parameters())}]
+    return [{"params": list(model.body.parameters())},
+            {"params": list(model.frontend.parameters()), "lr": float(cfg["frontend_lr"])}]
+
+
 class Options(RunConfig):
     """The phoneme task's keys."""
 
@@ -274,13 +421,16 @@ class Options(RunConfig):
                           "duration stretch and pitch shift")
     max_train_utterances: int | None = Field(ge=1, description="use only the first N training "
                                              "utterances; null: all")
-    features: Literal[FEATURES] = Field(description="input features")  # type: ignore[valid-type]
+    features: Literal[FEATURES] = Field(description="input features (cosine: framed waveform "
+                                        "through the learnable cosine front end)")  # type: ignore[valid-type]
     num_bands: int = Field(ge=1, description="mel bands")
     normalisation: Literal["global", "utterance"] = Field(
         description="standardise with the training frames' statistics, or each utterance "
         "with its own")
     valid_voice: str | None = Field(description="a training voice held out for "
                                     "speaker-independent validation; null: none")
+    frontend_lr: float = Field(gt=0, description="Adam learning rate of the cosine front end's "
+                               "frequencies (features=cosine; the model trains at lr)")
 
 
 TASK = Task(
@@ -295,447 +445,206 @@ TASK = Task(
     monitor="accuracy",
     mode="max",
     options=Options,
+    wrap_model=wrap_model,
+    param_groups=param_groups,
 )
 
 
-# ------------------------------------------------------------------------- experiment models
-#: Models of the experiment driver: unidirectional bodies on log-mel features, bidirectional
-#: baselines, and bodies fed by the learnable cosine front end.
-MODELS = ("sfm", "asfm", "lstm", "gru", "bilstm", "bigru", "sfm-cosine", "lstm-cosine")
+# ------------------------------------------------------------------------------- results table
+#: configuration keys that do not change what a run computes (ignored when grouping runs)
+_BOOKKEEPING = ("seed", "run_dir", "progress", "num_threads", "accelerator", "eval_batch_size")
+#: keys shown in the table's own columns
+_SHOWN = ("model", "features", "normalisation")
+_ROW_SUFFIX = {"logmel": "", "logmel_deltas": "-deltas", "cosine": "-cosine"}
+
+_Run = tuple[Path, dict[str, Any], dict[str, Any]]
 
 
-def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
-    """Reverse each sequence of a zero-padded batch within its length: (B, T, ...) -> same,
-    ``out[b, t] = x[b, lengths[b] - 1 - t]`` for ``t < lengths[b]``, padding left in place.
-    Applying it twice gives ``x`` back."""
-    steps = x.shape[1]
-    t = torch.arange(steps, device=x.device)
-    if lengths is None:
-        return x.flip(1)
-    valid = lengths.to(x.device)[:, None]
-    index = torch.where(t < valid, valid - 1 - t, t)  # (B, T)
-    index = index.reshape(*index.shape, *([1] * (x.dim() - 2))).expand_as(x)
-    return x.gather(1, index)
+def row_name(cfg: dict[str, Any]) -> str:
+    """The table's name of a run's model: the arch, with ``-cosine`` / ``-deltas`` for the
+    cosine front end / log-mel features with deltas (``sfm``, ``bilstm``, ``sfm-cosine``)."""
+    return f"{cfg['model']}{_ROW_SUFFIX[cfg['features']]}"
 
 
-class BiRNN(nn.Module):
-    """Bidirectional LSTM / GRU and a per-frame linear read-out (a non-causal baseline).
-
-    Two unidirectional layers: one reads the sequence forwards, the other reads each sequence
-    reversed within its true length (:func:`reverse_padded`), so padding never enters the
-    backward direction before the valid frames; their outputs are concatenated. This is
-    ``nn.LSTM(bidirectional=True)`` on packed sequences, parameter for parameter, without
-    packing (about 20 times slower on CPU).
-
-    ``forward(x, lengths=None)``: (B, T, N) -> (B, T, output_size).
-    """
-
-    def __init__(self, arch: str, input_size: int, output_size: int, hidden_size: int) -> None:
-        super().__init__()
-        if arch not in ("lstm", "gru"):
-            raise ValueError(f"arch: expected 'lstm' or 'gru', got {arch!r}")
-        rnn = nn.LSTM if arch == "lstm" else nn.GRU
-        self.arch = arch
-        self.forward_rnn = rnn(input_size, hidden_size, batch_first=True)
-        self.backward_rnn = rnn(input_size, hidden_size, batch_first=True)
-        self.readout = nn.Linear(2 * hidden_size, output_size)
-
-    @staticmethod
-    def parameter_count(arch: str, input_size: int, hidden: int, output_size: int) -> int:
-        gates = 4 if arch == "lstm" else 3
-        return 2 * gates * hidden * (input_size + hidden + 2) + 2 * hidden * output_size \
-            + output_size
-
-    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        ahead, _ = self.forward_rnn(x)
-        behind, _ = self.backward_rnn(reverse_padded(x, lengths))
-        return self.readout(torch.cat([ahead, reverse_padded(behind, lengths)], dim=-1))
+def load_runs(paths: Sequence[str | Path]) -> list[_Run]:
+    """(run directory, configuration, results) of every finished phoneme run under ``paths``."""
+    runs = []
+    for run in find_runs(paths):
+        cfg = load_run_config(run)
+        if cfg["task"] != TASK.name:
+            raise ValueError(f"{run}: expected a {TASK.name} run, got a run of task "
+                             f"{cfg['task']!r}")
+        runs.append((run, cfg, json.loads((run / RESULTS_FILE).read_text())))
+    return runs
 
 
-class FrontEndModel(nn.Module):
-    """Waveform -> :class:`~freqnn.features.CosineFrontEnd` per frame -> recurrent model.
-
-    ``forward(wave, lengths=None)``: ``wave`` (B, L) pre-emphasised samples (zero-padded),
-    framed into (B, T, 400) with hop 160, then (B, T, 40) band energies, then ``body``
-    (a :class:`freqnn.models.SequenceModel`) -> (B, T, output_size). With
-    ``utterance_norm`` the band energies are standardised over each sequence's valid frames
-    (as ``normalisation="utterance"`` does for log-mel features).
-    """
-
-    def __init__(self, frontend: F.CosineFrontEnd, body: nn.Module,
-                 utterance_norm: bool = False) -> None:
-        super().__init__()
-        self.frontend = frontend
-        self.body = body
-        self.utterance_norm = bool(utterance_norm)
-
-    def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Tensor:
-        frames = F.frame_signal(wave, self.frontend.n, F.HOP_LENGTH)
-        if lengths is not None:
-            frames = frames[:, : int(lengths.max())]
-        feats = self.frontend(frames)
-        if self.utterance_norm:
-            steps = feats.shape[1]
-            valid = lengths if lengths is not None else torch.full((feats.shape[0],), steps)
-            mask = (torch.arange(steps, device=feats.device) < valid.to(feats.device)[:, None])
-            mask = mask.unsqueeze(-1).to(feats.dtype)
-            count = mask.sum(1, keepdim=True)
-            mean = (feats * mask).sum(1, keepdim=True) / count
-            var = ((feats - mean).square() * mask).sum(1, keepdim=True) / count
-            feats = (feats - mean) / var.sqrt().clamp(min=1e-5) * mask
-        return self.body(feats)  # causal body: no packing needed (see _run_model)
+def _setting(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``cfg`` that define what a run computes (``frontend_lr`` only for the cosine
+    front end)."""
+    unused = () if cfg["features"] == "cosine" else ("frontend_lr",)
+    return {k: v for k, v in cfg.items() if k not in _BOOKKEEPING and k not in unused}
 
 
-def _matched_bi_hidden(target: int, arch: str, input_size: int, output_size: int) -> int:
-    best, gap = 1, None
-    for hidden in range(1, 4096):
-        count = BiRNN.parameter_count(arch, input_size, hidden, output_size)
-        if gap is None or abs(count - target) < gap:
-            best, gap = hidden, abs(count - target)
-        if count > target:
-            break
-    return best
+def _groups(runs: Sequence[_Run]) -> list[list[_Run]]:
+    """Runs of one configuration (all keys but the seed and bookkeeping) together, in table
+    order: log-mel features first, then by model (:func:`freqnn.models.arch_rank`)."""
+    groups: dict[str, list[_Run]] = {}
+    for run in runs:
+        groups.setdefault(json.dumps(_setting(run[1]), sort_keys=True), []).append(run)
+    ordered = sorted(groups.items(), key=lambda item: (
+        FEATURES.index(item[1][0][1]["features"]), arch_rank(item[1][0][1]["model"]),
+        item[1][0][1]["normalisation"], item[0]))
+    return [sorted(group, key=lambda r: r[1]["seed"]) for _, group in ordered]
 
 
-def build_experiment_model(name: str, input_size: int, cfg: dict[str, Any]
-                           ) -> tuple[nn.Module, dict[str, int]]:
-    """A model of :data:`MODELS` with its parameter budget matched to the SFM's.
-
-    Unidirectional models come from :func:`freqnn.models.build_model` (``head="step"``; LSTM /
-    GRU hidden sizes matched to the SFM of ``hidden_size`` / ``state_size`` / ``num_freqs``).
-    The bidirectional models get the hidden size whose count is closest to that SFM's. A
-    ``-cosine`` model is the same body behind a :class:`~freqnn.features.CosineFrontEnd`
-    (its ``n`` learnable frequencies come on top of the matched body).
-    """
-    if name not in MODELS:
-        raise ValueError(f"model: expected one of {', '.join(MODELS)}, got {name!r}")
-    sizes = {"hidden_size": int(cfg["hidden_size"]), "state_size": int(cfg["state_size"]),
-             "num_freqs": int(cfg["num_freqs"])}
-    if name.startswith("bi"):
-        _, ref = build_model("sfm", input_size, NUM_CLASSES, "step", **sizes)
-        hidden = _matched_bi_hidden(ref["sfm_params"], name[2:], input_size, NUM_CLASSES)
-        model: nn.Module = BiRNN(name[2:], input_size, NUM_CLASSES, hidden)
-        return model, {"params": count_parameters(model), "sfm_params": ref["sfm_params"],
-                       "hidden_size": hidden}
-    arch = name.split("-")[0]
-    body, counts = build_model(arch, input_size, NUM_CLASSES, "step", **sizes)
-    if name.endswith("-cosine"):
-        model = FrontEndModel(F.CosineFrontEnd(F.FRAME_LENGTH, int(cfg["num_bands"])), body,
-                              utterance_norm=cfg["normalisation"] == "utterance")
-        counts = {**counts, "params": count_parameters(model)}
-        return model, counts
-    return body, counts
+def _varying(configs: Sequence[dict[str, Any]], skip: Sequence[str] = _SHOWN) -> list[str]:
+    """Keys (besides ``skip``) whose value differs between the configurations that use them."""
+    settings = [_setting(c) for c in configs]
+    keys = sorted({k for c in settings for k in c} - set(skip))
+    return [k for k in keys if len({json.dumps(c[k]) for c in settings if k in c}) > 1]
 
 
-# --------------------------------------------------------------------------- experiment loop
-def _batches(lengths: Sequence[int], batch_size: int, generator: torch.Generator | None
-             ) -> list[list[int]]:
-    """Batches of similar lengths (sorted, chunked); the batch order is shuffled when a
-    generator is given."""
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    chunks = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
-    if generator is not None:
-        chunks = [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
-    return chunks
-
-
-def _wave_batch(waves: Sequence[Tensor], ys: Sequence[Tensor], index: Sequence[int]) -> Batch:
-    sizes = [int(ys[i].shape[0]) for i in index]
-    steps, samples = max(sizes), max(int(waves[i].shape[0]) for i in index)
-    wave = torch.zeros(len(index), samples)
-    y = torch.full((len(index), steps), -1, dtype=torch.long)
-    for row, i in enumerate(index):
-        wave[row, : waves[i].shape[0]] = waves[i]
-        y[row, : sizes[row]] = ys[i]
-    # "x" only carries the frame count for step_mask
-    return {"wave": wave, "y": y, "lengths": torch.tensor(sizes), "x": y.unsqueeze(-1)}
-
-
-def _run_model(model: nn.Module, batch: Batch) -> Tensor:
-    """Outputs (B, T, classes). Unidirectional bodies are causal: padding at the end cannot
-    change the outputs of valid steps, so they get no ``lengths`` (which would make LSTM / GRU
-    pack the batch, about 20 times slower on CPU); the outputs at padded steps are ignored."""
-    if isinstance(model, FrontEndModel):
-        return model(batch["wave"], batch["lengths"])
-    if isinstance(model, BiRNN):
-        return model(batch["x"], batch["lengths"])
-    return model(batch["x"])
-
-
-def _evaluate(model: nn.Module, items: dict[str, list], batch_size: int,
-              confusion: bool = False) -> dict[str, Any]:
-    model.eval()
-    totals = {"loss": 0.0, "accuracy": 0.0, "count": 0.0}
-    matrix = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
-    with torch.no_grad():
-        for index in _batches([y.shape[0] for y in items["y"]], batch_size, None):
-            batch = _make_batch(items, index)
-            output = _run_model(model, batch)
-            metrics = frame_metrics(output, batch)
-            for key in ("loss", "accuracy"):
-                totals[key] += float(metrics[key][0])
-            totals["count"] += float(metrics["loss"][1])
-            if confusion:
-                logits, target = _labelled(output, batch)
-                matrix += confusion_matrix(logits.argmax(-1), target)
-    model.train()
-    out: dict[str, Any] = {"loss": totals["loss"] / totals["count"],
-                           "accuracy": totals["accuracy"] / totals["count"],
-                           "frames": int(totals["count"])}
-    if confusion:
-        out["confusion"] = matrix.tolist()
-    return out
-
-
-def _make_batch(items: dict[str, list], index: Sequence[int]) -> Batch:
-    if "wave" in items:
-        return _wave_batch(items["wave"], items["y"], index)
-    return collate([{"x": items["x"][i], "y": items["y"][i]} for i in index])
-
-
-def experiment_items(cfg: dict[str, Any], cosine: bool, cache: str | Path | None = None
-                     ) -> tuple[dict[str, dict[str, list]], dict[str, Any]]:
-    """Per split ``{"x": features}`` (normalised log-mel) or ``{"wave": pre-emphasised
-    waveforms}`` (cosine front end), with ``"y"`` frame labels; and corpus facts."""
-    corpus = load_corpus(cfg, cache)
-    selection = _selection(corpus, cfg)
-    parts = _select(_log_mel_items(corpus, cfg, cache), selection)
-    facts = {"corpus_key": corpus.meta["key"], "summary": corpus.summary(),
-             "utterances_used": {name: len(index) for name, index in selection.items()}}
-    if not cosine:
-        scaled, _ = _normalise(parts, str(cfg["normalisation"]))
-        return {name: {"x": xs, "y": ys} for name, (xs, ys) in scaled.items()}, facts
-    out = {}
-    for name in SPLITS:
-        utts = corpus.split(name)
-        waves = [F.preemphasis(torch.from_numpy(utts[i].audio)) for i in selection[name]]
-        out[name] = {"wave": waves, "y": parts[name][1]}
-    return out, facts
-
-
-def train_and_evaluate(name: str, cfg: dict[str, Any], seed: int, *,
-                       cache: str | Path | None = None, frontend_lr: float = 2e-5,
-                       log: Any = None) -> dict[str, Any]:
-    """Train model ``name`` with ``seed`` on the corpus of ``cfg``; validation accuracy picks
-    the epoch, whose test accuracy and confusion matrix are returned (with the history)."""
-    cosine = name.endswith("-cosine")
-    items, facts = experiment_items(cfg, cosine, cache)
-    torch.manual_seed(seed)
-    input_size = int(cfg["num_bands"]) if cosine else int(items["train"]["x"][0].shape[-1])
-    model, counts = build_experiment_model(name, input_size, cfg)
-    if cosine:
-        # statistics of the initial log energies on the first 50 training utterances
-        frames = torch.cat([F.frame_signal(w) for w in items["train"]["wave"][:50]])
-        model.frontend.fit_normalization(frames)
-    frequencies = [p for n, p in model.named_parameters() if n.startswith("frontend.")]
-    others = [p for n, p in model.named_parameters() if not n.startswith("frontend.")]
-    groups = [{"params": others, "lr": float(cfg["lr"])}]
-    if frequencies:
-        # a frequency change dw moves the phase at a frame's end by 400 dw: a much smaller step
-        groups.append({"params": frequencies, "lr": frontend_lr})
-    optimiser = torch.optim.Adam(groups)
-    generator = torch.Generator().manual_seed(seed)
-    lengths = [int(y.shape[0]) for y in items["train"]["y"]]
-    best: dict[str, Any] = {"accuracy": -1.0}
-    history, waited, start = [], 0, time.perf_counter()
-    for epoch in range(1, int(cfg["epochs"]) + 1):
-        total, frames_seen = 0.0, 0
-        for index in _batches(lengths, int(cfg["batch_size"]), generator):
-            batch = _make_batch(items["train"], index)
-            loss = frame_loss(_run_model(model, batch), batch)
-            optimiser.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimiser.step()
-            count = int(_labelled(batch["y"], batch)[1].numel())
-            total, frames_seen = total + loss.item() * count, frames_seen + count
-        valid = _evaluate(model, items["valid"], 32)
-        history.append({"epoch": epoch, "train_loss": total / frames_seen,
-                        "val_loss": valid["loss"], "val_accuracy": valid["accuracy"],
-                        "wall_s": round(time.perf_counter() - start, 1)})
-        if log is not None:
-            log(f"{name} seed {seed} epoch {epoch}: train loss {total / frames_seen:.4f}, "
-                f"valid accuracy {valid['accuracy']:.4f}")
-        if valid["accuracy"] > best["accuracy"]:
-            best = {"accuracy": valid["accuracy"], "epoch": epoch,
-                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-            waited = 0
-        else:
-            waited += 1
-            if int(cfg["patience"]) and waited >= int(cfg["patience"]):
-                break
-    model.load_state_dict(best["state"])
-    test = _evaluate(model, items["test"], 32, confusion=True)
-    result = {
-        "model": name, "seed": seed, "params": counts["params"],
-        "sfm_params": counts["sfm_params"], "hidden_size": counts["hidden_size"],
-        "best_epoch": best["epoch"], "epochs_run": len(history),
-        "val_accuracy": best["accuracy"], "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"], "test_frames": test["frames"], "confusion": test["confusion"],
-        "history": history, "train_wall_s": round(time.perf_counter() - start, 1),
-        "config": {k: cfg[k] for k in DEFAULTS}, "frontend_lr": frontend_lr if cosine else None,
-        "corpus": facts, "torch_threads": torch.get_num_threads(),
-        "hardware": f"{platform.machine()} CPU", "torch": torch.__version__,
-    }
-    if cosine:
-        result["frequencies_hz"] = model.frontend.frequencies_hz.tolist()
-        result["initial_frequencies_hz"] = model.frontend.initial_frequencies_hz().tolist()
-    return result
-
-
-# ------------------------------------------------------------------------------------ report
-def _write_json(path: Path, obj: Any) -> None:
-    with atomic_write(path, "w") as handle:
-        json.dump(obj, handle, indent=1)
-
-
-def _table(results: list[dict[str, Any]]) -> str:
-    by_model: dict[str, list[dict[str, Any]]] = {}
-    for r in results:
-        by_model.setdefault(r["model"], []).append(r)
-    lines = ["| model | direction | input | parameters | seeds | test frame accuracy (unseen "
-             "voice) | valid accuracy | epochs (best) |", "|---|---|---|---|---|---|---|---|"]
-    for name in [m for m in MODELS if m in by_model]:
-        runs = sorted(by_model[name], key=lambda r: r["seed"])
-        acc = np.array([r["test_accuracy"] for r in runs]) * 100
-        val = np.array([r["val_accuracy"] for r in runs]) * 100
+def run_table(runs: Sequence[_Run]) -> str:
+    """Markdown table of phoneme runs (:func:`load_runs`), one row per configuration:
+    parameters, seeds, test frame accuracy (mean ± sample std over seeds, %), mean validation
+    accuracy of the selected epochs, epochs run (best, 1-based). A ``settings`` column lists
+    the keys that differ between rows beyond model, input and normalisation."""
+    groups = _groups(runs)
+    varying = _varying([group[0][1] for group in groups])
+    header = ["model", "direction", "input", "parameters", "seeds",
+              "test frame accuracy (unseen voice)", "valid accuracy", "epochs (best)"]
+    header += ["settings"] if varying else []
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for group in groups:
+        cfg, first = group[0][1], group[0][2]
+        acc = np.array([r["test"]["accuracy"] for _, _, r in group]) * 100
+        val = np.array([r["best_val"]["val_accuracy"] for _, _, r in group]) * 100
         spread = f" ± {acc.std(ddof=1):.2f}" if len(acc) > 1 else ""
-        config = runs[0]["config"]
-        source = "cosine front end" if name.endswith("-cosine") else config["features"]
-        norm = config.get("normalisation", "global")
-        seeds = ", ".join(str(r["seed"]) for r in runs)
-        epochs = ", ".join(f"{r['epochs_run']} ({r['best_epoch']})" for r in runs)
-        direction = "bidirectional" if name.startswith("bi") else "unidirectional"
-        lines.append(f"| {name} | {direction} | {source}, {norm} norm. | {runs[0]['params']:,} "
-                     f"| {seeds} | {acc.mean():.2f}{spread} % | {val.mean():.2f} % | {epochs} |")
+        source = "cosine front end" if cfg["features"] == "cosine" else cfg["features"]
+        cells = [row_name(cfg),
+                 "bidirectional" if cfg["model"] in BIDIRECTIONAL_ARCHS else "unidirectional",
+                 f"{source}, {cfg['normalisation']} norm.", f"{first['params']:,}",
+                 ", ".join(str(c["seed"]) for _, c, _ in group),
+                 f"{acc.mean():.2f}{spread} %", f"{val.mean():.2f} %",
+                 ", ".join(f"{r['epochs_run']} ({r['best_epoch'] + 1})" for _, _, r in group)]
+        used = _setting(cfg)
+        cells += [", ".join(f"{k}={used[k]}" for k in varying if k in used)] if varying else []
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _plots(results: list[dict[str, Any]], out: Path, confusion_model: str) -> list[Path]:
+def confusion_of_runs(runs: Sequence[_Run]) -> Tensor:
+    """(39, 39) int64 test-frame counts (row: true class, column: predicted), summed over the
+    best checkpoints of ``runs`` (runs of one data configuration)."""
+    matrix = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
+    test = build(runs[0][1]).test
+    for run, cfg, _ in runs:
+        module = model_from_checkpoint(run / "checkpoints" / "best.ckpt")
+        size = cfg["eval_batch_size"] or cfg["batch_size"]
+        for batch, output in predict(module, test, size):
+            logits, target = _labelled(output, batch)
+            matrix += confusion_matrix(logits.argmax(-1), target)
+    return matrix
+
+
+def _save(fig: Any, path: Path) -> Path:
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+    return path
+
+
+def _confusion_png(matrix: Tensor, name: str, seeds: int, path: Path) -> Path:
     from matplotlib.figure import Figure
 
-    written = []
-    chosen = [r for r in results if r["model"] == confusion_model]
-    if chosen:
-        matrix = np.sum([np.array(r["confusion"], dtype=np.float64) for r in chosen], axis=0)
-        rows = matrix.sum(1, keepdims=True)
-        norm = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
-        fig = Figure(figsize=(9, 8))
-        ax = fig.subplots()
-        image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        ax.set_xticks(range(NUM_CLASSES), PHONES39, rotation=90, fontsize=7)
-        ax.set_yticks(range(NUM_CLASSES), PHONES39, fontsize=7)
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("true class")
-        ax.set_title(f"{confusion_model}: test frames of the unseen voice, row-normalised "
-                     f"({len(chosen)} seed(s))")
-        fig.colorbar(image, ax=ax, fraction=0.046)
-        path = out / f"confusion_{confusion_model}.png"
-        with atomic_write(path) as handle:
-            fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-        written.append(path)
-    cosine = [r for r in results if "frequencies_hz" in r]
-    if cosine:
-        fig = Figure(figsize=(7, 4))
-        ax = fig.subplots()
-        for r in cosine:
-            init = np.array(r["initial_frequencies_hz"])
-            moved = np.array(r["frequencies_hz"]) - init
-            ax.plot(init, moved, ".", ms=2, label=f"{r['model']} seed {r['seed']}")
-        ax.axhline(0, color="k", lw=0.5)
-        ax.set_xlabel("initial frequency (Hz, DCT grid)")
-        ax.set_ylabel("learned - initial frequency (Hz)")
-        ax.set_title("cosine front end: learned analysis frequencies")
-        ax.legend(fontsize=7)
-        path = out / "frontend_frequencies.png"
-        with atomic_write(path) as handle:
-            fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-        written.append(path)
-    return written
+    counts = matrix.double().numpy()
+    rows = counts.sum(1, keepdims=True)
+    norm = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)
+    fig = Figure(figsize=(9, 8))
+    ax = fig.subplots()
+    image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(NUM_CLASSES), PHONES39, rotation=90, fontsize=7)
+    ax.set_yticks(range(NUM_CLASSES), PHONES39, fontsize=7)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{name}: test frames of the unseen voice, row-normalised ({seeds} seed(s))")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    return _save(fig, path)
 
 
-def _config_from(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = dict(DEFAULTS)
-    for key in ("n_texts", "data_seed", "epochs", "batch_size", "lr", "patience", "hidden_size",
-                "state_size", "num_freqs", "max_train_utterances", "features",
-                "normalisation", "valid_voice"):
-        value = getattr(args, key, None)
-        if value is not None:
-            cfg[key] = value
-    return cfg
+def _frequencies_png(runs: Sequence[_Run], path: Path) -> Path:
+    """Learned minus initial analysis frequency of the front end of each cosine run."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    for run, cfg, _ in runs:
+        frontend = model_from_checkpoint(run / "checkpoints" / "best.ckpt").model.frontend
+        init = frontend.initial_frequencies_hz().numpy()
+        moved = frontend.frequencies_hz.detach().double().numpy() - init
+        ax.plot(init, moved, ".", ms=2,
+                label=f"{row_name(cfg)}, {cfg['normalisation']} norm., seed {cfg['seed']}")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("initial frequency (Hz, DCT grid)")
+    ax.set_ylabel("learned - initial frequency (Hz)")
+    ax.set_title("cosine front end: learned analysis frequencies")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
 
 
-def _run(args: argparse.Namespace) -> int:
-    torch.set_num_threads(args.threads)
-    cfg = _config_from(args)
+def _table_command(args: argparse.Namespace) -> int:
+    runs = load_runs(args.runs)
+    table = run_table(runs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for seed in args.seeds:
-        for name in args.models:
-            path = out / f"{name}-s{seed}.json"
-            if path.is_file() and not args.force:
-                print(f"{path} exists: skipped", flush=True)
-                continue
-            result = train_and_evaluate(name, cfg, seed, cache=args.cache,
-                                        frontend_lr=args.frontend_lr,
-                                        log=lambda msg: print(msg, flush=True))
-            _write_json(path, result)
-            print(f"{name} seed {seed}: test frame accuracy {result['test_accuracy']:.4f} "
-                  f"({result['params']} parameters, {result['train_wall_s']:.0f} s)", flush=True)
-    return 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    results = [json.loads(p.read_text()) for p in sorted(out.glob("*-s*.json"))]
-    if not results:
-        raise FileNotFoundError(f"{out}: no results (*-s*.json); run the experiment first")
-    table = _table(results)
     with atomic_write(out / "table.md", "w") as handle:
         handle.write(table)
-    paths = _plots(results, out, args.confusion_model)
     print(table)
-    for path in paths:
+    written = [out / "table.md"]
+    chosen = [run for run in runs if row_name(run[1]) == args.confusion_model]
+    if chosen:
+        groups = _groups(chosen)
+        if len(groups) > 1:
+            keys = _varying([group[0][1] for group in groups], skip=())
+            raise ValueError(f"--confusion-model: expected the runs of {args.confusion_model!r} "
+                             f"to share one configuration, got {len(groups)} (differing in "
+                             f"{', '.join(keys)}); pass the run directories of one")
+        written.append(_confusion_png(confusion_of_runs(chosen), args.confusion_model,
+                                      len(chosen), out / f"confusion_{args.confusion_model}.png"))
+    elif args.confusion_model != "none":
+        print(f"no runs of {args.confusion_model!r}: no confusion matrix", file=sys.stderr)
+    cosine = [run for group in _groups(runs) for run in group if run[1]["features"] == "cosine"]
+    if cosine:
+        written.append(_frequencies_png(cosine, out / "frontend_frequencies.png"))
+    for path in written:
         print(f"wrote {path}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m freqnn.tasks.phoneme run|report``: the experiment driver."""
-    parser = argparse.ArgumentParser(prog="python -m freqnn.tasks.phoneme",
-                                     description="frame-level phone classification experiment")
+    """``python -m freqnn.tasks.phoneme table RUN_DIR... [--confusion-model NAME] [--out DIR]``.
+
+    Writes ``DIR/table.md`` (:func:`run_table`, also printed), ``DIR/confusion_NAME.png`` (the
+    row-normalised test confusion matrix of the runs named NAME by :func:`row_name`, summed over
+    their seeds) and, with cosine runs, ``DIR/frontend_frequencies.png``. Returns the exit
+    status: 2 with one line on stderr for bad run directories or options.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m freqnn.tasks.phoneme",
+        description="results of phoneme runs trained by `freqnn train phoneme`")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="train and test models, one JSON per (model, seed)")
-    run.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    run.add_argument("--seeds", nargs="+", type=int, default=[0])
-    run.add_argument("--n-texts", type=int)
-    run.add_argument("--data-seed", type=int)
-    run.add_argument("--features", choices=FEATURES)
-    run.add_argument("--epochs", type=int)
-    run.add_argument("--batch-size", type=int)
-    run.add_argument("--lr", type=float)
-    run.add_argument("--patience", type=int)
-    run.add_argument("--hidden-size", type=int)
-    run.add_argument("--state-size", type=int)
-    run.add_argument("--num-freqs", type=int)
-    run.add_argument("--max-train-utterances", type=int)
-    run.add_argument("--normalisation", choices=("global", "utterance"),
-                     help="feature standardisation (default global: training statistics)")
-    run.add_argument("--valid-voice", help="training voice held out for validation")
-    run.add_argument("--frontend-lr", type=float, default=2e-5,
-                     help="Adam learning rate of the front end's frequencies")
-    run.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    run.add_argument("--cache", default=None, help="cache directory")
-    run.add_argument("--force", action="store_true", help="rerun existing results")
-    run.add_argument("--out", default="runs/phoneme")
-    report = sub.add_parser("report", help="table.md and figures from the results")
-    report.add_argument("--out", default="runs/phoneme")
-    report.add_argument("--confusion-model", default="sfm", choices=MODELS)
+    table = sub.add_parser("table", help="markdown table and figures of run directories")
+    table.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                       help="run directories of `freqnn train phoneme`, or folders holding them")
+    table.add_argument("--confusion-model", default="sfm", metavar="NAME",
+                       help="the table row whose test confusion matrix is drawn (sfm, bilstm, "
+                       "sfm-cosine, ...; none: no matrix; default sfm)")
+    table.add_argument("--out", default="reports/phoneme",
+                       help="folder for table.md and the figures (default reports/phoneme)")
     args = parser.parse_args(argv)
     try:
-        return _run(args) if args.command == "run" else _report(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        return _table_command(args)
+    except (ValueError, OSError) as error:
+        print(f"python -m freqnn.tasks.phoneme: error: {error}", file=sys.stderr)
         return 2
 
 

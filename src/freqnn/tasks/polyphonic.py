@@ -412,7 +412,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``freqnn sample``: prime, generate, write ``sample.mid``, ``sample.png``, ``sample.json``."""
-    from ..train import model_from_checkpoint
+    from ..checkpoint import model_from_checkpoint
 
     path = Path(args.checkpoint)
     if path.is_dir():

@@ -40,6 +40,11 @@ sequences as the paper's code. Validation and test always read whole sequences. 
 (``val_*`` / ``test_*``): ``loss`` (MSE of the scaled target), ``mse`` (the paper's metric,
 prices), ``rw_mse`` (the random walk on the same steps). Own stocks: ``--csv FOLDER`` (one
 Yahoo-style CSV per ticker, ``--column``).
+
+Models train through the runner only (``freqnn train stocks ...``); the tables and plots of
+trained runs are made from their run directories by ``python -m freqnn.tasks.stocks table
+RUN_DIR...`` and ``... plot OUT.png LABEL=RUN_DIR...`` (checkpoints read by
+:mod:`freqnn.checkpoint`).
 """
 
 from __future__ import annotations
@@ -511,10 +516,9 @@ def predict_run(run_dir: str | Path, part: str = "test") -> dict[str, Any]:
     dict with ``pred`` and ``truth`` [shape=(S, L)] prices at the scored days ``steps + horizon``
     (``steps`` [shape=(L,)]), ``last`` (the random walk), ``symbols``, ``cfg``, ``mse``.
     """
-    from ..train import model_from_checkpoint
-    from . import TASKS, collate
+    from ..checkpoint import model_from_checkpoint
+    from . import collate
 
-    TASKS.setdefault(TASK.name, __name__)
     module = model_from_checkpoint(Path(run_dir) / "checkpoints" / "best.ckpt")
     cfg = module.cfg
     data = build(cfg)
@@ -677,18 +681,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Commands of ``python -m freqnn.tasks.stocks``.
 
     * ``baselines [--data-root DIR] [--json FILE]``: random walk and AR table;
-    * ``train ARGS...``: ``freqnn train stocks ARGS...`` (registers the task first in case
-      :data:`freqnn.tasks.TASKS` does not list it yet);
     * ``table RUN_DIR... [--json FILE]``: markdown table of trained runs;
     * ``plot OUT.png LABEL=RUN_DIR... [--symbols AAPL,AMZN]``: predictions vs truth.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["train"]:
-        from ..cli import main as cli_main
-        from . import TASKS
 
-        TASKS.setdefault(TASK.name, __name__)
-        return cli_main(["train", TASK.name, *argv[1:]])
+    Models are trained by the runner: ``freqnn train stocks --model sfm --horizon 3 ...``.
+    Returns the exit status: 2 with one line on stderr for unreadable runs or data.
+    """
     parser = argparse.ArgumentParser(prog="python -m freqnn.tasks.stocks")
     sub = parser.add_subparsers(dest="command", required=True)
     base = sub.add_parser("baselines", help="random walk and AR baselines, paper's metric")
@@ -703,6 +701,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot.add_argument("--symbols", default="AAPL,AMZN,GOOGL,XOM")
     plot.add_argument("--title", default="")
     args = parser.parse_args(argv)
+    try:
+        return _run_command(args)
+    except (ValueError, OSError) as error:
+        print(f"python -m freqnn.tasks.stocks: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run_command(args: argparse.Namespace) -> int:
     if args.command == "table":
         rows = run_rows(args.runs)
         print(run_table(rows))
@@ -725,7 +731,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         with atomic_write(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

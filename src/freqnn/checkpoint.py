@@ -1,0 +1,316 @@
+"""Trained runs without the trainer: checkpoints, run directories and the model of a run.
+
+What a task, a report or a script needs to read a run of ``freqnn train`` lives here, below the
+tasks and free of Lightning (:mod:`freqnn.train` and :mod:`freqnn.cli` use it too):
+
+* :func:`load_checkpoint` reads a checkpoint weights-only: a file that would build objects or
+  call functions when unpickled is refused (:class:`UnsafeCheckpointError`) before any of it
+  runs.
+* :func:`model_from_checkpoint` rebuilds the model of a checkpoint as a :class:`TaskModel`
+  (``.model``, ``.task``, ``.cfg``, ``.facts``, ``.counts``, ``.history``; calling it on a
+  batch gives the task's output). A checkpoint inside a run directory must match the run's task
+  and model (:func:`check_checkpoint_matches`).
+* :func:`predict` and :func:`evaluate` run it over a data set; :func:`find_runs`,
+  :func:`load_run_config` and :func:`run_dir_of` find and read run directories.
+
+The model of a run is built by :func:`build_task_model` from the run's configuration and the
+facts of its data (``input_size``, ``output_size``, ``has_times``, ``info``), as the trainer
+builds it, so the state-dict keys of a checkpoint (``model.<parameter>``) load unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from .config import read_yaml
+from .models import build_model, count_parameters
+from .tasks import Batch, Task, collate, get_task
+
+__all__ = [
+    "CONFIG_FILE",
+    "RESULTS_FILE",
+    "TaskModel",
+    "UnsafeCheckpointError",
+    "build_task_model",
+    "check_checkpoint_matches",
+    "evaluate",
+    "find_runs",
+    "forward_batch",
+    "load_checkpoint",
+    "load_run_config",
+    "model_from_checkpoint",
+    "predict",
+    "run_dir_of",
+]
+
+CONFIG_FILE = "config.yaml"
+RESULTS_FILE = "results.json"
+#: Keys a checkpoint must share with the configuration of the run directory it is used in.
+MATCHED_KEYS = ("task", "model")
+
+
+# --------------------------------------------------------------------------- run directories
+def load_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The configuration saved in ``run_dir`` (``config.yaml``)."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no run configuration (is {run_dir} a run directory?)")
+    cfg = read_yaml(path)
+    if not isinstance(cfg, dict) or "task" not in cfg:
+        raise ValueError(f"{path}: expected a YAML mapping with a 'task' key, got {cfg!r}")
+    return cfg
+
+
+def find_runs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The finished runs (directories holding ``results.json``) among ``paths`` and below them.
+
+    Raises
+    ------
+    FileNotFoundError
+        A path that does not exist, or no finished run at all.
+    """
+    runs: list[Path] = []
+    for p in map(Path, paths):
+        if (p / RESULTS_FILE).is_file():
+            runs.append(p)
+        elif p.is_dir():
+            runs.extend(sorted(r.parent for r in p.rglob(RESULTS_FILE)))
+        else:
+            raise FileNotFoundError(f"{p}: expected a run directory, got nothing there")
+    if not runs:
+        raise FileNotFoundError(f"no finished runs ({RESULTS_FILE}) under "
+                                f"{[str(p) for p in paths]}")
+    return runs
+
+
+def run_dir_of(checkpoint: str | os.PathLike[str]) -> Path | None:
+    """The run directory holding ``checkpoint`` (``RUN_DIR/checkpoints/NAME.ckpt`` with a
+    ``RUN_DIR/config.yaml``), or ``None`` for a checkpoint outside a run directory."""
+    folder = Path(checkpoint).parent
+    if folder.name == "checkpoints" and (folder.parent / CONFIG_FILE).is_file():
+        return folder.parent
+    return None
+
+
+# --------------------------------------------------------------------------- checkpoints
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint file that would run code or build arbitrary objects when loaded."""
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The globals a pickle in ``path`` refers to beyond the weights-only allow-list (read from
+    the pickle's opcodes, nothing executed); empty if the file cannot be scanned."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # not a zip checkpoint (truncated, foreign): nothing to name
+        return []
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a freqnn checkpoint on the CPU without running code from it.
+
+    Loading is weights-only (``torch.load(..., weights_only=True)``): tensors, numbers,
+    strings and containers of them, which is all a freqnn checkpoint holds. A file whose pickle
+    names anything else (a class to build, a function to call) is refused before any of it
+    runs.
+
+    Raises
+    ------
+    UnsafeCheckpointError
+        The file holds objects other than weights and plain values (the message lists them).
+    ValueError
+        The file is not a readable freqnn checkpoint (truncated, foreign, other keys).
+    FileNotFoundError
+        No such file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: expected a checkpoint file, got nothing there")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        unsafe = _unsafe_globals(path)
+        if unsafe:
+            raise UnsafeCheckpointError(
+                f"{path}: expected a freqnn checkpoint of weights and plain values, got a file "
+                f"that would build or call {', '.join(unsafe)} when loaded; refused, nothing "
+                "in it was run (load only checkpoints you trust, and never with "
+                "weights_only=False)") from None
+        raise ValueError(f"{path}: expected a freqnn checkpoint, got an unreadable file "
+                         f"({type(error).__name__}: {error})") from error
+    except Exception as error:  # torch raises several types for truncated / foreign files
+        raise ValueError(f"{path}: expected a freqnn checkpoint, got an unreadable file "
+                         f"({type(error).__name__}: {error})") from error
+    if not isinstance(ckpt, dict) or "freqnn" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: expected a freqnn checkpoint (with 'freqnn' and "
+                         "'state_dict'), got another kind of file")
+    return ckpt
+
+
+def check_checkpoint_matches(ckpt: dict[str, Any], cfg: dict[str, Any],
+                             path: str | os.PathLike[str]) -> None:
+    """Refuse a checkpoint whose task or model differ from the run's configuration ``cfg``.
+
+    Raises
+    ------
+    ValueError
+        Naming the key, the run's value and the checkpoint's.
+    """
+    saved = ckpt["freqnn"]["config"]
+    for key in MATCHED_KEYS:
+        if saved.get(key) != cfg.get(key):
+            raise ValueError(f"{path}: {key}: expected {cfg.get(key)!r} (the run's "
+                             f"{CONFIG_FILE}), got a checkpoint of {saved.get(key)!r}; refused")
+
+
+# --------------------------------------------------------------------------- the model of a run
+def build_task_model(cfg: dict[str, Any], facts: dict[str, Any]
+                     ) -> tuple[Task, nn.Module, dict[str, int]]:
+    """The task of ``cfg`` and the model the runner trains for it, with its parameter budget.
+
+    The body is :func:`freqnn.models.build_model` of the configuration's model and sizes (the
+    baselines matched to the SFM's parameter count); a task with a
+    :attr:`~freqnn.tasks.Task.wrap_model` hook puts its own modules around it (e.g. a
+    learnable front end), whose parameters count in ``params`` but not in the match.
+
+    Parameters
+    ----------
+    cfg : dict
+        A run's configuration (:func:`freqnn.config.make_config`).
+    facts : dict
+        ``input_size``, ``output_size``, ``has_times`` and ``info`` of the task's data.
+
+    Returns
+    -------
+    task : Task
+    model : nn.Module
+        Called as ``model(x, times=..., lengths=...)`` (:func:`forward_batch`).
+    counts : dict
+        ``params`` (this model), ``sfm_params`` (the reference SFM) and ``hidden_size``.
+    """
+    task = get_task(cfg["task"])
+    body, counts = build_model(
+        cfg["model"],
+        facts["input_size"],
+        facts["output_size"],
+        task.head,
+        hidden_size=cfg["hidden_size"],
+        state_size=cfg["state_size"],
+        num_freqs=cfg["num_freqs"],
+        num_layers=cfg["num_layers"],
+        dropout=cfg["dropout"],
+        frequencies=cfg["frequencies"],
+        learn_frequencies=cfg["learn_frequencies"],
+        use_times=facts["has_times"],
+        rnn_hidden_size=cfg["rnn_hidden_size"],
+        match_params=cfg["match_params"],
+    )
+    if task.wrap_model is None:
+        return task, body, counts
+    model = task.wrap_model(body, cfg, facts)
+    return task, model, {**counts, "params": count_parameters(model)}
+
+
+def forward_batch(model: nn.Module, batch: Batch, facts: dict[str, Any]) -> Tensor:
+    """The output of a task's model on a batch of :func:`freqnn.tasks.collate`: (B, outputs)
+    or (B, T, outputs). ``times`` is passed when the task's data has timestamps."""
+    times = batch.get("times") if facts["has_times"] else None
+    return model(batch["x"], times=times, lengths=batch["lengths"])
+
+
+class TaskModel(nn.Module):
+    """The model of a run with its task, configuration and data facts (no trainer).
+
+    Parameters
+    ----------
+    cfg : dict
+        The run's configuration.
+    facts : dict
+        ``input_size``, ``output_size``, ``has_times`` and ``info`` of the task's data.
+
+    Attributes
+    ----------
+    model : nn.Module
+        The network (:func:`build_task_model`); its state-dict keys are those of the trainer's
+        checkpoints (``model.<parameter>``).
+    task : Task
+    cfg, facts : dict
+    counts : dict
+        ``params``, ``sfm_params``, ``hidden_size``.
+    history : list of dict
+        The run's per-epoch records up to the checkpoint.
+
+    Notes
+    -----
+    ``forward(batch) -> output``: :func:`forward_batch`.
+    """
+
+    def __init__(self, cfg: dict[str, Any], facts: dict[str, Any]) -> None:
+        super().__init__()
+        self.cfg = dict(cfg)
+        self.facts = dict(facts)
+        self.task, self.model, self.counts = build_task_model(self.cfg, self.facts)
+        self.history: list[dict[str, Any]] = []
+
+    def forward(self, batch: Batch) -> Tensor:
+        return forward_batch(self.model, batch, self.facts)
+
+
+def model_from_checkpoint(path: str | os.PathLike[str]) -> TaskModel:
+    """Rebuild the model of a checkpoint file (weights included), in evaluation mode on the CPU.
+
+    The file is loaded weights-only (:func:`load_checkpoint`). A checkpoint inside a run
+    directory must match the run's task and model (:func:`check_checkpoint_matches`).
+    """
+    ckpt = load_checkpoint(path)
+    run_dir = run_dir_of(path)
+    if run_dir is not None:
+        check_checkpoint_matches(ckpt, load_run_config(run_dir), path)
+    state = ckpt["freqnn"]
+    module = TaskModel(state["config"], state["facts"])
+    module.load_state_dict(ckpt["state_dict"])
+    module.history = list(state["history"])
+    if state["config"]["precision"] == "64":
+        module.double()
+    return module.eval()
+
+
+def predict(module: TaskModel, dataset: Dataset, batch_size: int = 64,
+            collate_fn: Callable[[Sequence[dict[str, Tensor]]], Batch] | None = None
+            ) -> Iterator[tuple[Batch, Tensor]]:
+    """``(batch, output)`` for consecutive batches of ``dataset``, without gradients.
+
+    Floating-point inputs (except ``times``) take the model's dtype. ``collate_fn`` is the
+    data's batch builder (:attr:`freqnn.tasks.TaskData.collate`; default :func:`collate`).
+    """
+    module.eval()
+    dtype = next(module.parameters()).dtype
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                        collate_fn=collate_fn or collate)
+    for batch in loader:
+        batch = {k: v.to(dtype) if v.is_floating_point() and k != "times" else v
+                 for k, v in batch.items()}
+        with torch.no_grad():
+            output = module(batch)
+        yield batch, output
+
+
+def evaluate(module: TaskModel, dataset: Dataset, batch_size: int = 64,
+             collate_fn: Callable[[Sequence[dict[str, Tensor]]], Batch] | None = None
+             ) -> dict[str, float]:
+    """The task's metrics of ``module`` on ``dataset`` in this process: sum / count per metric."""
+    sums: dict[str, list[float]] = {}
+    for batch, output in predict(module, dataset, batch_size, collate_fn):
+        for name, (total, count) in module.task.metrics(output, batch).items():
+            acc = sums.setdefault(name, [0.0, 0.0])
+            acc[0] += float(total)
+            acc[1] += float(count)
+    return {name: total / count for name, (total, count) in sorted(sums.items())}
