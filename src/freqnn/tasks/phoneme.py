@@ -169,13 +169,13 @@ def _selection(corpus: PhonemeCorpus, cfg: dict[str, Any]) -> dict[str, list[int
     return out
 
 
-def _log_mel_items(corpus: PhonemeCorpus, cfg: dict[str, Any],
-                   cache: str | Path | None = None) -> dict[str, tuple[list, list]]:
+def _log_mel_items(corpus: PhonemeCorpus, cfg: dict[str, Any]
+                   ) -> dict[str, tuple[list, list]]:
     """(features, labels) lists per split, features unnormalised; cached next to the corpus."""
     module = _feature_module(cfg)
     key = hashlib.sha256(json.dumps([corpus.meta["key"], cfg["features"], cfg["num_bands"],
                                      repr(module)]).encode()).hexdigest()[:16]
-    path = cache_dir(cache) / "phoneme" / f"features_{key}.pt"
+    path = cache_dir() / "phoneme" / f"features_{key}.pt"
     if path.is_file():
         try:
             stored = torch.load(path, weights_only=True)
