@@ -6,7 +6,8 @@ omega_t = W_omega_z z_{t-1} + W_omega_x x_t + b_omega for step t + 1; a padded s
 carried omega. The transcription below is written from those equations (batched over sequences,
 one step at a time, parameters read through ``paper_parameters()``), not from the library's
 cell; the layer is compared with it on the reference path, the compiled CPU kernel and the
-PyTorch algorithm, outputs, final states and gradients, in float64 to 1e-10.
+PyTorch algorithm, outputs, final states and gradients, in float64 to 1e-10. (Streaming in
+chunks: ``test_layer.py``; every mode and layout: ``kernels/test_modes.py``.)
 """
 
 from __future__ import annotations
@@ -226,25 +227,6 @@ def test_gradcheck(compiled, path):
     inputs = (x, *(p.detach().clone().requires_grad_() for p in module.parameters()))
     with kernels.use_path(path):
         assert torch.autograd.gradcheck(call, inputs, atol=1e-7)
-
-
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("use_times", [False, True])
-def test_streaming_in_chunks_equals_one_pass(compiled, path, use_times):
-    module = make()
-    T, B = 10, 3
-    x = torch.randn(T, B, N, dtype=torch.float64)
-    times = torch.cumsum(torch.rand(B, T, dtype=torch.float64) * 3, 1) if use_times else None
-    with kernels.use_path(path):
-        whole, whole_state = module(x, times=times)
-        state, outs = None, []
-        for start, stop in ((0, 3), (3, 4), (4, 10)):
-            chunk = None if times is None else times[:, start:stop]
-            out, state = module(x[start:stop], state, times=chunk)
-            outs.append(out)
-    torch.testing.assert_close(torch.cat(outs), whole, **TOL)
-    for a, b in zip(state, whole_state, strict=True):
-        torch.testing.assert_close(a, b, **TOL)
 
 
 @pytest.mark.parametrize("mode", ["grad", "no_grad"])

@@ -9,7 +9,9 @@ import torch
 
 import freqnn
 from freqnn.frequencies import frequency_grid
+from freqnn.sfm import kernels
 
+from .kernels.common import AuthorsASFM
 from .reference import randomise_, reference_sfm
 
 N, M, D, K = 3, 4, 3, 5
@@ -76,19 +78,21 @@ def test_adaptive_at_init_equals_sfm():
     torch.testing.assert_close(asfm(x)[0], sfm(x)[0], atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("path", ["fast", "pytorch", "reference"])
+@pytest.mark.parametrize("cls", [*CLASSES, AuthorsASFM])
 @pytest.mark.parametrize("use_times", [False, True])
-def test_streaming_in_chunks_equals_whole_run(cls, use_times):
+def test_streaming_in_chunks_equals_whole_run(cls, use_times, path):
     module = make(cls, num_layers=2)
     T, B = 10, 2
     x = torch.randn(T, B, N, dtype=torch.float64)
     times = irregular_times(T, B) if use_times else None
-    whole, whole_state = module(x, times=times)
-    state, outs = None, []
-    for start, stop in ((0, 3), (3, 4), (4, 10)):
-        chunk_times = None if times is None else times[:, start:stop]
-        out, state = module(x[start:stop], state, times=chunk_times)
-        outs.append(out)
+    with kernels.use_path(path):
+        whole, whole_state = module(x, times=times)
+        state, outs = None, []
+        for start, stop in ((0, 3), (3, 4), (4, 10)):
+            chunk_times = None if times is None else times[:, start:stop]
+            out, state = module(x[start:stop], state, times=chunk_times)
+            outs.append(out)
     torch.testing.assert_close(torch.cat(outs), whole, atol=1e-10, rtol=0)
     for a, b in zip(state, whole_state, strict=True):
         if a is not None:

@@ -22,7 +22,7 @@ from . import kernels
 from .state import SFMState, check_state, last_time, map_batch_axis, where_valid, zero_state
 from .step import advance_phase, amplitude, memory_update, output, split_gates
 
-__all__ = ["PHASE_RULES", "AdaptiveSFMCell", "SFMCell", "check_phase"]
+__all__ = ["PHASE_RULES", "AdaptiveSFMCell", "PhaseOption", "SFMCell", "check_phase"]
 
 #: A-SFM's phase rules (``AdaptiveSFM(..., phase=...)``): the accumulated phase (default) and the
 #: rule of the authors' released code
@@ -34,6 +34,17 @@ def check_phase(value: object) -> str:
     if not isinstance(value, str) or value not in PHASE_RULES:
         fail("phase", f"one of {PHASE_RULES}", repr(value))
     return value  # type: ignore[return-value]
+
+
+class PhaseOption:
+    """The ``phase`` keyword of the A-SFM constructors (cell and layer, listed before their
+    base class): validated before anything is built, then stored through the class's ``phase``
+    property."""
+
+    def __init__(self, *args: object, phase: str = "accumulate", **kwargs: object) -> None:
+        phase = check_phase(phase)
+        super().__init__(*args, **kwargs)
+        self.phase = phase
 
 
 def _check_size(value: object, name: str) -> int:
@@ -347,7 +358,7 @@ class SFMCell(nn.Module):
         return out[0, 0] if unbatched else out[0], state
 
 
-class AdaptiveSFMCell(SFMCell):
+class AdaptiveSFMCell(PhaseOption, SFMCell):
     r"""Adaptive SFM layer: the frequencies follow the input,
     omega_t = W_omega_x x_t + W_omega_z z_{t-1} + b_omega.
 
@@ -381,20 +392,6 @@ class AdaptiveSFMCell(SFMCell):
     """
 
     adaptive = True
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        state_size: int,
-        num_freqs: int,
-        *,
-        phase: str = "accumulate",
-        **kwargs: object,
-    ) -> None:
-        phase = check_phase(phase)
-        super().__init__(input_size, hidden_size, state_size, num_freqs, **kwargs)  # type: ignore[arg-type]
-        self.phase = phase
 
     @property
     def phase(self) -> str:

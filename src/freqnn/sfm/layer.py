@@ -17,7 +17,7 @@ from ..checks import (
     describe,
     fail,
 )
-from .cell import AdaptiveSFMCell, SFMCell, check_phase
+from .cell import AdaptiveSFMCell, PhaseOption, SFMCell, check_phase
 from .state import SFMState, check_state, map_batch_axis, zero_state
 
 __all__ = ["SFM", "AdaptiveSFM"]
@@ -240,7 +240,7 @@ class SFM(nn.Module):
         return out, new_state
 
 
-class AdaptiveSFM(SFM):
+class AdaptiveSFM(PhaseOption, SFM):
     """Adaptive SFM (A-SFM): frequencies computed from the input at every step,
     omega_t = W_omega_x x_t + W_omega_z z_{t-1} + b_omega.
 
@@ -264,21 +264,6 @@ class AdaptiveSFM(SFM):
     """
 
     cell_type = AdaptiveSFMCell
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        state_size: int,
-        num_freqs: int,
-        num_layers: int = 1,
-        *,
-        phase: str = "accumulate",
-        **kwargs: object,
-    ) -> None:
-        phase = check_phase(phase)
-        super().__init__(input_size, hidden_size, state_size, num_freqs, num_layers, **kwargs)  # type: ignore[arg-type]
-        self.phase = phase
 
     @property
     def phase(self) -> str:
