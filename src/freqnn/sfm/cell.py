@@ -362,10 +362,11 @@ class AdaptiveSFMCell(PhaseOption, SFMCell):
     r"""Adaptive SFM layer: the frequencies follow the input,
     omega_t = W_omega_x x_t + W_omega_z z_{t-1} + b_omega.
 
+    Takes the arguments of :class:`SFMCell` (``input_size, hidden_size, state_size, num_freqs,
+    *, bias, frequencies, learn_frequencies, device, dtype``) and ``phase``.
+
     Parameters
     ----------
-    input_size, hidden_size, state_size, num_freqs, bias, frequencies, learn_frequencies :
-        As :class:`SFMCell`.
     phase : {"accumulate", "authors"}
         The phase rule (stored as ``self.phase``):
 

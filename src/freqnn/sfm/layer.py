@@ -244,7 +244,9 @@ class AdaptiveSFM(PhaseOption, SFM):
     """Adaptive SFM (A-SFM): frequencies computed from the input at every step,
     omega_t = W_omega_x x_t + W_omega_z z_{t-1} + b_omega.
 
-    Same interface as :class:`SFM`, plus the phase rule (equations in ``docs/sfm.md`` and
+    Same interface as :class:`SFM` (the same constructor arguments, ``input_size, hidden_size,
+    state_size, num_freqs, num_layers=1, *, bias, batch_first, dropout, frequencies,
+    learn_frequencies, device, dtype``), plus the phase rule (equations in ``docs/sfm.md`` and
     :class:`freqnn.AdaptiveSFMCell`). ``paper_parameters`` adds ``W_omega_z``, ``W_omega_x``,
     ``b_omega`` (and has no ``omega``).
 
@@ -260,7 +262,6 @@ class AdaptiveSFM(PhaseOption, SFM):
         (and on every cell); not part of the ``state_dict``, so give the same value to the
         module a checkpoint is loaded into. :class:`SFM` has no ``phase`` argument (its phase is
         omega * t under both rules) and raises ``TypeError`` if given one.
-    Others : as :class:`SFM`.
     """
 
     cell_type = AdaptiveSFMCell
