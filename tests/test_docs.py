@@ -75,7 +75,7 @@ def test_navigation_has_every_page_and_the_api_every_public_name() -> None:
     api = "\n".join(p.read_text() for p in (DOCS / "api").glob("*.md"))
     documented = set(re.findall(r"^::: ([\w.]+)$", api, flags=re.M))
     public = {f"freqnn.{name}" for name in freqnn.__all__ if name != "__version__"}
-    public |= {"freqnn.frequencies.frequency_grid", "freqnn.data.waves.generate_waves",
+    public |= {"freqnn.data.waves.generate_waves",
                "freqnn.data.npz.load_npz", "freqnn.data.polyphonic.load_dataset",
                "freqnn.data.stocks.load_paper_data", "freqnn.data.phoneme.build_phoneme_corpus"}
     assert public <= documented, sorted(public - documented)

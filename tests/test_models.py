@@ -15,6 +15,7 @@ from freqnn.models import (
     matched_hidden_size,
     reverse_padded,
     rnn_parameter_count,
+    step_times,
     time_deltas,
 )
 
@@ -268,3 +269,71 @@ def test_bidirectional_errors() -> None:
         model(torch.zeros(1, 4, 3))
     with pytest.raises(ValueError, match=r"lengths: expected shape \(1,\) with values in"):
         model(torch.zeros(1, 4, 2), torch.tensor([0]))
+
+
+def test_step_times_normalised_and_the_authors_collapse() -> None:
+    lengths = torch.tensor([4, 2])
+    normalised = step_times("normalised", 2, 4, lengths)
+    torch.testing.assert_close(normalised[0], torch.tensor([0.25, 0.5, 0.75, 1.0],
+                                                           dtype=torch.float64))
+    torch.testing.assert_close(normalised[1, :2], torch.tensor([0.5, 1.0], dtype=torch.float64))
+    authors = step_times("authors", 2, 4, lengths)
+    # (n + 1) // L: 0 until the last valid step, where it is 1
+    torch.testing.assert_close(authors[0], torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(authors[1, :2], torch.tensor([0.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(step_times("normalised", 1, 3), torch.tensor(
+        [[1 / 3, 2 / 3, 1.0]], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"time: expected one of \('normalised', 'authors'\)"):
+        step_times("data", 1, 3)
+
+
+@pytest.mark.parametrize("arch", ["sfm", "asfm", "lstm", "plstm"])
+def test_time_mode_feeds_those_times_to_every_body(arch: str) -> None:
+    torch.manual_seed(0)
+    kw = {"hidden_size": 4, "state_size": 2, "num_freqs": 3}
+    moded = SequenceModel(arch, 1, 2, head="step", time="normalised", **kw).double()
+    plain = SequenceModel(arch, 1, 2, head="step", use_times=True, **kw).double()
+    plain.load_state_dict(moded.state_dict())
+    x = torch.randn(2, 5, 1, dtype=torch.float64)
+    lengths = torch.tensor([5, 3])
+    given = step_times("normalised", 2, 5, lengths)
+    # the task's own times (here: nonsense) are replaced
+    torch.testing.assert_close(moded(x, times=torch.zeros(2, 5), lengths=lengths),
+                               plain(x, times=given, lengths=lengths))
+    torch.testing.assert_close(moded(x, lengths=lengths), plain(x, times=given, lengths=lengths))
+
+
+def test_time_authors_warns_and_leaves_sfm_phases_at_zero_until_the_last_step() -> None:
+    with pytest.warns(UserWarning, match=r"t = \(n \+ 1\) // L.*t = 0 at every step but"):
+        model = SequenceModel("sfm", 1, 2, head="step", hidden_size=4, state_size=2,
+                              num_freqs=3, time="authors").double()
+    x = torch.randn(1, 4, 1, dtype=torch.float64)
+    zero = model(x, times=None)
+    with torch.no_grad():
+        model.body.cells[0].omega.zero_()  # all frequencies 0: phases 0 at every step
+    torch.testing.assert_close(model(x)[:, :3], zero[:, :3])
+    assert not torch.allclose(model(x)[:, 3], zero[:, 3])
+
+
+def test_build_model_log_grid_phase_and_time_options() -> None:
+    from freqnn import frequency_grid
+
+    model, _ = build_model("sfm", 1, 2, hidden_size=4, state_size=2, num_freqs=3,
+                           frequencies="log", min_period=10.0, max_period=100.0)
+    torch.testing.assert_close(model.body.cells[0].frequencies().double(),
+                               frequency_grid("log", 3, min_period=10.0, max_period=100.0))
+    asfm, _ = build_model("asfm", 1, 2, hidden_size=4, state_size=2, num_freqs=3,
+                          phase="authors")
+    assert asfm.body.phase == "authors"
+    lstm, _ = build_model("lstm", 1, 2, hidden_size=4, state_size=2, num_freqs=3,
+                          time="normalised")
+    # the time mode adds the time feature to the baselines, as real timestamps do
+    assert lstm.body.input_size == 2 and lstm.time == "normalised"
+    with pytest.raises(ValueError, match=r"min_period: expected None \(periods define only"):
+        build_model("sfm", 1, 2, frequencies="paper", min_period=10.0)
+    with pytest.raises(ValueError, match=r"max_period: expected a finite period > 0"):
+        build_model("sfm", 1, 2, frequencies="log", min_period=10.0)
+    with pytest.raises(ValueError, match=r"phase: expected 'accumulate' for model 'sfm'"):
+        build_model("sfm", 1, 2, phase="authors")
+    with pytest.raises(ValueError, match=r"time: expected one of \('data', 'normalised'"):
+        SequenceModel("lstm", 1, 2, time="seconds")

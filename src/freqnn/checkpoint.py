@@ -209,6 +209,11 @@ def build_task_model(cfg: dict[str, Any], facts: dict[str, Any]
         dropout=cfg["dropout"],
         frequencies=cfg["frequencies"],
         learn_frequencies=cfg["learn_frequencies"],
+        # keys added after 0.1.0: runs written before them have their defaults
+        min_period=cfg.get("min_period"),
+        max_period=cfg.get("max_period"),
+        phase=cfg.get("phase", "accumulate"),
+        time=cfg.get("time", "data"),
         use_times=facts["has_times"],
         rnn_hidden_size=cfg["rnn_hidden_size"],
         match_params=cfg["match_params"],

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.fields import FieldInfo
 
 from .frequencies import GRIDS
-from .models import ARCHS
+from .models import ARCHS, TIME_MODES
 
 if TYPE_CHECKING:
     from .tasks import Task
@@ -76,6 +76,10 @@ DEFAULTS: dict[str, Any] = {
     "dropout": 0.0,
     "frequencies": "paper",
     "learn_frequencies": False,
+    "min_period": None,
+    "max_period": None,
+    "phase": "accumulate",
+    "time": "data",
     "rnn_hidden_size": None,
     "match_params": True,
     "precision": "32",
@@ -121,6 +125,17 @@ class RunConfig(BaseModel):
     frequencies: Literal[GRIDS] = Field(  # type: ignore[valid-type]
         description="SFM frequency grid (docs/sfm.md)")
     learn_frequencies: bool = Field(description="train the SFM frequencies")
+    min_period: float | None = Field(gt=0, description="shortest period of the 'log' grid, "
+                                             "in units of the task's time (frequencies=log)")
+    max_period: float | None = Field(gt=0, description="longest period of the 'log' grid "
+                                             "(frequencies=log)")
+    phase: Literal["accumulate", "authors"] = Field(
+        description="A-SFM phase rule: accumulated phase, or the authors' released code "
+        "(omega_{t-1} * t; docs/sfm.md)")
+    time: Literal[TIME_MODES] = Field(  # type: ignore[valid-type]
+        description="times the models see: data (the task's timestamps, else the step index), "
+        "normalised ((n+1)/L), authors ((n+1)//L, the released code's integer division: t = 0 "
+        "but at the last step; reproduction only, warns)")
     rnn_hidden_size: PositiveInt | None = Field(description="LSTM / GRU hidden size; null: "
                                                 "matched to the SFM's parameter count")
     match_params: bool = Field(description="LSTM / GRU at the SFM's parameter count (false: "

@@ -13,6 +13,20 @@ Phased LSTM as the times of its oscillations; LSTM / GRU and the other baselines
 get the time since the previous sample as one more input feature (0 for the first sample).
 Without ``times``, every body uses the step index.
 
+The ``time`` option replaces those times for every body, to rebuild the SFM authors' protocol
+(their released code, ``SFM_train.py``, feeds the phase times ``(arange(n) + 1) / n``):
+
+* ``"data"`` (default): the task's timestamps, else the step index, as above;
+* ``"normalised"``: t_n = (n + 1) / L for the steps n = 0 .. L - 1 of a sequence of true length
+  L, so every sequence spans (0, 1] whatever its length;
+* ``"authors"``: t_n = (n + 1) // L, the integer division that Theano performs on the released
+  code's integer tensors: t = 0 at every step but the last, where t = 1. The SFM's phases are
+  then 0 (its memory a plain gated sum, the frequencies unused) until the last step. For
+  reproducing the released code only; building such a model warns.
+
+The bodies that read timestamps get these times; the others get their differences as the time
+feature, as for real timestamps.
+
 The bidirectional LSTM / GRU (arch ``"bilstm"`` / ``"bigru"``, :class:`BidirectionalRNN`) are
 non-causal baselines: the backward direction reads each sequence reversed within its true
 length (:func:`reverse_padded`), so it sees the future of every step.
@@ -27,6 +41,7 @@ whose body has D = M = ``hidden_size`` and ignores ``state_size``) and ParallelS
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
@@ -34,6 +49,7 @@ from torch import Tensor, nn
 
 from .baselines import ACTRNN, RHN, AssociativeLSTM, ClockworkRNN, PhasedLSTM
 from .checks import check_floating, check_integer, check_rank, describe, fail
+from .frequencies import frequency_grid
 from .sfm import SFM, AdaptiveSFM, ParallelSFM
 from .sfm.stock import StockSFM
 
@@ -41,6 +57,7 @@ __all__ = [
     "ARCHS",
     "ARCH_LABELS",
     "BIDIRECTIONAL_ARCHS",
+    "TIME_MODES",
     "BidirectionalRNN",
     "SequenceModel",
     "arch_rank",
@@ -49,6 +66,7 @@ __all__ = [
     "matched_hidden_size",
     "reverse_padded",
     "rnn_parameter_count",
+    "step_times",
     "time_deltas",
 ]
 
@@ -71,6 +89,8 @@ ARCH_LABELS = {
     "act": "ACT-RNN",
 }
 _SFM_ARCHS = ("sfm", "asfm", "sfm-stock", "psfm")
+#: values of ``time`` (module docstring)
+TIME_MODES = ("data", "normalised", "authors")
 _GATES = {"lstm": 4, "gru": 3}
 #: bidirectional arch -> the unidirectional layer of each direction
 _BIDIRECTIONAL = {"bilstm": "lstm", "bigru": "gru"}
@@ -101,6 +121,33 @@ def time_deltas(times: Tensor) -> Tensor:
     deltas = torch.zeros_like(times)
     deltas[:, 1:] = times[:, 1:] - times[:, :-1]
     return deltas
+
+
+def _check_phase(arch: str, phase: str) -> None:
+    if phase != "accumulate" and arch != "asfm":
+        fail("phase", f"'accumulate' for model {arch!r} (the phase rule 'authors' is the "
+             "A-SFM's, model 'asfm')", repr(phase))
+
+
+def step_times(mode: str, batch: int, steps: int, lengths: Tensor | None = None,
+               device: torch.device | str | None = None) -> Tensor:
+    """The times of ``time=mode`` (module docstring) for a batch, (B, T) float64.
+
+    Parameters
+    ----------
+    mode : {"normalised", "authors"}
+    batch, steps : int
+        B and T of the (padded) batch.
+    lengths : Tensor [shape=(B,)], optional
+        True lengths L; T for every sequence when omitted. Padded steps (n >= L) continue the
+        formula.
+    """
+    if mode not in TIME_MODES[1:]:
+        fail("time", f"one of {TIME_MODES[1:]}", repr(mode))
+    n1 = torch.arange(1, steps + 1, dtype=torch.float64, device=device).expand(batch, steps)
+    size = (torch.full((batch, 1), float(steps), dtype=torch.float64, device=device)
+            if lengths is None else lengths.to(device=device, dtype=torch.float64)[:, None])
+    return n1 / size if mode == "normalised" else torch.div(n1, size, rounding_mode="floor")
 
 
 def rnn_parameter_count(
@@ -313,10 +360,16 @@ class SequenceModel(nn.Module):
     dropout : float
         Dropout between stacked layers and before the read-out.
     frequencies, learn_frequencies :
-        SFM frequency grid options (see :class:`freqnn.SFM`).
+        SFM frequency grid options (see :class:`freqnn.SFM`): a grid name or a tensor (K,)
+        (:func:`freqnn.frequency_grid`).
     use_times : bool
         Whether the task provides real timestamps; the bodies other than SFM and Phased LSTM
         then get one more input feature.
+    phase : {"accumulate", "authors"}
+        The A-SFM's phase rule (:class:`freqnn.AdaptiveSFM`); the other bodies take only
+        ``"accumulate"``.
+    time : {"data", "normalised", "authors"}
+        The times the body sees (module docstring); ``"authors"`` warns.
 
     Notes
     -----
@@ -337,13 +390,24 @@ class SequenceModel(nn.Module):
         num_freqs: int = 8,
         num_layers: int = 1,
         dropout: float = 0.0,
-        frequencies: str = "paper",
+        frequencies: str | Tensor = "paper",
         learn_frequencies: bool = False,
         use_times: bool = False,
+        phase: str = "accumulate",
+        time: str = "data",
     ) -> None:
         super().__init__()
         if arch not in ARCHS:
             fail("arch", f"one of {', '.join(ARCHS)}", repr(arch))
+        _check_phase(arch, phase)
+        if time not in TIME_MODES:
+            fail("time", f"one of {TIME_MODES}", repr(time))
+        if time == "authors":
+            warnings.warn(
+                "time='authors': t = (n + 1) // L, the integer division of the SFM authors' "
+                "released code, so t = 0 at every step but the last: the SFM's phases are 0 "
+                "and its frequencies unused until the last step. For reproducing that code only.",
+                UserWarning, stacklevel=2)
         if head not in ("sequence", "step"):
             fail("head", "'sequence' or 'step'", repr(head))
         for name, value in (
@@ -358,7 +422,8 @@ class SequenceModel(nn.Module):
         self.head = head
         self.input_size = input_size
         self.output_size = output_size
-        self.use_times = bool(use_times)
+        self.time = time
+        self.use_times = bool(use_times) or time != "data"
         self.is_sfm = arch in _SFM_ARCHS
         if self.is_sfm:
             layer = {"sfm": SFM, "asfm": AdaptiveSFM, "sfm-stock": StockSFM,
@@ -374,6 +439,7 @@ class SequenceModel(nn.Module):
                 dropout=dropout if num_layers > 1 else 0.0,
                 frequencies=frequencies,
                 learn_frequencies=learn_frequencies,
+                **({"phase": phase} if arch == "asfm" else {}),
             )
         elif arch in _BIDIRECTIONAL:
             self.body = BidirectionalRNN(
@@ -419,6 +485,8 @@ class SequenceModel(nn.Module):
         batch, steps = x.shape[0], x.shape[1]
         if times is not None and tuple(times.shape) != (batch, steps):
             fail("times", f"shape ({batch}, {steps})", describe(times))
+        if self.time != "data":
+            times = step_times(self.time, batch, steps, lengths, x.device)
         if self.use_times and times is None:
             fail("times", "timestamps (B, T): the model was built with use_times=True", "None")
 
@@ -475,6 +543,10 @@ def build_model(
     use_times: bool = False,
     rnn_hidden_size: int | None = None,
     match_params: bool = True,
+    min_period: float | None = None,
+    max_period: float | None = None,
+    phase: str = "accumulate",
+    time: str = "data",
 ) -> tuple[SequenceModel, dict[str, int]]:
     """Build the model of a run and report its parameter budget.
 
@@ -485,6 +557,9 @@ def build_model(
     (:func:`matched_hidden_size`), else ``hidden_size``. The reference
     is the standard SFM for every arch (``"sfm-stock"`` included: its own count is ``params``).
 
+    ``frequencies="log"`` is :func:`freqnn.frequency_grid` ``("log", num_freqs, min_period=,
+    max_period=)``; ``phase`` and ``time`` are those of :class:`SequenceModel`.
+
     Returns
     -------
     model : SequenceModel
@@ -492,18 +567,25 @@ def build_model(
         ``params`` (this model), ``sfm_params`` (the SFM model of the same configuration, the
         reference of the match) and ``hidden_size`` (the hidden size used).
     """
+    _check_phase(arch, phase)
+    log_grid = isinstance(frequencies, str) and frequencies == "log"
+    if not log_grid:  # the grid's own check: periods only with the log grid
+        frequency_grid(frequencies, num_freqs, min_period=min_period, max_period=max_period)
     common = {
         "head": head,
         "num_layers": num_layers,
         "dropout": dropout,
-        "use_times": use_times,
+        "use_times": use_times or time != "data",
     }
     sfm_kw = {
         "state_size": state_size,
         "num_freqs": num_freqs,
-        "frequencies": frequencies,
+        "frequencies": (frequency_grid("log", num_freqs, min_period=min_period,
+                                       max_period=max_period)
+                        if log_grid else frequencies),
         "learn_frequencies": learn_frequencies,
     }
+    # the reference only counts parameters: built without the time mode (and its warning)
     reference = SequenceModel("sfm", input_size, output_size, hidden_size=hidden_size,
                               **sfm_kw, **common)
     sfm_params = count_parameters(reference)
@@ -515,14 +597,15 @@ def build_model(
             size = matched_hidden_size(sfm_params, arch, body_input, output_size, num_layers)
         else:
             size = hidden_size
-        model = SequenceModel(arch, input_size, output_size, hidden_size=size, **common)
+        model = SequenceModel(arch, input_size, output_size, hidden_size=size, phase=phase,
+                              time=time, **common)
     else:
         size = hidden_size
         model = (
             reference
-            if arch == "sfm"
-            else SequenceModel(arch, input_size, output_size, hidden_size=size, **sfm_kw,
-                               **common)
+            if arch == "sfm" and time == "data"
+            else SequenceModel(arch, input_size, output_size, hidden_size=size, phase=phase,
+                               time=time, **sfm_kw, **common)
         )
     return model, {"params": count_parameters(model), "sfm_params": sfm_params,
                    "hidden_size": size}
