@@ -297,3 +297,14 @@ def test_train_help_is_the_schema(capsys: pytest.CaptureFixture) -> None:
         assert f"{' '.join(field.description.split())} ({describe_key(Options, key)}; " in text
     assert "--n-train N_TRAIN training sequences (an int >= 1; default 1000)" in text
     assert "--threads" in text and "--no-progress" in text
+
+
+def test_report_gives_each_configuration_its_own_row(tmp_path: Path) -> None:
+    for lr, seed in (("0.01", "0"), ("0.01", "1"), ("0.002", "0")):
+        assert cli.main(["train", "signal_type", "--model", "lstm", *TINY, "--lr", lr,
+                         "--seed", seed, "--run-dir", str(tmp_path / f"lstm-{lr}-s{seed}")]) == 0
+    report = cli.write_report([tmp_path], tmp_path / "report")
+    rows = [line for line in report.read_text().splitlines() if line.startswith("| signal")]
+    # seeds pool within a configuration; the learning rates are not pooled
+    assert [row.split(" | ")[1:3] for row in rows] == [["LSTM (lr=0.002)", "0"],
+                                                         ["LSTM (lr=0.01)", "0, 1"]]

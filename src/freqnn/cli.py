@@ -201,26 +201,57 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, std
 
 
+#: configuration keys that do not define a model's configuration in a report
+_RUN_ONLY_KEYS = ("seed", "run_dir", "num_threads", "progress")
+
+
+def _variants(configs: dict[Path, dict[str, Any]]) -> dict[Path, str]:
+    """For each run, ``"key=value, ..."`` over the keys in which the configurations of the runs
+    of its task and model differ (seeds and run-only keys aside); ``""`` if they agree."""
+    by_model: dict[tuple[str, str], list[Path]] = {}
+    for run, cfg in configs.items():
+        by_model.setdefault((cfg["task"], cfg["model"]), []).append(run)
+    out = {}
+    for group in by_model.values():
+        keys = sorted({k for run in group for k in configs[run]} - set(_RUN_ONLY_KEYS))
+        differ = [k for k in keys if len({repr(configs[run].get(k)) for run in group}) > 1]
+        for run in group:
+            out[run] = ", ".join(f"{k}={configs[run].get(k)}" for k in differ)
+    return out
+
+
+def _label(model: str, variant: str) -> str:
+    from .models import ARCH_LABELS
+
+    name = ARCH_LABELS.get(model, model)
+    return f"{name} ({variant})" if variant else name
+
+
 def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "freqnn report",
                  amplitude: bool = True, notes: str = "") -> Path:
     """Summarise finished runs: ``report.md`` (table of test metrics, mean and sample std over
     seeds, parameter counts, wall time), ``learning_curves.png`` and, for the signal-type task
-    with an SFM / A-SFM run, ``amplitude.png``. Returns the path of ``report.md``."""
-    from .checkpoint import find_runs
+    with an SFM / A-SFM run, ``amplitude.png``. Returns the path of ``report.md``.
+
+    A row pools the seeds of one configuration: runs of the same task and model whose
+    configurations differ in more than the seed (and where the run was written, its threads and
+    progress bars) get a row each, labelled with the keys that differ (:func:`_variants`)."""
+    from .checkpoint import find_runs, load_run_config
     from .io import atomic_write
-    from .models import ARCH_LABELS, arch_rank
+    from .models import arch_rank
     from .plots import learning_curves
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = find_runs(run_dirs)
-    groups: dict[tuple[str, str], list[tuple[Path, dict[str, Any], list]]] = {}
+    variants = _variants({run: load_run_config(run) for run in runs})
+    groups: dict[tuple[str, str, str], list[tuple[Path, dict[str, Any], list]]] = {}
     for run in runs:
         results = json.loads((run / "results.json").read_text())
         history = json.loads((run / "history.json").read_text())
-        groups.setdefault((results["task"], results["model"]), []).append(
+        groups.setdefault((results["task"], results["model"], variants[run]), []).append(
             (run, results, history))
-    keys = sorted(groups, key=lambda k: (k[0], arch_rank(k[1]), k[1]))
+    keys = sorted(groups, key=lambda k: (k[0], arch_rank(k[1]), k[1], k[2]))
     metric_names = sorted({m for k in keys for _, r, _ in groups[k] for m in r["test"]})
     lines = [f"# {title}", ""]
     if notes:
@@ -230,7 +261,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in keys:
         entries = groups[key]
-        cells = [key[0], ARCH_LABELS.get(key[1], key[1]),
+        cells = [key[0], _label(key[1], key[2]),
                  ", ".join(str(r["seed"]) for _, r, _ in entries)]
         for m in metric_names:
             vals = [r["test"][m] for _, r, _ in entries if m in r["test"]]
@@ -252,8 +283,8 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
 
     tasks = sorted({k[0] for k in keys})
     for task in tasks:
-        histories = {ARCH_LABELS.get(m, m): [h for _, _, h in groups[(t, m)]]
-                     for (t, m) in keys if t == task}
+        histories = {_label(m, v): [h for _, _, h in groups[(t, m, v)]]
+                     for (t, m, v) in keys if t == task}
         val_metrics = sorted({k for hs in histories.values() for h in hs for r in h for k in r
                               if k.startswith("val_")})
         png = learning_curves(histories, out / f"learning_curves_{task}.png",
@@ -262,13 +293,14 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
                   "Mean over seeds, band from the minimum to the maximum; the curves stop at "
                   "the shortest run (early stopping).", ""]
         if amplitude and task == "signal_type":
-            sfm_runs = [(m, e[0][0]) for (t, m), e in groups.items()
-                        if t == task and m in ("sfm", "asfm")]
-            for arch, run in sorted(sfm_runs, key=lambda x: arch_rank(x[0])):
+            sfm_runs = {m: (v, e[0][0], e[0][1]["seed"]) for (t, m, v), e in groups.items()
+                        if t == task and m in ("sfm", "asfm")}
+            for arch in sorted(sfm_runs, key=arch_rank):
+                variant, run, seed = sfm_runs[arch]
                 png = _amplitude_png(run, out / f"amplitude_{arch}.png")
-                lines += [f"## {ARCH_LABELS[arch]} amplitude |S| per frequency over time", "",
-                          f"![amplitude]({png.name})", "",
-                          f"Run `{run}` (seed {groups[(task, arch)][0][1]['seed']}), first "
+                lines += [f"## {_label(arch, variant)} amplitude |S| per frequency over time",
+                          "", f"![amplitude]({png.name})", "",
+                          f"Run `{run}` (seed {seed}), first "
                           "layer, one test wave of each type; mean of |S_t| over the D states "
                           "(like figure 5 of Hu & Qi 2017).", ""]
     lines += ["## Runs", ""] + [f"- `{r}`" for r in runs] + [""]
