@@ -249,3 +249,18 @@ def test_trainer_and_checkpoint_models_share_state_dict_keys(tmp_path: Path) -> 
         assert list(loaded.state_dict()) == list(trained) and all(
             k.startswith("model.") for k in trained)
         loaded.load_state_dict(trained)
+
+
+def test_optimizer_key_selects_adam_or_the_authors_adadelta(tmp_path: Path) -> None:
+    from freqnn.train import TaskModule
+
+    facts = {"input_size": 1, "output_size": 2, "has_times": True, "info": {}}
+    adam = TaskModule(_cfg(tmp_path, lr=0.01), facts).configure_optimizers()
+    assert type(adam) is torch.optim.Adam and adam.defaults["lr"] == 0.01
+    adadelta = TaskModule(_cfg(tmp_path, optimizer="adadelta", lr=1.0, weight_decay=1e-4),
+                          facts).configure_optimizers()
+    assert type(adadelta) is torch.optim.Adadelta
+    assert {k: adadelta.defaults[k] for k in ("lr", "rho", "eps", "weight_decay")} == {
+        "lr": 1.0, "rho": 0.95, "eps": 1e-6, "weight_decay": 1e-4}
+    with pytest.raises(ValueError, match="optimizer"):
+        _cfg(tmp_path, optimizer="sgd")

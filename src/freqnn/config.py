@@ -66,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 32,
     "eval_batch_size": None,
     "lr": 1e-3,
+    "optimizer": "adam",
     "weight_decay": 0.0,
     "clip": 1.0,
     "patience": 5,
@@ -111,8 +112,11 @@ class RunConfig(BaseModel):
                                     "processes; must be divisible by their number)")
     eval_batch_size: PositiveInt | None = Field(description="validation / test batch; null: "
                                                 "batch_size")
-    lr: float = Field(ge=0, description="Adam learning rate")
-    weight_decay: float = Field(ge=0, description="Adam weight decay")
+    lr: float = Field(ge=0, description="learning rate")
+    optimizer: Literal["adam", "adadelta"] = Field(
+        description="Adam, or Adadelta with rho 0.95, eps 1e-6 (the SFM authors' optimiser; "
+        "use it with lr 1)")
+    weight_decay: float = Field(ge=0, description="weight decay (L2, in the optimiser)")
     clip: float = Field(ge=0, description="gradient-norm clipping (0: off)")
     patience: int = Field(ge=0, description="early stopping after this many epochs without a "
                           "better validation metric (0: off)")

@@ -345,9 +345,13 @@ class TaskModule(L.LightningModule):
             self.log(key, value)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(param_groups(self.task, self.model, self.cfg),
-                                lr=float(self.cfg["lr"]),
-                                weight_decay=float(self.cfg["weight_decay"]))
+        groups = param_groups(self.task, self.model, self.cfg)
+        lr, decay = float(self.cfg["lr"]), float(self.cfg["weight_decay"])
+        if self.cfg.get("optimizer", "adam") == "adadelta":
+            # the SFM authors' optimiser, with the constants of the Theano-era implementations
+            # (rho 0.95, eps 1e-6; their learning rate is 1)
+            return torch.optim.Adadelta(groups, lr=lr, rho=0.95, eps=1e-6, weight_decay=decay)
+        return torch.optim.Adam(groups, lr=lr, weight_decay=decay)
 
     # checkpoint state
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -113,7 +113,7 @@ DEFAULTS: dict[str, Any] = {
     "num_bands": 40,
     "normalisation": "global",  # or "utterance" (per-utterance mean and variance)
     "valid_voice": None,  # a training voice held out for speaker-independent validation
-    "frontend_lr": 2e-5,  # Adam learning rate of the cosine front end's frequencies
+    "frontend_lr": 2e-5,  # learning rate of the cosine front end's frequencies
     # model and training
     "hidden_size": 64,
     "state_size": 16,
@@ -429,7 +429,7 @@ class Options(RunConfig):
         "with its own")
     valid_voice: str | None = Field(description="a training voice held out for "
                                     "speaker-independent validation; null: none")
-    frontend_lr: float = Field(gt=0, description="Adam learning rate of the cosine front end's "
+    frontend_lr: float = Field(gt=0, description="learning rate of the cosine front end's "
                                "frequencies (features=cosine; the model trains at lr)")
 
 
