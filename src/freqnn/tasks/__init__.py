@@ -105,6 +105,7 @@ TASKS: dict[str, str] = {
     "phoneme": "freqnn.tasks.phoneme",
     "polyphonic": "freqnn.tasks.polyphonic",
     "stocks": "freqnn.tasks.stocks",
+    "sequential_digits": "freqnn.tasks.digits",
 }
 
 Batch = dict[str, Tensor]
