@@ -160,7 +160,5 @@ TASK = Task(
     build=build,
     loss=classification_loss,
     metrics=classification_metrics,
-    monitor="loss",
-    mode="min",
     options=Options,
-)
+)  # monitor: the validation loss (the default)
