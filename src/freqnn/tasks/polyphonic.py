@@ -496,6 +496,11 @@ def _variant(cfg: dict[str, Any], model: str) -> str:
         parts.append(f"dropout {float(cfg['dropout']):g}")
     if model in ("sfm", "asfm") and cfg.get("frequencies", "paper") != "paper":
         parts.append(f"{cfg['frequencies']} grid")
+    if int(cfg.get("num_layers", 1)) > 1:
+        parts.append(f"{cfg['num_layers']} layers")
+    if model in ("sfm", "asfm", "psfm") and cfg.get("hidden_size", DEFAULTS["hidden_size"]) \
+            != DEFAULTS["hidden_size"]:
+        parts.append(f"M {cfg['hidden_size']}")
     return ", ".join(parts)
 
 
