@@ -219,7 +219,7 @@ def test_train_then_sample(tmp_path, monkeypatch, capsys):
     table = T.results_table([tmp_path])
     assert table.count("\n") == 2  # header, rule, one run
     assert f"**{results['test']['nll']:.3f}**" in table
-    assert "| bach | SFM | 0 | lr 0.001, batch 2, chunk 16, M 4 |" in table
+    assert "| bach | SFM | 0 | lr 0.001, batch 2, chunk 16, M 8 |" in table
     with pytest.raises(ValueError, match="expected finished polyphonic runs"):
         T.results_table([tmp_path / "cache"])
 
