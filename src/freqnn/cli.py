@@ -427,7 +427,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 #: Modules of the ``experiments`` extra: a command that misses one says what to install.
 EXTRA_MODULES = frozenset({"lightning", "matplotlib", "music21", "pretty_midi", "pydantic",
-                           "scipy", "tensorboard", "yaml"})
+                           "scipy", "sklearn", "tensorboard", "yaml"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
