@@ -41,11 +41,12 @@ from torch.utils.checkpoint import checkpoint
 from ..checks import check_floating, check_rank, check_shape, fail
 from ..frequencies import phase
 from .cell import SFMCell
+from .kernels import parallel as kernel
 from .layer import SFM
 from .state import SFMState, last_time
 from .step import amplitude, memory_update, output, split_gates
 
-__all__ = ["ParallelSFM", "ParallelSFMCell", "chunked_scan"]
+__all__ = ["ParallelSFM", "ParallelSFMCell", "block_torch", "chunked_scan"]
 
 
 def chunked_scan(
@@ -117,6 +118,47 @@ def _at_last_step(values: Tensor, mask: Tensor | None, start: Tensor) -> Tensor:
     return torch.where((steps > 0).unsqueeze(-1), values.gather(0, index).squeeze(0), start)
 
 
+def block_torch(
+    gx: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    valid: Tensor | None,
+    re: Tensor,
+    im: Tensor,
+    weight_a: Tensor,
+    b_z: Tensor | None,
+    chunk: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """L steps of a layer in PyTorch operations (any device and dtype; the reference of the
+    fused kernel): outputs (L, B, M) and the final Re S, Im S (B, D, K) from the gate
+    pre-activations ``gx`` (L, B, G), the phases' ``cos`` and ``sin`` (L, B, K), ``valid``
+    (L, B) (0 at padded steps) or None, and the memory (re, im); the scan in chunks of
+    ``chunk`` steps (L a multiple of it)."""
+    D, K = re.shape[-2:]
+    M = weight_a.shape[1] // 2
+    gates = split_gates(gx, D, K, M)
+    # log F_t = log f_ste + log f_fre: F_t of memory_update, in log space for the products
+    log_forget = F.logsigmoid(gates.ste).unsqueeze(-1) + F.logsigmoid(gates.fre).unsqueeze(-2)
+    # memory_update from S_{t-1} = 0 is the write term (g_t * i_t) outer e^{j phi_t}
+    zero = gx.new_zeros(())
+    write_re, write_im = memory_update(gates, zero, zero, cos, sin)
+    if valid is not None:  # padded steps: F = 1 and no write, the memory holds still
+        memory_valid = valid[..., None, None]
+        log_forget = log_forget * memory_valid
+        write_re, write_im = write_re * memory_valid, write_im * memory_valid
+    re_all, im_all = chunked_scan(log_forget, (write_re, write_im), (re, im), chunk)
+    steps, batch = gx.shape[:2]
+    z = output(
+        gates._replace(o=gates.o.flatten(0, 1)),
+        amplitude(re_all, im_all).flatten(0, 1),
+        weight_a,
+        b_z,
+    ).unflatten(0, (steps, batch))
+    if valid is not None:
+        z = z * valid.unsqueeze(-1)
+    return z, re_all[-1], im_all[-1]
+
+
 class ParallelSFMCell(SFMCell):
     r"""One ParallelSFM layer: :class:`SFMCell` without the weights on z_{t-1}.
 
@@ -168,34 +210,18 @@ class ParallelSFMCell(SFMCell):
         gx: Tensor,
         cos: Tensor,
         sin: Tensor,
-        valid: Tensor | None,
+        mask: Tensor | None,
         re: Tensor,
         im: Tensor,
         chunk: int,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """Outputs (L, B, M) and the final Re S, Im S of L steps from the state (re, im)."""
-        D, K, M = self.state_size, self.num_freqs, self.hidden_size
-        gates = split_gates(gx, D, K, M)
-        # log F_t = log f_ste + log f_fre: F_t of memory_update, in log space for the products
-        log_forget = F.logsigmoid(gates.ste).unsqueeze(-1) + F.logsigmoid(gates.fre).unsqueeze(-2)
-        # memory_update from S_{t-1} = 0 is the write term (g_t * i_t) outer e^{j phi_t}
-        zero = gx.new_zeros(())
-        write_re, write_im = memory_update(gates, zero, zero, cos, sin)
-        if valid is not None:  # padded steps: F = 1 and no write, the memory holds still
-            memory_valid = valid[..., None, None]
-            log_forget = log_forget * memory_valid
-            write_re, write_im = write_re * memory_valid, write_im * memory_valid
-        re_all, im_all = chunked_scan(log_forget, (write_re, write_im), (re, im), chunk)
-        steps, batch = gx.shape[:2]
-        z = output(
-            gates._replace(o=gates.o.flatten(0, 1)),
-            amplitude(re_all, im_all).flatten(0, 1),
-            self.weight_a,
-            self.b_z,
-        ).unflatten(0, (steps, batch))
-        if valid is not None:
-            z = z * valid.unsqueeze(-1)
-        return z, re_all[-1], im_all[-1]
+        """Outputs (L, B, M) and the final Re S, Im S of L steps from the state (re, im): the
+        fused operator where it applies (:mod:`freqnn.sfm.kernels.parallel`), else
+        :func:`block_torch`."""
+        if kernel.applies(gx, self.weight_a):
+            return kernel.block(gx, cos, sin, mask, re, im, self.weight_a, self.b_z, chunk)
+        valid = None if mask is None else mask.to(gx.dtype)
+        return block_torch(gx, cos, sin, valid, re, im, self.weight_a, self.b_z, chunk)
 
     def scan(
         self,
@@ -223,17 +249,16 @@ class ParallelSFMCell(SFMCell):
             fail("block_size", f"a multiple of chunk_size={self.chunk_size}", repr(self.block_size))
         phases = phase(self.frequencies(), times)  # (T, B, K), float64 reduced mod 2 pi
         cos, sin = torch.cos(phases), torch.sin(phases)
-        valid = None if mask is None else mask.to(gx.dtype)
         pieces = _pieces(gx.shape[0], self.block_size, self.chunk_size)
         lengths = [length for length, _ in pieces]
         # split, not slicing: the backward of a slice is a full-size gradient per piece
         parts = [t.split(lengths) for t in (gx, cos, sin)]
-        valids = [None] * len(pieces) if valid is None else valid.split(lengths)
+        masks = [None] * len(pieces) if mask is None else mask.split(lengths)
         recompute = self.checkpoint and torch.is_grad_enabled()
         re, im = state.re, state.im
         outputs = []
-        for (_, chunk), gx_p, cos_p, sin_p, valid_p in zip(pieces, *parts, valids, strict=True):
-            args = (gx_p, cos_p, sin_p, valid_p, re, im, chunk)
+        for (_, chunk), gx_p, cos_p, sin_p, mask_p in zip(pieces, *parts, masks, strict=True):
+            args = (gx_p, cos_p, sin_p, mask_p, re, im, chunk)
             if recompute:
                 z, re, im = checkpoint(self._block, *args, use_reentrant=False)
             else:

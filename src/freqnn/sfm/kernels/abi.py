@@ -20,7 +20,17 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-__all__ = ["ABI", "BACKWARD", "DIMS", "FORWARD", "call", "header"]
+__all__ = [
+    "ABI",
+    "BACKWARD",
+    "DIMS",
+    "FORWARD",
+    "PSFM_BACKWARD",
+    "PSFM_DIMS",
+    "PSFM_FORWARD",
+    "call",
+    "header",
+]
 
 #: sizes; ADAPTIVE and KEEP are 0/1 flags, CHUNK the steps per read-out GEMM of the backward,
 #: N the input size (streaming: the projection runs in the kernel), THREADS the most threads
@@ -97,7 +107,57 @@ BACKWARD = (
     "work",
 )
 
-ABI = zlib.crc32(repr((DIMS, FORWARD, BACKWARD)).encode()) & 0x7FFFFFFF
+#: ParallelSFM's block kernel (``cpu/psfm_block.cpp``): sizes; L the steps of the block, G the
+#: gate rows 3D + K + KM, KEEP a 0/1 flag (save what the backward reads), ROWS the most rows
+#: (step x sequence) per read-out GEMM
+PSFM_DIMS = ("L", "B", "D", "K", "M", "G", "KEEP", "ROWS")
+
+#: its forward arrays: inputs, then outputs
+PSFM_FORWARD = (
+    "gx",  # (L, B, G) gate pre-activations [ste | g | i | fre | o]
+    "cos",  # (L, B, K) cos and sin of the phases
+    "sin",
+    "mask",  # (L, B) uint8, 0 at padded steps, or null
+    "re0",  # (B, D, K) initial memory
+    "im0",
+    "wa",  # (K, 2M, D) weight_a = [U_o ; W_z]
+    "bz",  # (K, M) b_z, or null
+    "out",  # (L, B, M) outputs z_t
+    "ref",  # (B, D, K) final memory
+    "imf",
+    "saved",  # (L, B, 2KD + 2KM) with KEEP: Re S, Im S (K, D), o, tanh(c) (K, M) of each step
+)
+
+#: its backward arrays: the forward's inputs and saved values, the output gradients, then the
+#: input gradients
+PSFM_BACKWARD = (
+    "gx",
+    "cos",
+    "sin",
+    "mask",
+    "re0",
+    "im0",
+    "wa",
+    "bz",
+    "saved",
+    "gout",  # (L, B, M)
+    "gref",  # (B, D, K), or null
+    "gimf",
+    "dgx",  # (L, B, G)
+    "dre0",  # (B, D, K)
+    "dim0",
+    "dcos",  # (L, B, K)
+    "dsin",
+    "dwa",  # (K, 2M, D)
+    "dbz",  # (K, M), or null
+)
+
+ABI = (
+    zlib.crc32(
+        repr((DIMS, FORWARD, BACKWARD, PSFM_DIMS, PSFM_FORWARD, PSFM_BACKWARD)).encode()
+    )
+    & 0x7FFFFFFF
+)
 
 
 def header() -> str:
@@ -114,10 +174,16 @@ def header() -> str:
         + enum("Dim", "DIM_", DIMS)
         + enum("FwdPtr", "F_", FORWARD)
         + enum("BwdPtr", "B_", BACKWARD)
+        + enum("PsfmDim", "PD_", PSFM_DIMS)
+        + enum("PsfmFwdPtr", "PF_", PSFM_FORWARD)
+        + enum("PsfmBwdPtr", "PB_", PSFM_BACKWARD)
     )
 
 
-_INDEX = {order: {name: i for i, name in enumerate(order)} for order in (FORWARD, BACKWARD)}
+_INDEX = {
+    order: {name: i for i, name in enumerate(order)}
+    for order in (FORWARD, BACKWARD, PSFM_FORWARD, PSFM_BACKWARD)
+}
 
 
 def call(
@@ -126,8 +192,9 @@ def call(
     order: tuple[str, ...],
     arrays: Mapping[str, Tensor | int | None],
 ) -> None:
-    """Call a kernel entry point with ``dims`` (in the order of :data:`DIMS`) and the ``arrays``
-    named in ``order`` (:data:`FORWARD` or :data:`BACKWARD`); absent names are null pointers.
+    """Call a kernel entry point with ``dims`` (in the order of :data:`DIMS`, or
+    :data:`PSFM_DIMS`) and the ``arrays`` named in ``order`` (:data:`FORWARD`, :data:`BACKWARD`,
+    :data:`PSFM_FORWARD` or :data:`PSFM_BACKWARD`); absent names are null pointers.
 
     An array is a contiguous tensor, or the address of a region inside a tensor; every tensor
     (and every tensor an address points into) must be held by the caller for the duration of the

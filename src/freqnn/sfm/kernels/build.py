@@ -1,4 +1,5 @@
-"""Build, verify, cache and load the compiled CPU kernel (``cpu/sfm_scan.cpp`` and its headers).
+"""Build, verify, cache and load the compiled CPU kernels (``cpu/*.cpp`` and their headers: SFM's
+``sfm_scan.cpp``, ParallelSFM's ``psfm_block.cpp``, linked into one library).
 
 The kernel is compiled with the system C++ compiler on first use, against the BLAS that ships
 inside PyTorch (``libtorch_cpu``), and cached in :func:`kernel_cache_dir`, keyed by a hash of
@@ -181,7 +182,7 @@ def _compile(cxx: str, sources: dict[str, str], target: Path) -> None:
             cxx,
             *_flags(),
             f"-I{tmp}",
-            str(Path(tmp) / "sfm_scan.cpp"),
+            *(str(Path(tmp) / name) for name in sources if name.endswith(".cpp")),
             "-o",
             str(partial),
             f"-L{lib_dir}",
@@ -200,9 +201,9 @@ def _open(target: Path) -> ctypes.CDLL:
     if lib.freqnn_sfm_abi() != abi.ABI:
         raise RuntimeError(f"{target}: built for another calling convention")
     ptr_args = [ctypes.c_void_p, ctypes.c_void_p]  # addresses of the sizes and pointer arrays
-    for name in ("forward", "backward"):
+    for name in ("sfm_forward", "sfm_backward", "psfm_forward", "psfm_backward"):
         for suffix in ("f32", "f64"):
-            fn = getattr(lib, f"freqnn_sfm_{name}_{suffix}")
+            fn = getattr(lib, f"freqnn_{name}_{suffix}")
             fn.argtypes = ptr_args
             fn.restype = None
     return lib
@@ -249,6 +250,9 @@ def load_library() -> ctypes.CDLL | None:
         try:
             lib, target, built = _build_and_open()
             self_test(lib)
+            from .parallel import self_test as parallel_self_test  # it imports this module
+
+            parallel_self_test(lib)
         except Exception as exc:  # any failure: the PyTorch algorithm serves instead
             _lib_error = f"{type(exc).__name__}: {exc}"
             _lib_info.update(error=_lib_error, seconds=time.perf_counter() - start)

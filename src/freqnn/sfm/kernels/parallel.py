@@ -1,0 +1,324 @@
+"""ParallelSFM's block as a registered operator with a compiled CPU kernel: ``freqnn::psfm_block``.
+
+One call computes L steps of a :class:`freqnn.sfm.parallel.ParallelSFMCell` from the gate
+pre-activations: the gates, the memory recurrence, the amplitude and the read-out, in one pass
+over time (``cpu/psfm_block.cpp``), without forming the (L, B, D, K) forget and write terms the
+PyTorch algorithm (:func:`freqnn.sfm.parallel.block_torch`) needs. Its backward,
+``freqnn::psfm_block_backward``, runs the recurrence in reverse from what the forward saved (the
+memory and the read-out gates of every step).
+
+* CPU kernel: the compiled loop (float32 / float64, a library that builds: :mod:`.build`, the
+  same library as SFM's kernel), else the PyTorch algorithm (forward without autograd; backward
+  by autograd through a recomputation);
+* a fake implementation, so ``torch.compile`` and ``torch.export`` trace it;
+* first derivatives only (the ``"reference"`` path has more).
+
+The path (:mod:`.path`) selects it: ``"fast"`` / ``"compiled"`` use it on CPU float32 / float64
+tensors, ``"pytorch"`` and ``"reference"`` the PyTorch algorithm; so does ONNX export.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+import torch
+from torch import Tensor
+
+from . import abi
+from .build import load_library
+from .path import get_path
+
+__all__ = ["applies", "block", "psfm_block", "psfm_block_backward", "self_test"]
+
+#: most rows (step x sequence) per read-out GEMM inside the kernel: the chunk's memory,
+#: amplitudes and read-out pre-activations stay in the core's L2 cache
+ROWS = 512
+
+_Four = tuple[Tensor, Tensor, Tensor, Tensor]
+_Seven = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
+
+
+def applies(gx: Tensor, weight_a: Tensor) -> bool:
+    """Whether the layer runs its blocks on the operator (see the module docstring)."""
+    if get_path() not in ("fast", "compiled"):
+        return False
+    if (torch.compiler.is_compiling() or torch.jit.is_tracing()) and torch.onnx.is_in_onnx_export():
+        return False
+    return (
+        gx.device.type == "cpu"
+        and gx.dtype in (torch.float32, torch.float64)
+        and gx.dtype == weight_a.dtype
+    )
+
+
+def _library(dtype: torch.dtype) -> ctypes.CDLL | None:
+    lib = load_library() if get_path() != "pytorch" else None
+    if lib is None and get_path() == "compiled":
+        raise RuntimeError("the compiled SFM kernel is unavailable (see the warning above)")
+    return lib
+
+
+def _entry(lib: ctypes.CDLL, name: str, dtype: torch.dtype) -> ctypes._CFuncPtr:
+    return getattr(lib, f"freqnn_psfm_{name}_{'f32' if dtype == torch.float32 else 'f64'}")
+
+
+def _dims(gx: Tensor, re0: Tensor, weight_a: Tensor, keep: bool) -> tuple[int, ...]:
+    L, B, G = gx.shape
+    D, K = re0.shape[-2:]
+    return (L, B, D, K, weight_a.shape[1] // 2, G, int(keep), ROWS)
+
+
+def _mask(mask: Tensor | None) -> Tensor | None:
+    return None if mask is None else mask.to(torch.uint8).contiguous()
+
+
+def _reference(gx, cos, sin, mask, re0, im0, weight_a, b_z, chunk):  # type: ignore[no-untyped-def]
+    from ..parallel import block_torch  # it imports this package
+
+    valid = None if mask is None else mask.to(gx.dtype)
+    return block_torch(gx, cos, sin, valid, re0, im0, weight_a, b_z, chunk)
+
+
+@torch.library.custom_op("freqnn::psfm_block", mutates_args=(), device_types="cpu")
+def psfm_block(
+    gx: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    mask: Tensor | None,
+    re0: Tensor,
+    im0: Tensor,
+    weight_a: Tensor,
+    b_z: Tensor | None,
+    chunk: int,
+    keep: bool,
+) -> _Four:
+    """L steps of a ParallelSFM layer: outputs (L, B, M), final Re S, Im S (B, D, K) and, with
+    ``keep``, the saved values of the backward (L, B, 2KD + 2KM) (else empty). ``chunk`` is the
+    scan chunk of the PyTorch algorithm (used where the kernel is not)."""
+    lib = _library(gx.dtype)
+    L, B, _ = gx.shape
+    D, K = re0.shape[-2:]
+    M = weight_a.shape[1] // 2
+    if lib is None:
+        with torch.no_grad():
+            z, re, im = _reference(gx, cos, sin, mask, re0, im0, weight_a, b_z, chunk)
+        return z, re, im, gx.new_empty(L, B, 2 * K * (D + M)) if keep else gx.new_empty(0)
+    arrays = {
+        "gx": gx.contiguous(),
+        "cos": cos.to(gx.dtype).contiguous(),
+        "sin": sin.to(gx.dtype).contiguous(),
+        "mask": _mask(mask),
+        "re0": re0.contiguous(),
+        "im0": im0.contiguous(),
+        "wa": weight_a.contiguous(),
+        "bz": None if b_z is None else b_z.contiguous(),
+        "out": gx.new_empty(L, B, M),
+        "ref": gx.new_empty(B, D, K),
+        "imf": gx.new_empty(B, D, K),
+        "saved": gx.new_empty(L, B, 2 * K * (D + M)) if keep else None,
+    }
+    abi.call(_entry(lib, "forward", gx.dtype), _dims(gx, re0, weight_a, keep), abi.PSFM_FORWARD,
+             arrays)  # fmt: skip
+    saved = arrays["saved"] if keep else gx.new_empty(0)
+    return arrays["out"], arrays["ref"], arrays["imf"], saved
+
+
+@psfm_block.register_fake
+def _psfm_block_fake(gx, cos, sin, mask, re0, im0, weight_a, b_z, chunk, keep):  # type: ignore[no-untyped-def]
+    L, B, _ = gx.shape
+    D, K = re0.shape[-2:]
+    M = weight_a.shape[1] // 2
+    new = gx.new_empty
+    saved = new(L, B, 2 * K * (D + M)) if keep else new(0)
+    return new(L, B, M), new(B, D, K), new(B, D, K), saved
+
+
+@torch.library.custom_op("freqnn::psfm_block_backward", mutates_args=(), device_types="cpu")
+def psfm_block_backward(
+    gout: Tensor,
+    gre: Tensor,
+    gim: Tensor,
+    gx: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    mask: Tensor | None,
+    re0: Tensor,
+    im0: Tensor,
+    weight_a: Tensor,
+    b_z: Tensor | None,
+    saved: Tensor,
+    chunk: int,
+) -> _Seven:
+    """Gradients of ``freqnn::psfm_block`` with respect to gx, cos, sin, re0, im0, weight_a, b_z
+    (empty without b_z), from those of its outputs and what it saved."""
+    lib = _library(gx.dtype)
+    if lib is None:  # _backward computes the gradients itself where there is no library
+        raise RuntimeError("freqnn::psfm_block_backward needs the compiled kernel")
+    L, B, G = gx.shape
+    K = re0.shape[-1]
+    new = gx.new_empty
+    arrays = {
+        "gx": gx.contiguous(),
+        "cos": cos.to(gx.dtype).contiguous(),
+        "sin": sin.to(gx.dtype).contiguous(),
+        "mask": _mask(mask),
+        "re0": re0.contiguous(),
+        "im0": im0.contiguous(),
+        "wa": weight_a.contiguous(),
+        "bz": None if b_z is None else b_z.contiguous(),
+        "saved": saved.contiguous(),
+        "gout": gout.contiguous(),
+        "gref": gre.contiguous(),
+        "gimf": gim.contiguous(),
+        "dgx": new(L, B, G),
+        "dre0": new(re0.shape),
+        "dim0": new(re0.shape),
+        "dcos": new(L, B, K),
+        "dsin": new(L, B, K),
+        "dwa": new(weight_a.shape),
+        "dbz": None if b_z is None else new(b_z.shape),
+    }
+    abi.call(_entry(lib, "backward", gx.dtype), _dims(gx, re0, weight_a, True),
+             abi.PSFM_BACKWARD, arrays)  # fmt: skip
+    a = arrays
+    dbz = new(0) if b_z is None else a["dbz"]
+    return a["dgx"], a["dcos"], a["dsin"], a["dre0"], a["dim0"], a["dwa"], dbz
+
+
+@psfm_block_backward.register_fake
+def _psfm_block_backward_fake(gout, gre, gim, gx, cos, sin, mask, re0, im0, weight_a, b_z,
+                              saved, chunk):  # type: ignore[no-untyped-def]  # fmt: skip
+    new = gx.new_empty
+    L, B, _ = gx.shape
+    K = re0.shape[-1]
+    dbz = new(0) if b_z is None else new(b_z.shape)
+    return (new(gx.shape), new(L, B, K), new(L, B, K), new(re0.shape), new(re0.shape),
+            new(weight_a.shape), dbz)  # fmt: skip
+
+
+def _setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
+    gx, cos, sin, mask, re0, im0, weight_a, b_z, chunk, keep = inputs
+    ctx.chunk, ctx.keep, ctx.has_bz = chunk, keep, b_z is not None
+    ctx.cos_dtype = cos.dtype
+    ctx.save_for_backward(gx, cos, sin, mask, re0, im0, weight_a, b_z, output[3])
+    ctx.mark_non_differentiable(output[3])
+    ctx.set_materialize_grads(False)
+    ctx.final_shape = re0.shape
+
+
+def _backward(ctx, gout, gre, gim, _gsaved):  # type: ignore[no-untyped-def]
+    if not ctx.keep:
+        raise RuntimeError("freqnn::psfm_block was called with keep=False: it saved nothing")
+    gx, cos, sin, mask, re0, im0, weight_a, b_z, saved = ctx.saved_tensors
+    gout = torch.zeros_like(gx[..., : weight_a.shape[1] // 2]) if gout is None else gout
+    gre = gx.new_zeros(ctx.final_shape) if gre is None else gre
+    gim = gx.new_zeros(ctx.final_shape) if gim is None else gim
+    if not torch.compiler.is_compiling() and _library(gx.dtype) is None:
+        return _backward_torch(ctx, gout, gre, gim, gx, cos, sin, mask, re0, im0, weight_a, b_z)
+    g = torch.ops.freqnn.psfm_block_backward(
+        gout, gre, gim, gx, cos, sin, mask, re0, im0, weight_a, b_z, saved, ctx.chunk
+    )
+    dgx, dcos, dsin, dre0, dim0, dwa, dbz = g
+    return (dgx, dcos.to(ctx.cos_dtype), dsin.to(ctx.cos_dtype), None, dre0, dim0, dwa,
+            dbz if ctx.has_bz else None, None, None)  # fmt: skip
+
+
+def _backward_torch(ctx, gout, gre, gim, gx, cos, sin, mask, re0, im0, weight_a, b_z):  # type: ignore[no-untyped-def]
+    """Without the library: autograd through a recomputation by the PyTorch algorithm (in the
+    autograd formula, where autograd records; inside an operator it does not)."""
+    leaves = [t.detach().requires_grad_() for t in (gx, cos, sin, re0, im0, weight_a)]
+    bz = None if b_z is None else b_z.detach().requires_grad_()
+    with torch.enable_grad():
+        z, re, im = _reference(*leaves[:3], mask, *leaves[3:], bz, ctx.chunk)
+        wrt = leaves + ([] if bz is None else [bz])
+        grads = torch.autograd.grad((z, re, im), wrt, (gout, gre, gim), allow_unused=True)
+    dgx, dcos, dsin, dre0, dim0, dwa, *dbz = (
+        torch.zeros_like(t) if g is None else g for g, t in zip(grads, wrt, strict=True)
+    )
+    return (dgx, dcos, dsin, None, dre0, dim0, dwa, dbz[0] if dbz else None, None, None)
+
+
+psfm_block.register_autograd(_backward, setup_context=_setup_context)
+
+
+def block(
+    gx: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    mask: Tensor | None,
+    re0: Tensor,
+    im0: Tensor,
+    weight_a: Tensor,
+    b_z: Tensor | None,
+    chunk: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Outputs (L, B, M) and final Re S, Im S of L steps on the operator (saving for a backward
+    only where a gradient is needed)."""
+    keep = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (gx, cos, sin, re0, im0, weight_a, b_z)
+    )
+    z, re, im, _ = torch.ops.freqnn.psfm_block(
+        gx, cos, sin, mask, re0, im0, weight_a, b_z, chunk, keep
+    )
+    return z, re, im
+
+
+def self_test(lib: ctypes.CDLL) -> None:
+    """A small block (a padded step included) through both float types must match the PyTorch
+    algorithm, forward and backward."""
+    # in a thread of its own: the library loads wherever a layer first runs, under no_grad,
+    # inference_mode or a checkpoint's saved-tensor hooks (all thread-local), which must not
+    # see the test's autograd
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            _self_test(lib)
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="freqnn-psfm-self-test")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _self_test(lib: ctypes.CDLL) -> None:
+    from ..parallel import block_torch
+
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        L, B, D, K, M = 5, 2, 3, 2, 4
+        G = 3 * D + K + K * M
+
+        def rand(*shape: int, dtype: torch.dtype = dtype) -> Tensor:
+            return torch.randn(*shape, generator=gen, dtype=dtype)
+
+        gx, cos, sin = rand(L, B, G), rand(L, B, K), rand(L, B, K)
+        re0, im0 = rand(B, D, K), rand(B, D, K)
+        wa, bz, gout = rand(K, 2 * M, D), rand(K, M), rand(L, B, M)
+        mask = torch.ones(L, B, dtype=torch.bool)
+        mask[3, 1] = False
+        dims = (L, B, D, K, M, G, 1, 3)
+        arrays = {"gx": gx, "cos": cos, "sin": sin, "mask": _mask(mask), "re0": re0, "im0": im0,
+                  "wa": wa, "bz": bz, "out": gx.new_empty(L, B, M),
+                  "ref": re0.new_empty(re0.shape), "imf": re0.new_empty(re0.shape),
+                  "saved": gx.new_empty(L, B, 2 * K * (D + M))}  # fmt: skip
+        abi.call(_entry(lib, "forward", dtype), dims, abi.PSFM_FORWARD, arrays)
+        back = {"gx": gx, "cos": cos, "sin": sin, "mask": arrays["mask"], "re0": re0, "im0": im0,
+                "wa": wa, "bz": bz, "saved": arrays["saved"], "gout": gout, "gref": re0,
+                "gimf": im0, "dgx": gx.new_empty(gx.shape), "dre0": re0.new_empty(re0.shape),
+                "dim0": re0.new_empty(re0.shape), "dcos": cos.new_empty(cos.shape),
+                "dsin": cos.new_empty(cos.shape), "dwa": wa.new_empty(wa.shape),
+                "dbz": bz.new_empty(bz.shape)}  # fmt: skip
+        abi.call(_entry(lib, "backward", dtype), dims, abi.PSFM_BACKWARD, back)
+        leaves = [t.clone().requires_grad_() for t in (gx, cos, sin, re0, im0, wa, bz)]
+        valid = mask.to(dtype)
+        z, re, im = block_torch(*leaves[:3], valid, *leaves[3:], 1)
+        want = torch.autograd.grad((z, re, im), leaves, (gout, re0, im0))
+        got = [back[n] for n in ("dgx", "dcos", "dsin", "dre0", "dim0", "dwa", "dbz")]
+        pairs = [(arrays["out"], z), (arrays["ref"], re), *zip(got, want, strict=True)]
+        if not all(torch.allclose(a, b.detach(), rtol=1e-4, atol=1e-4) for a, b in pairs):
+            raise RuntimeError("the compiled ParallelSFM kernel failed its self-test")
