@@ -188,15 +188,16 @@ def build(cfg: dict[str, int]) -> dict[str, nn.Module]:
     }
 
 
-def fwd_bwd(model: nn.Module, x: torch.Tensor, checkpoint: bool | None = None
-            ) -> Callable[[], None]:
+def fwd_bwd(model: nn.Module, x: torch.Tensor, checkpoint: bool | None = None,
+            path: str = "fast") -> Callable[[], None]:
     def run() -> None:
         model.zero_grad(set_to_none=True)
         x.grad = None
-        if checkpoint is not None:
+        if hasattr(model, "cells"):
             for cell in model.cells:
                 cell.checkpoint = checkpoint
-        model(x)[0].sum().backward()
+        with freqnn.sfm.use_path(path):
+            model(x)[0].sum().backward()
 
     return run
 
@@ -205,8 +206,12 @@ def layer_benchmark(cfg: dict[str, int], repeats: int) -> dict:
     models = build(cfg)
     x = torch.randn(cfg["T"], cfg["B"], cfg["N"], requires_grad=True)
     cases = {
-        "ParallelSFM": fwd_bwd(models["psfm"], x, True),
-        "ParallelSFM, no checkpointing": fwd_bwd(models["psfm"], x, False),
+        "ParallelSFM (fused CPU operator, default)": fwd_bwd(models["psfm"], x),
+        "ParallelSFM, fused operator with checkpointing": fwd_bwd(models["psfm"], x, True),
+        "ParallelSFM, PyTorch algorithm (checkpointing)": fwd_bwd(models["psfm"], x, None,
+                                                                  "pytorch"),
+        "ParallelSFM, PyTorch algorithm, no checkpointing": fwd_bwd(models["psfm"], x, False,
+                                                                    "pytorch"),
         "nn.LSTM (ParallelSFM's parameters)": fwd_bwd(models["lstm"], x),
         "nn.LSTM (SFM's parameters)": fwd_bwd(models["lstm_sfm"], x),
         "SFM (compiled kernel)": fwd_bwd(models["sfm"], x),
@@ -229,7 +234,7 @@ def memory_point(spec: dict) -> dict:
     T, B, N = spec["T"], spec["B"], spec["N"]
     models = build(spec)
     model = models["lstm" if spec["model"] == "lstm" else spec["model"].split("-")[0]]
-    checkpoint = {"psfm": True, "psfm-nockpt": False}.get(spec["model"])
+    checkpoint = {"psfm": None, "psfm-nockpt": False}.get(spec["model"])
     fwd_bwd(model, torch.randn(2, B, N, requires_grad=True), checkpoint)()  # warm-up
     run = fwd_bwd(model, torch.randn(T, B, N, requires_grad=True), checkpoint)
     gc.collect()
@@ -256,7 +261,7 @@ def scaling_benchmark(threads: int, Ts: list[int], repeats: int) -> list[dict]:
     rows = []
     for T in Ts:
         # beyond 10^4 only the checkpointed ParallelSFM: the others would need 8 to 27 GB
-        models = ["psfm"] + (["psfm-nockpt", "lstm", "sfm"] if T <= 10_000 else [])
+        models = ["psfm"] + (["lstm", "sfm"] if T <= 10_000 else [])
         for model in models:
             spec = {**SPEED, "T": T, "model": model, "threads": threads,
                     "repeats": repeats if T < 10_000 else 1}
@@ -301,7 +306,8 @@ def print_layers(res: dict) -> None:
 
 
 def print_scaling(rows: list[dict]) -> None:
-    labels = {"psfm": "ParallelSFM", "psfm-nockpt": "ParallelSFM, no checkpointing",
+    labels = {"psfm": "ParallelSFM (fused CPU operator)",
+              "psfm-nockpt": "ParallelSFM, no checkpointing",
               "lstm": "nn.LSTM (ParallelSFM's parameters)", "sfm": "SFM (compiled kernel)"}
     print("\n### Scaling with T (B=16, N=88, D=50, K=4, M=50), forward + backward\n")
     print("| T | model | wall (s) | CPU (s) | peak RSS rise (MiB) |")

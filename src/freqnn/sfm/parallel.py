@@ -173,10 +173,12 @@ class ParallelSFMCell(SFMCell):
     block_size : int
         Steps computed together (gates, scan, read-out); blocks run in order, carrying S, so
         that their tensors stay small. A multiple of ``chunk_size``.
-    checkpoint : bool
-        Recompute each block in the backward instead of keeping its activations: at T = 10^4
-        (B=16, N=88, D=50, K=4, M=50) a forward + backward peaks at 1.3 GB instead of 2.7 GB,
-        for 1.2x the time (``benchmarks/parallel.py``).
+    checkpoint : bool or None
+        Recompute each block in the backward instead of keeping its activations. None (the
+        default): only on the PyTorch algorithm, whose activations are large (at T = 10^4,
+        B=16, N=88, D=50, K=4, M=50 a forward + backward peaks at 1.3 GB instead of 2.7 GB, for
+        1.2x the time); the fused CPU operator keeps 2KD + 2KM values per step and sequence
+        and is faster without (``benchmarks/parallel.py``).
 
     Notes
     -----
@@ -186,7 +188,7 @@ class ParallelSFMCell(SFMCell):
 
     chunk_size = 16
     block_size = 256
-    checkpoint = True
+    checkpoint: bool | None = None
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -254,7 +256,11 @@ class ParallelSFMCell(SFMCell):
         # split, not slicing: the backward of a slice is a full-size gradient per piece
         parts = [t.split(lengths) for t in (gx, cos, sin)]
         masks = [None] * len(pieces) if mask is None else mask.split(lengths)
-        recompute = self.checkpoint and torch.is_grad_enabled()
+        recompute = torch.is_grad_enabled() and (
+            self.checkpoint
+            if self.checkpoint is not None
+            else not kernel.applies(gx, self.weight_a)
+        )
         re, im = state.re, state.im
         outputs = []
         for (_, chunk), gx_p, cos_p, sin_p, mask_p in zip(pieces, *parts, masks, strict=True):

@@ -63,10 +63,12 @@ def _entry(lib: ctypes.CDLL, name: str, dtype: torch.dtype) -> ctypes._CFuncPtr:
     return getattr(lib, f"freqnn_psfm_{name}_{'f32' if dtype == torch.float32 else 'f64'}")
 
 
-def _dims(gx: Tensor, re0: Tensor, weight_a: Tensor, keep: bool) -> tuple[int, ...]:
+def _dims(
+    gx: Tensor, re0: Tensor, weight_a: Tensor, keep: bool, rows: int | None
+) -> tuple[int, ...]:
     L, B, G = gx.shape
     D, K = re0.shape[-2:]
-    return (L, B, D, K, weight_a.shape[1] // 2, G, int(keep), ROWS)
+    return (L, B, D, K, weight_a.shape[1] // 2, G, int(keep), ROWS if rows is None else rows)
 
 
 def _mask(mask: Tensor | None) -> Tensor | None:
@@ -104,6 +106,15 @@ def psfm_block(
         with torch.no_grad():
             z, re, im = _reference(gx, cos, sin, mask, re0, im0, weight_a, b_z, chunk)
         return z, re, im, gx.new_empty(L, B, 2 * K * (D + M)) if keep else gx.new_empty(0)
+    out, re, im, saved = _run_forward(lib, gx, cos, sin, mask, re0, im0, weight_a, b_z, keep)
+    return out, re, im, gx.new_empty(0) if saved is None else saved
+
+
+def _run_forward(lib, gx, cos, sin, mask, re0, im0, weight_a, b_z, keep, rows=None):  # type: ignore[no-untyped-def]
+    """The kernel's forward: out, final re, im and (with ``keep``) the saved values, else None."""
+    L, B, _ = gx.shape
+    D, K = re0.shape[-2:]
+    M = weight_a.shape[1] // 2
     arrays = {
         "gx": gx.contiguous(),
         "cos": cos.to(gx.dtype).contiguous(),
@@ -118,10 +129,9 @@ def psfm_block(
         "imf": gx.new_empty(B, D, K),
         "saved": gx.new_empty(L, B, 2 * K * (D + M)) if keep else None,
     }
-    abi.call(_entry(lib, "forward", gx.dtype), _dims(gx, re0, weight_a, keep), abi.PSFM_FORWARD,
-             arrays)  # fmt: skip
-    saved = arrays["saved"] if keep else gx.new_empty(0)
-    return arrays["out"], arrays["ref"], arrays["imf"], saved
+    dims = _dims(gx, re0, weight_a, keep, rows)
+    abi.call(_entry(lib, "forward", gx.dtype), dims, abi.PSFM_FORWARD, arrays)
+    return arrays["out"], arrays["ref"], arrays["imf"], arrays["saved"]
 
 
 @psfm_block.register_fake
@@ -155,6 +165,12 @@ def psfm_block_backward(
     lib = _library(gx.dtype)
     if lib is None:  # _backward computes the gradients itself where there is no library
         raise RuntimeError("freqnn::psfm_block_backward needs the compiled kernel")
+    return _run_backward(lib, gout, gre, gim, gx, cos, sin, mask, re0, im0, weight_a, b_z, saved)
+
+
+def _run_backward(lib, gout, gre, gim, gx, cos, sin, mask, re0, im0, weight_a, b_z, saved,
+                  rows=None):  # type: ignore[no-untyped-def]  # fmt: skip
+    """The kernel's backward: the gradients of gx, cos, sin, re0, im0, weight_a, b_z."""
     L, B, G = gx.shape
     K = re0.shape[-1]
     new = gx.new_empty
@@ -179,7 +195,7 @@ def psfm_block_backward(
         "dwa": new(weight_a.shape),
         "dbz": None if b_z is None else new(b_z.shape),
     }
-    abi.call(_entry(lib, "backward", gx.dtype), _dims(gx, re0, weight_a, True),
+    abi.call(_entry(lib, "backward", gx.dtype), _dims(gx, re0, weight_a, True, rows),
              abi.PSFM_BACKWARD, arrays)  # fmt: skip
     a = arrays
     dbz = new(0) if b_z is None else a["dbz"]
@@ -301,24 +317,12 @@ def _self_test(lib: ctypes.CDLL) -> None:
         wa, bz, gout = rand(K, 2 * M, D), rand(K, M), rand(L, B, M)
         mask = torch.ones(L, B, dtype=torch.bool)
         mask[3, 1] = False
-        dims = (L, B, D, K, M, G, 1, 3)
-        arrays = {"gx": gx, "cos": cos, "sin": sin, "mask": _mask(mask), "re0": re0, "im0": im0,
-                  "wa": wa, "bz": bz, "out": gx.new_empty(L, B, M),
-                  "ref": re0.new_empty(re0.shape), "imf": re0.new_empty(re0.shape),
-                  "saved": gx.new_empty(L, B, 2 * K * (D + M))}  # fmt: skip
-        abi.call(_entry(lib, "forward", dtype), dims, abi.PSFM_FORWARD, arrays)
-        back = {"gx": gx, "cos": cos, "sin": sin, "mask": arrays["mask"], "re0": re0, "im0": im0,
-                "wa": wa, "bz": bz, "saved": arrays["saved"], "gout": gout, "gref": re0,
-                "gimf": im0, "dgx": gx.new_empty(gx.shape), "dre0": re0.new_empty(re0.shape),
-                "dim0": re0.new_empty(re0.shape), "dcos": cos.new_empty(cos.shape),
-                "dsin": cos.new_empty(cos.shape), "dwa": wa.new_empty(wa.shape),
-                "dbz": bz.new_empty(bz.shape)}  # fmt: skip
-        abi.call(_entry(lib, "backward", dtype), dims, abi.PSFM_BACKWARD, back)
+        out, re, _, saved = _run_forward(lib, gx, cos, sin, mask, re0, im0, wa, bz, True, 3)
+        got = _run_backward(lib, gout, re0, im0, gx, cos, sin, mask, re0, im0, wa, bz, saved, 3)
         leaves = [t.clone().requires_grad_() for t in (gx, cos, sin, re0, im0, wa, bz)]
         valid = mask.to(dtype)
-        z, re, im = block_torch(*leaves[:3], valid, *leaves[3:], 1)
-        want = torch.autograd.grad((z, re, im), leaves, (gout, re0, im0))
-        got = [back[n] for n in ("dgx", "dcos", "dsin", "dre0", "dim0", "dwa", "dbz")]
-        pairs = [(arrays["out"], z), (arrays["ref"], re), *zip(got, want, strict=True)]
+        z, re_want, im_want = block_torch(*leaves[:3], valid, *leaves[3:], 1)
+        want = torch.autograd.grad((z, re_want, im_want), leaves, (gout, re0, im0))
+        pairs = [(out, z), (re, re_want), *zip(got, want, strict=True)]
         if not all(torch.allclose(a, b.detach(), rtol=1e-4, atol=1e-4) for a, b in pairs):
             raise RuntimeError("the compiled ParallelSFM kernel failed its self-test")
