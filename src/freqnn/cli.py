@@ -240,6 +240,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
     from .io import atomic_write
     from .models import arch_rank
     from .plots import learning_curves
+    from .tasks import get_task
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -256,7 +257,9 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
     lines = [f"# {title}", ""]
     if notes:
         lines += [notes, ""]
+    monitors = {k[0]: f"val_{get_task(k[0]).monitor}" for k in keys}
     header = ["task", "model", "seeds"] + [f"test {m} (mean ± std)" for m in metric_names] + [
+        "selection: best validation metric (mean ± std)"] + [
         "parameters", "SFM parameters", "hidden size", "epochs (best)", "train wall time (s)"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in keys:
@@ -267,6 +270,9 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
             vals = [r["test"][m] for _, r, _ in entries if m in r["test"]]
             mean, std = _mean_std(vals)
             cells.append(f"{mean:.4f} ± {std:.4f}")
+        monitor = monitors[key[0]]
+        mean, std = _mean_std([r["best_val"][monitor] for _, r, _ in entries])
+        cells.append(f"{monitor} {mean:.4f} ± {std:.4f}")
         first = entries[0][1]
         walls = [r["train_wall_s"] for _, r, _ in entries]
         cells += [str(first["params"]), str(first["sfm_params"]), str(first["hidden_size"]),
@@ -275,7 +281,8 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
         lines.append("| " + " | ".join(cells) + " |")
     hardware = groups[keys[0]][0][1]["hardware"]
     lines += ["", "Std is the sample standard deviation over seeds (0 for one seed). "
-              "Test metrics are those of the best-on-validation checkpoint. Epochs: run "
+              "Test metrics are those of the best-on-validation checkpoint, selected by the "
+              "task's validation metric (its value in the selection column). Epochs: run "
               "(best, 1-based). Hardware: "
               f"{hardware.get('gpu') or hardware.get('processor') or 'cpu'}, "
               f"{hardware['cpu_count']} CPU cores, {hardware['torch_threads']} torch threads, "
