@@ -329,8 +329,10 @@ def test_build_model_log_grid_phase_and_time_options() -> None:
                           time="normalised")
     # the time mode adds the time feature to the baselines, as real timestamps do
     assert lstm.body.input_size == 2 and lstm.time == "normalised"
-    with pytest.raises(ValueError, match=r"min_period: expected None \(periods define only"):
-        build_model("sfm", 1, 2, frequencies="paper", min_period=10.0)
+    # the periods belong to the log grid; another grid ignores them
+    paper, _ = build_model("sfm", 1, 2, num_freqs=3, frequencies="paper", min_period=10.0)
+    torch.testing.assert_close(paper.body.cells[0].frequencies().double(),
+                               frequency_grid("paper", 3))
     with pytest.raises(ValueError, match=r"max_period: expected a finite period > 0"):
         build_model("sfm", 1, 2, frequencies="log", min_period=10.0)
     with pytest.raises(ValueError, match=r"phase: expected 'accumulate' for model 'sfm'"):

@@ -130,9 +130,9 @@ class RunConfig(BaseModel):
         description="SFM frequency grid (docs/sfm.md)")
     learn_frequencies: bool = Field(description="train the SFM frequencies")
     min_period: float | None = Field(gt=0, description="shortest period of the 'log' grid, "
-                                             "in units of the task's time (frequencies=log)")
+                                     "in units of the task's time (used only by frequencies=log)")
     max_period: float | None = Field(gt=0, description="longest period of the 'log' grid "
-                                             "(frequencies=log)")
+                                     "(used only by frequencies=log)")
     phase: Literal["accumulate", "authors"] = Field(
         description="A-SFM phase rule: accumulated phase, or the authors' released code "
         "(omega_{t-1} * t; docs/sfm.md)")

@@ -558,7 +558,9 @@ def build_model(
     is the standard SFM for every arch (``"sfm-stock"`` included: its own count is ``params``).
 
     ``frequencies="log"`` is :func:`freqnn.frequency_grid` ``("log", num_freqs, min_period=,
-    max_period=)``; ``phase`` and ``time`` are those of :class:`SequenceModel`.
+    max_period=)``; the periods are not used by the other grids (as ``state_size`` is not by
+    LSTM), so a task may default to the log grid and a run still pick another grid alone.
+    ``phase`` and ``time`` are those of :class:`SequenceModel`.
 
     Returns
     -------
@@ -569,8 +571,6 @@ def build_model(
     """
     _check_phase(arch, phase)
     log_grid = isinstance(frequencies, str) and frequencies == "log"
-    if not log_grid:  # the grid's own check: periods only with the log grid
-        frequency_grid(frequencies, num_freqs, min_period=min_period, max_period=max_period)
     common = {
         "head": head,
         "num_layers": num_layers,

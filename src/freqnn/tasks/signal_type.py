@@ -39,6 +39,11 @@ DEFAULTS: dict[str, Any] = {
     "hidden_size": 16,
     "state_size": 8,
     "num_freqs": 8,
+    # the SFM grid from the waves' time scale (periods 10-100 time units): of the variants of
+    # docs/results/signal_type.md ("Why SFM loses"), the lowest mean validation loss
+    "frequencies": "log",
+    "min_period": 10.0,
+    "max_period": 100.0,
     "epochs": 15,
     "batch_size": 32,
     "lr": 5e-3,
