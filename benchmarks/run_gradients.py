@@ -22,25 +22,19 @@ from pathlib import Path
 
 import torch
 
-from freqnn.checkpoint import model_from_checkpoint
+from freqnn.checkpoint import cast_batch, model_from_checkpoint
 from freqnn.sfm.kernels.path import use_path
 from freqnn.tasks import Batch, collate, get_task
 
 
-def _cast(batch: Batch, dtype: torch.dtype) -> Batch:
-    """Features in ``dtype``; the float64 timestamps stay float64."""
-    return {k: v.to(dtype) if v.is_floating_point() and k != "times" else v
-            for k, v in batch.items()}
-
-
 def _batch(dataset: object, start: int, size: int, dtype: torch.dtype) -> Batch:
-    return _cast(collate([dataset[i] for i in range(start, start + size)]), dtype)
+    return cast_batch(collate([dataset[i] for i in range(start, start + size)]), dtype)
 
 
 def _gradients(module: torch.nn.Module, task: object, batch: Batch, path: str,
                dtype: torch.dtype) -> dict[str, torch.Tensor]:
     module = copy.deepcopy(module).to(dtype)
-    batch = _cast(batch, dtype)
+    batch = cast_batch(batch, dtype)
     with use_path(path):
         task.loss(module(batch), batch).backward()
     return {n: p.grad.double() for n, p in module.named_parameters() if p.grad is not None}

@@ -40,6 +40,7 @@ __all__ = [
     "TaskModel",
     "UnsafeCheckpointError",
     "build_task_model",
+    "cast_batch",
     "check_checkpoint_matches",
     "evaluate",
     "find_runs",
@@ -288,6 +289,12 @@ def model_from_checkpoint(path: str | os.PathLike[str]) -> TaskModel:
     return module.eval()
 
 
+def cast_batch(batch: Batch, dtype: torch.dtype) -> Batch:
+    """``batch`` with its floating-point inputs in ``dtype``; ``times`` stay float64 (phases)."""
+    return {k: v.to(dtype) if v.is_floating_point() and k != "times" else v
+            for k, v in batch.items()}
+
+
 def predict(module: TaskModel, dataset: Dataset, batch_size: int = 64,
             collate_fn: Callable[[Sequence[dict[str, Tensor]]], Batch] | None = None
             ) -> Iterator[tuple[Batch, Tensor]]:
@@ -301,8 +308,7 @@ def predict(module: TaskModel, dataset: Dataset, batch_size: int = 64,
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
                         collate_fn=collate_fn or collate)
     for batch in loader:
-        batch = {k: v.to(dtype) if v.is_floating_point() and k != "times" else v
-                 for k, v in batch.items()}
+        batch = cast_batch(batch, dtype)
         with torch.no_grad():
             output = module(batch)
         yield batch, output
