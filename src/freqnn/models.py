@@ -123,12 +123,6 @@ def time_deltas(times: Tensor) -> Tensor:
     return deltas
 
 
-def _check_phase(arch: str, phase: str) -> None:
-    if phase != "accumulate" and arch != "asfm":
-        fail("phase", f"'accumulate' for model {arch!r} (the phase rule 'authors' is the "
-             "A-SFM's, model 'asfm')", repr(phase))
-
-
 def step_times(mode: str, batch: int, steps: int, lengths: Tensor | None = None,
                device: torch.device | str | None = None) -> Tensor:
     """The times of ``time=mode`` (module docstring) for a batch, (B, T) float64.
@@ -399,7 +393,9 @@ class SequenceModel(nn.Module):
         super().__init__()
         if arch not in ARCHS:
             fail("arch", f"one of {', '.join(ARCHS)}", repr(arch))
-        _check_phase(arch, phase)
+        if phase != "accumulate" and arch != "asfm":
+            fail("phase", f"'accumulate' for model {arch!r} (the phase rule 'authors' is the "
+                 "A-SFM's, model 'asfm')", repr(phase))
         if time not in TIME_MODES:
             fail("time", f"one of {TIME_MODES}", repr(time))
         if time == "authors":
@@ -569,7 +565,6 @@ def build_model(
         ``params`` (this model), ``sfm_params`` (the SFM model of the same configuration, the
         reference of the match) and ``hidden_size`` (the hidden size used).
     """
-    _check_phase(arch, phase)
     log_grid = isinstance(frequencies, str) and frequencies == "log"
     common = {
         "head": head,
@@ -603,7 +598,7 @@ def build_model(
         size = hidden_size
         model = (
             reference
-            if arch == "sfm" and time == "data"
+            if arch == "sfm" and time == "data" and phase == "accumulate"
             else SequenceModel(arch, input_size, output_size, hidden_size=size, phase=phase,
                                time=time, **sfm_kw, **common)
         )
