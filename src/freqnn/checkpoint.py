@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from .config import read_yaml
+from .config import DEFAULTS, read_yaml
 from .models import build_model, count_parameters
 from .tasks import Batch, Task, collate, get_task
 
@@ -59,15 +59,22 @@ MATCHED_KEYS = ("task", "model")
 
 
 # --------------------------------------------------------------------------- run directories
+def _with_runner_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with every runner key it lacks at its default: a run written before a key
+    existed (``phase``, ``time``, ``optimizer``...) behaved as that default."""
+    return {**DEFAULTS, **cfg}
+
+
 def load_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The configuration saved in ``run_dir`` (``config.yaml``)."""
+    """The configuration saved in ``run_dir`` (``config.yaml``), runner keys added since it was
+    written at their defaults."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no run configuration (is {run_dir} a run directory?)")
     cfg = read_yaml(path)
     if not isinstance(cfg, dict) or "task" not in cfg:
         raise ValueError(f"{path}: expected a YAML mapping with a 'task' key, got {cfg!r}")
-    return cfg
+    return _with_runner_defaults(cfg)
 
 
 def find_runs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -210,11 +217,10 @@ def build_task_model(cfg: dict[str, Any], facts: dict[str, Any]
         dropout=cfg["dropout"],
         frequencies=cfg["frequencies"],
         learn_frequencies=cfg["learn_frequencies"],
-        # keys added after 0.1.0: runs written before them have their defaults
-        min_period=cfg.get("min_period"),
-        max_period=cfg.get("max_period"),
-        phase=cfg.get("phase", "accumulate"),
-        time=cfg.get("time", "data"),
+        min_period=cfg["min_period"],
+        max_period=cfg["max_period"],
+        phase=cfg["phase"],
+        time=cfg["time"],
         use_times=facts["has_times"],
         rnn_hidden_size=cfg["rnn_hidden_size"],
         match_params=cfg["match_params"],
@@ -281,7 +287,7 @@ def model_from_checkpoint(path: str | os.PathLike[str]) -> TaskModel:
     if run_dir is not None:
         check_checkpoint_matches(ckpt, load_run_config(run_dir), path)
     state = ckpt["freqnn"]
-    module = TaskModel(state["config"], state["facts"])
+    module = TaskModel(_with_runner_defaults(state["config"]), state["facts"])
     module.load_state_dict(ckpt["state_dict"])
     module.history = list(state["history"])
     if state["config"]["precision"] == "64":

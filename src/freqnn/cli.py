@@ -207,20 +207,18 @@ _RUN_ONLY_KEYS = ("seed", "run_dir", "num_threads", "progress")
 
 def _variants(configs: dict[Path, dict[str, Any]]) -> dict[Path, str]:
     """For each run, ``"key=value, ..."`` over the keys in which the configurations of the runs
-    of its task and model differ (seeds and run-only keys aside); ``""`` if they agree. A key
-    missing from a run's configuration (written before the key existed) has its default."""
-    from .config import DEFAULTS
-
+    of its task and model differ (seeds and run-only keys aside); ``""`` if they agree.
+    (:func:`~freqnn.checkpoint.load_run_config` gives runs written before a key existed its
+    default.)"""
     by_model: dict[tuple[str, str], list[Path]] = {}
     for run, cfg in configs.items():
         by_model.setdefault((cfg["task"], cfg["model"]), []).append(run)
     out = {}
     for group in by_model.values():
         keys = sorted({k for run in group for k in configs[run]} - set(_RUN_ONLY_KEYS))
-        value = {run: {k: configs[run].get(k, DEFAULTS.get(k)) for k in keys} for run in group}
-        differ = [k for k in keys if len({repr(value[run][k]) for run in group}) > 1]
+        differ = [k for k in keys if len({repr(configs[run].get(k)) for run in group}) > 1]
         for run in group:
-            out[run] = ", ".join(f"{k}={value[run][k]}" for k in differ)
+            out[run] = ", ".join(f"{k}={configs[run].get(k)}" for k in differ)
     return out
 
 

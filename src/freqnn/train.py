@@ -347,7 +347,7 @@ class TaskModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         groups = param_groups(self.task, self.model, self.cfg)
         lr, decay = float(self.cfg["lr"]), float(self.cfg["weight_decay"])
-        if self.cfg.get("optimizer", "adam") == "adadelta":
+        if self.cfg["optimizer"] == "adadelta":
             # the SFM authors' optimiser, with the constants of the Theano-era implementations
             # (rho 0.95, eps 1e-6; their learning rate is 1)
             return torch.optim.Adadelta(groups, lr=lr, rho=0.95, eps=1e-6, weight_decay=decay)
