@@ -80,6 +80,24 @@ def test_train_yaml_set_eval_npz_and_report(tmp_path: Path,
     assert (report_dir / "learning_curves_signal_type.png").stat().st_size > 1000
 
 
+def test_report_marks_runs_stopped_by_the_wall_time_cap(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert cli.main(["train", "signal_type", "--model", "lstm", *TINY, "--epochs", "2",
+                     "--max-minutes", "1e-6", "--run-dir", str(run)]) == 0
+
+    def epochs_cell() -> str:
+        report = cli.write_report([run], tmp_path / "report", amplitude=False)
+        (row,) = [line for line in report.read_text().splitlines()
+                  if line.startswith("| signal")]
+        return row.split(" | ")[-2]
+
+    assert epochs_cell() == "1 (1) cap 1e-06 min"
+    # a larger cap continues the run, to the epoch limit
+    assert cli.main(["train", "--resume", "--run-dir", str(run), "--max-minutes", "1e6",
+                     "--no-progress"]) == 0
+    assert epochs_cell().startswith("2 (") and "cap" not in epochs_cell()
+
+
 def test_resume_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "run"
     assert cli.main(["train", "signal_type", "--model", "lstm", *TINY, "--run-dir",
@@ -217,6 +235,8 @@ def test_bad_config_files_and_run_dirs(tmp_path: Path, capsys: pytest.CaptureFix
     ("clip=-1", "clip: expected a number >= 0, got int -1"),
     ("deterministic='no'", "deterministic: expected true or false, got str 'no'"),
     ("limit_train_batches=0", "limit_train_batches: expected an int >= 1, or null, got int 0"),
+    ("max_minutes=0", "max_minutes: expected a number > 0, or null, got int 0"),
+    ("max_minutes=-1.5", "max_minutes: expected a number > 0, or null, got float -1.5"),
 ])
 def test_typed_configuration(setting: str, expected: str, tmp_path: Path,
                              capsys: pytest.CaptureFixture) -> None:

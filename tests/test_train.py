@@ -190,14 +190,37 @@ def test_ddp_two_processes_equal_one(tmp_path: Path) -> None:
 def test_early_stopping_survives_resume(tmp_path: Path) -> None:
     # lr 0: the validation loss never improves after epoch 0, patience 1 stops after epoch 1
     kw = {"lr": 0.0, "patience": 1, "epochs": 5}
-    train(_cfg(tmp_path / "full", **kw))
+    assert train(_cfg(tmp_path / "full", **kw))["stopped_by"] == "early_stopping"
     assert len(_history(tmp_path / "full")) == 2
     assert load_checkpoint(tmp_path / "full" / "checkpoints" / "last.ckpt")["freqnn"]["stopped"]
-    train(_cfg(tmp_path / "full", **kw), resume=True)  # a stopped run stays stopped
-    assert len(_history(tmp_path / "full")) == 2
+    # a stopped run stays stopped, whatever the wall-time cap
+    for cap in (None, 1e6):
+        resumed = train(_cfg(tmp_path / "full", **kw, max_minutes=cap), resume=True)
+        assert resumed["stopped_by"] == "early_stopping" and resumed["max_minutes"] == cap
+        assert len(_history(tmp_path / "full")) == 2
     train(_cfg(tmp_path / "part", **{**kw, "epochs": 1}))
     train(_cfg(tmp_path / "part", **kw), resume=True)
     assert _history(tmp_path / "part") == _history(tmp_path / "full")
+
+
+def test_wall_time_cap_stops_after_the_epoch_and_a_larger_cap_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    capped = train(_cfg(run, max_minutes=1e-6))  # any epoch takes longer than 60 us
+    assert len(_history(run)) == capped["epochs_run"] == 1
+    assert capped["stopped_by"] == "max_minutes" and capped["max_minutes"] == 1e-6
+    assert capped["best_epoch"] == 0 and set(capped["test"]) == {"loss", "accuracy"}
+    for name in ("best", "last"):  # the capped epoch wrote both; neither says early-stopped
+        assert not load_checkpoint(run / "checkpoints" / f"{name}.ckpt")["freqnn"]["stopped"]
+    # the same cap: the run is already past it and trains no further
+    again = train(_cfg(run, max_minutes=1e-6), resume=True)
+    assert len(_history(run)) == 1 and again["stopped_by"] == "max_minutes"
+    assert again["test"] == capped["test"]
+    # no cap: it continues to the epoch limit, as an uncapped run would
+    resumed = train(_cfg(run, max_minutes=None), resume=True)
+    assert resumed["stopped_by"] == "epochs" and resumed["max_minutes"] is None
+    full = train(_cfg(tmp_path / "full"))
+    assert full["stopped_by"] == "epochs" and len(_history(run)) == 3
+    assert _history(run) == _history(tmp_path / "full") and resumed["test"] == full["test"]
 
 
 def test_checkpoints_hold_plain_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,8 @@ tasks and free of Lightning (:mod:`freqnn.train` and :mod:`freqnn.cli` use it to
   batch gives the task's output). A checkpoint inside a run directory must match the run's task
   and model (:func:`check_checkpoint_matches`).
 * :func:`predict` and :func:`evaluate` run it over a data set; :func:`find_runs`,
-  :func:`load_run_config` and :func:`run_dir_of` find and read run directories.
+  :func:`load_run_config` and :func:`run_dir_of` find and read run directories;
+  :func:`epochs_text` is the "epochs (best)" cell of results tables.
 
 The model of a run is built by :func:`build_task_model` from the run's configuration and the
 facts of its data (``input_size``, ``output_size``, ``has_times``, ``info``), as the trainer
@@ -42,6 +43,7 @@ __all__ = [
     "build_task_model",
     "cast_batch",
     "check_checkpoint_matches",
+    "epochs_text",
     "evaluate",
     "find_runs",
     "forward_batch",
@@ -54,7 +56,8 @@ __all__ = [
 
 CONFIG_FILE = "config.yaml"
 RESULTS_FILE = "results.json"
-#: Keys a checkpoint must share with the configuration of the run directory it is used in.
+#: Keys a checkpoint must share with the configuration of the run directory it is used in
+#: (the training budget, ``epochs``, ``patience``, ``max_minutes``, may change on ``--resume``).
 MATCHED_KEYS = ("task", "model")
 
 
@@ -97,6 +100,16 @@ def find_runs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
         raise FileNotFoundError(f"no finished runs ({RESULTS_FILE}) under "
                                 f"{[str(p) for p in paths]}")
     return runs
+
+
+def epochs_text(results: dict[str, Any]) -> str:
+    """Epochs run and the best one (1-based) of a run's ``results.json``: ``"50 (45)"``, or
+    ``"12 (11) cap 60 min"`` where the wall-time cap ``max_minutes`` stopped the run (results
+    written before the cap existed have no ``stopped_by``)."""
+    text = f"{results['epochs_run']} ({results['best_epoch'] + 1})"
+    if results.get("stopped_by") == "max_minutes":
+        text += f" cap {results['max_minutes']:g} min"
+    return text
 
 
 def run_dir_of(checkpoint: str | os.PathLike[str]) -> Path | None:

@@ -238,7 +238,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
     A row pools the seeds of one configuration: runs of the same task and model whose
     configurations differ in more than the seed (and where the run was written, its threads and
     progress bars) get a row each, labelled with the keys that differ (:func:`_variants`)."""
-    from .checkpoint import find_runs, load_run_config
+    from .checkpoint import epochs_text, find_runs, load_run_config
     from .io import atomic_write
     from .models import arch_rank
     from .plots import learning_curves
@@ -278,14 +278,15 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
         first = entries[0][1]
         walls = [r["train_wall_s"] for _, r, _ in entries]
         cells += [str(first["params"]), str(first["sfm_params"]), str(first["hidden_size"]),
-                  ", ".join(f"{r['epochs_run']} ({r['best_epoch'] + 1})" for _, r, _ in entries),
+                  ", ".join(epochs_text(r) for _, r, _ in entries),
                   f"{_mean_std(walls)[0]:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     hardware = groups[keys[0]][0][1]["hardware"]
     lines += ["", "Std is the sample standard deviation over seeds (0 for one seed). "
               "Test metrics are those of the best-on-validation checkpoint, selected by the "
               "task's validation metric (its value in the selection column). Epochs: run "
-              "(best, 1-based). Hardware: "
+              "(best, 1-based; \"cap N min\": stopped by the wall-time cap max_minutes). "
+              "Hardware: "
               f"{hardware.get('gpu') or hardware.get('processor') or 'cpu'}, "
               f"{hardware['cpu_count']} CPU cores, {hardware['torch_threads']} torch threads, "
               f"torch {hardware['torch']}, {hardware['platform']}.", ""]

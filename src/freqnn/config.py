@@ -70,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.0,
     "clip": 1.0,
     "patience": 5,
+    "max_minutes": None,
     "hidden_size": 32,
     "state_size": 16,
     "num_freqs": 8,
@@ -120,6 +121,11 @@ class RunConfig(BaseModel):
     clip: float = Field(ge=0, description="gradient-norm clipping (0: off)")
     patience: int = Field(ge=0, description="early stopping after this many epochs without a "
                           "better validation metric (0: off)")
+    max_minutes: float | None = Field(
+        gt=0, description="wall-time cap in minutes: the run stops at the end of the first epoch "
+        "(after its validation and checkpoints) at which the training time since the start of "
+        "the run, summed over resumes, exceeds it (--resume with a larger cap continues the "
+        "run); null: no cap")
     hidden_size: PositiveInt = Field(description="SFM hidden size M")
     state_size: PositiveInt = Field(description="SFM states D")
     num_freqs: PositiveInt = Field(description="SFM frequencies K")

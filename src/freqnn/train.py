@@ -26,6 +26,10 @@ Guarantees and how they are kept
   (seed, e, rank) at the start of every epoch, so nothing depends on how the run got to epoch e.
   Lightning restores the optimizer, the loop counters and the early-stopping / checkpoint
   callbacks. A run killed mid-epoch repeats that epoch from its start.
+* Why a run ended is ``stopped_by`` in ``results.json``: ``"early_stopping"`` (a resumed run
+  stays stopped), ``"max_minutes"`` (the wall-time cap: the training time at the end of an
+  epoch's validation, summed over resumes, exceeded it; a resumed run trains on only under a
+  larger cap or none) or ``"epochs"`` (it ran them all).
 * DDP (``torchrun --nproc-per-node P``; gloo on CPU, nccl on GPU): every global batch of
   ``batch_size`` sequences is the one a single process would take, split into P equal shards
   (``batch_size`` must be divisible by P; training drops the last incomplete global batch in
@@ -261,7 +265,9 @@ class TaskModule(L.LightningModule):
 
     Logs ``train_loss`` (mean of the epoch's step losses), ``val_<metric>`` and
     ``test_<metric>`` (exact sums over batches and ranks divided by counts) and keeps
-    :attr:`history`, saved in checkpoints so a resumed run has the whole curve.
+    :attr:`history`, saved in checkpoints so a resumed run has the whole curve. Stops training
+    at the wall-time cap ``max_minutes`` (:meth:`on_validation_end`); :attr:`stopped_by` says
+    what stopped the last :meth:`~lightning.pytorch.Trainer.fit`.
     """
 
     def __init__(self, cfg: dict[str, Any], data_facts: dict[str, Any]) -> None:
@@ -272,6 +278,7 @@ class TaskModule(L.LightningModule):
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0  # training seconds before this process (restored on resume)
         self._start = time.perf_counter()
+        self.stopped_by: str | None = None  # "early_stopping", "max_minutes"; None: neither
         self._train_sum: list[Tensor] = []
         self._sums: dict[str, list[Tensor]] = {}
 
@@ -339,6 +346,24 @@ class TaskModule(L.LightningModule):
         if "train_loss" in record:
             self.log("train_loss_epoch", record["train_loss"])
 
+    def on_validation_end(self) -> None:
+        """Record early stopping, else apply the wall-time cap ``max_minutes``.
+
+        Lightning calls this after the callbacks' hooks: early stopping has decided and this
+        epoch's checkpoints are written, so their ``stopped`` flag is early stopping's alone
+        and a run stopped by the cap continues when resumed under a larger cap. The cap is
+        compared with the ``time_s`` of the epoch's history record; rank 0's decides, the one
+        its checkpoints keep.
+        """
+        if self.trainer.sanity_checking:
+            return
+        if self.trainer.should_stop:
+            self.stopped_by = "early_stopping"
+        elif self.trainer.strategy.broadcast(_over_cap(self.history, self.cfg["max_minutes"]),
+                                             src=0):
+            self.trainer.should_stop = True
+            self.stopped_by = "max_minutes"
+
     def on_test_epoch_end(self) -> None:
         self.test_metrics = self._reduce_sums("test")
         for key, value in self.test_metrics.items():
@@ -361,6 +386,7 @@ class TaskModule(L.LightningModule):
             "counts": self.counts,
             "history": self.history,
             "elapsed": self.elapsed + time.perf_counter() - self._start,
+            # early stopping's decision: the cap is applied after the checkpoints
             "stopped": bool(self.trainer.should_stop),
         })
 
@@ -369,6 +395,12 @@ class TaskModule(L.LightningModule):
         self.history = list(state["history"])
         self.elapsed = float(state["elapsed"])
         self._start = time.perf_counter()
+
+
+def _over_cap(history: list[dict[str, Any]], max_minutes: float | None) -> bool:
+    """Whether the training time at the last validation of ``history`` exceeds the wall-time
+    cap ``max_minutes`` (``None``: no cap)."""
+    return max_minutes is not None and bool(history) and history[-1]["time_s"] > 60 * max_minutes
 
 
 def _plain(value: Any) -> Any:
@@ -535,22 +567,29 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool) -> dict[str, Any]:
         limit_train_batches=cfg["limit_train_batches"],
         log_every_n_steps=1,
     )
-    stopped = False
+    stopped_by = None
     if ckpt_path is not None:
-        stopped = bool(state["freqnn"].get("stopped"))
+        saved = state["freqnn"]
+        if saved.get("stopped"):
+            stopped_by = "early_stopping"
+        elif _over_cap(saved["history"], cfg["max_minutes"]):
+            stopped_by = "max_minutes"
         if rank == 0:
             print(f"resuming from {ckpt_path} (epoch {state['epoch']}, step "
                   f"{state['global_step']})", file=sys.stderr)
-    if stopped:  # early stopping had ended this run: do not train past it
+    if stopped_by is not None:  # early-stopped, or trained past the cap: train no further
         module.on_load_checkpoint(state)
         module.load_state_dict(state["state_dict"])
     else:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        stopped_by = module.stopped_by
     wall = module.elapsed + time.perf_counter() - module._start
 
     best = run_dir / "checkpoints" / "best.ckpt"
     best_state = load_checkpoint(best)
     history = list(module.history)
+    if stopped_by is None or (stopped_by == "max_minutes" and len(history) >= cfg["epochs"]):
+        stopped_by = "epochs"  # a cap reached at the last epoch cut nothing
     module.load_state_dict(best_state["state_dict"])
     trainer.test(module, datamodule=datamodule, verbose=False)
     best_record = best_state["freqnn"]["history"][-1]
@@ -563,6 +602,8 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool) -> dict[str, Any]:
         "hidden_size": module.counts["hidden_size"],
         "epochs_run": len(history),
         "best_epoch": best_record["epoch"],
+        "stopped_by": stopped_by,
+        "max_minutes": cfg["max_minutes"],
         "best_val": {k: v for k, v in best_record.items() if k.startswith("val_")},
         "test": {k.removeprefix("test_"): v for k, v in module.test_metrics.items()},
         "train_wall_s": round(wall, 2),

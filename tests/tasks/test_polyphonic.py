@@ -144,13 +144,13 @@ def test_generation_matches_whole_sequence_forward(arch):
         T.generate(model, prime, 3, temperature=0.0)
 
 
-def fake_run(folder, dataset, model, lr, val, test, seed=0):
+def fake_run(folder, dataset, model, lr, val, test, seed=0, **extra):
     folder.mkdir(parents=True)
     results = {"task": "polyphonic", "model": model, "seed": seed, "params": 100,
                "epochs_run": 3, "best_epoch": 1, "train_wall_s": 1.0,
                "best_val": {"val_loss": val}, "info": {"dataset": dataset},
                "test": {"nll": test, "nll_sequence": test, "accuracy": 0.5,
-                        "softmax_nll": 9.0}}
+                        "softmax_nll": 9.0}, **extra}
     (folder / "results.json").write_text(json.dumps(results))
     (folder / "config.yaml").write_text(f"lr: {lr}\nbatch_size: 16\ndropout: 0.1\n")
 
@@ -171,6 +171,21 @@ def test_summary_table_selects_on_validation(tmp_path):
     full = T.results_table([tmp_path])
     assert full.count("| jsb | SFM |") == 3 and "| 8.45 |" in full
     assert "| lr 0.003, batch 16, dropout 0.1 |" in full
+
+
+def test_tables_mark_runs_stopped_by_the_wall_time_cap(tmp_path):
+    capped = {"stopped_by": "max_minutes", "max_minutes": 60.0}
+    fake_run(tmp_path / "b" / "sfm-s0", "jsb", "sfm", 0.003, val=7.4, test=9.0, **capped)
+    fake_run(tmp_path / "b" / "sfm-s1", "jsb", "sfm", 0.003, val=7.6, test=8.0, seed=1,
+             stopped_by="epochs", max_minutes=60.0)
+    fake_run(tmp_path / "b" / "lstm-s0", "jsb", "lstm", 0.003, val=7.9, test=6.0, **capped)
+    fake_run(tmp_path / "b" / "gru-s0", "jsb", "gru", 0.003, val=8.0, test=6.0)  # older run
+    full = T.results_table([tmp_path])
+    assert full.count("| 100 | 3 (2) cap 60 min | 1 |") == 2
+    assert full.count("| 100 | 3 (2) | 1 |") == 2
+    summary = T.summary_table([tmp_path]).splitlines()
+    assert summary[2].startswith("| jsb | 8.500 ± 0.707* (b, 2 seeds, 1 at cap 60 min) | "
+                                 "6.000 (b, seed 0, cap 60 min) | 6.000 (b, seed 0) |")
 
 
 # ---- the task end to end: build, train, sample ---------------------------------------------------

@@ -57,7 +57,14 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from .. import features as F
-from ..checkpoint import RESULTS_FILE, find_runs, load_run_config, model_from_checkpoint, predict
+from ..checkpoint import (
+    RESULTS_FILE,
+    epochs_text,
+    find_runs,
+    load_run_config,
+    model_from_checkpoint,
+    predict,
+)
 from ..config import RunConfig
 from ..data.paths import cache_dir
 from ..data.phoneme import (
@@ -507,8 +514,9 @@ def _varying(configs: Sequence[dict[str, Any]], skip: Sequence[str] = _SHOWN) ->
 def run_table(runs: Sequence[_Run]) -> str:
     """Markdown table of phoneme runs (:func:`load_runs`), one row per configuration:
     parameters, seeds, test frame accuracy (mean ± sample std over seeds, %), mean validation
-    accuracy of the selected epochs, epochs run (best, 1-based). A ``settings`` column lists
-    the keys that differ between rows beyond model, input and normalisation."""
+    accuracy of the selected epochs, epochs run (best, 1-based; "cap N min" where the wall-time
+    cap stopped the run). A ``settings`` column lists the keys that differ between rows beyond
+    model, input and normalisation."""
     groups = _groups(runs)
     varying = _varying([group[0][1] for group in groups])
     header = ["model", "direction", "input", "parameters", "seeds",
@@ -526,7 +534,7 @@ def run_table(runs: Sequence[_Run]) -> str:
                  f"{source}, {cfg['normalisation']} norm.", f"{first['params']:,}",
                  ", ".join(str(c["seed"]) for _, c, _ in group),
                  f"{acc.mean():.2f}{spread} %", f"{val.mean():.2f} %",
-                 ", ".join(f"{r['epochs_run']} ({r['best_epoch'] + 1})" for _, _, r in group)]
+                 ", ".join(epochs_text(r) for _, _, r in group)]
         used = _setting(cfg)
         cells += [", ".join(f"{k}={used[k]}" for k in varying if k in used)] if varying else []
         lines.append("| " + " | ".join(cells) + " |")

@@ -48,6 +48,7 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from ..checkpoint import epochs_text
 from ..config import RunConfig
 from ..data import polyphonic as poly
 from ..io import atomic_write
@@ -508,10 +509,11 @@ def results_table(paths: Sequence[str | os.PathLike[str]]) -> str:
     """Markdown table of finished polyphonic runs (``results.json`` under ``paths``).
 
     One row per run: data set, model, seed, training variant (learning rate, batch, chunking,
-    dropout, frequency grid), parameters, epochs run (best, 1-based), training wall time,
-    validation NLL of the selected checkpoint, and its test scores (standard frame-weighted
-    NLL, per-sequence NLL, expected frame accuracy, the SFM authors' softmax score), next to the
-    published NLL of the same model where there is one.
+    dropout, frequency grid), parameters, epochs run (best, 1-based; "cap N min" where the
+    wall-time cap ``max_minutes`` stopped the run), training wall time, validation NLL of the
+    selected checkpoint, and its test scores (standard frame-weighted NLL, per-sequence NLL,
+    expected frame accuracy, the SFM authors' softmax score), next to the published NLL of the
+    same model where there is one.
     """
     lines = ["| data set | model | seed | variant | params | epochs (best) | train time (s) | "
              "val NLL | **test NLL** | published test NLL | test NLL per sequence | "
@@ -523,7 +525,7 @@ def results_table(paths: Sequence[str | os.PathLike[str]]) -> str:
         lines.append(
             f"| {name} | {ARCH_LABELS.get(model, model)} | {res['seed']} | "
             f"{_variant(cfg, model)} | "
-            f"{res['params']} | {res['epochs_run']} ({res['best_epoch'] + 1}) | "
+            f"{res['params']} | {epochs_text(res)} | "
             f"{res['train_wall_s']:.0f} | {res['best_val']['val_loss']:.3f} | "
             f"**{test['nll']:.3f}** | {'' if published is None else f'{published:.2f}'} | "
             f"{test['nll_sequence']:.3f} | {test['accuracy']:.3f} | "
@@ -537,7 +539,8 @@ def summary_table(paths: Sequence[str | os.PathLike[str]]) -> str:
     Runs in one folder that differ only by seed (``.../TAG/MODEL-sSEED``) form a configuration.
     For each data set and model the configuration with the lowest mean *validation* NLL is shown
     (the test split plays no part in the choice) as the test NLL, mean ± sample std over its
-    seeds, with its folder name; ``*`` marks the best of the models on validation.
+    seeds, with its folder name; ``*`` marks the best of the models on validation, and
+    "cap N min" the runs the wall-time cap ``max_minutes`` stopped.
     """
     configs: dict[tuple[str, str, str], list[dict]] = {}
     for res, _cfg, run_dir in _finished_runs(paths):
@@ -569,6 +572,10 @@ def summary_table(paths: Sequence[str | os.PathLike[str]]) -> str:
             if len(tests) > 1:
                 cell += f" ± {statistics.stdev(tests):.3f}"
             seeds = f"{len(tests)} seeds" if len(tests) > 1 else f"seed {runs[0]['seed']}"
+            capped = [r["max_minutes"] for r in runs if r.get("stopped_by") == "max_minutes"]
+            if capped:
+                cap = f"cap {'/'.join(f'{c:g}' for c in sorted(set(capped)))} min"
+                seeds += f", {len(capped)} at {cap}" if len(runs) > 1 else f", {cap}"
             cells.append(f"{cell}{'*' if m == best else ''} ({Path(tag).name}, {seeds})")
         pub = [PUBLISHED.get((name, m)) for m in ("lstm", "gru", "tcn")]
         cells += ["" if v is None else f"{v:.2f}" for v in pub]
