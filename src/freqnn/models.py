@@ -496,15 +496,11 @@ class SequenceModel(nn.Module):
                 out, _ = self.body(x, lengths=lengths if padded else None)
             elif self.arch in _BIDIRECTIONAL:
                 out = self.body(x, lengths=lengths if padded else None)
-            elif padded:
-                packed = nn.utils.rnn.pack_padded_sequence(
-                    x, lengths.cpu(), batch_first=True, enforce_sorted=False
-                )
-                out, _ = self.body(packed)
-                out, _ = nn.utils.rnn.pad_packed_sequence(
-                    out, batch_first=True, total_length=steps
-                )
             else:
+                # no packing (about 20 times slower on CPU): a forward recurrence's output at a
+                # valid step reads only the steps up to it, so the padding at the end changes
+                # none of the outputs the heads and losses read (step losses mask the padded
+                # steps, the sequence head reads step length - 1)
                 out, _ = self.body(x)
         if self.head == "sequence":
             last = (
