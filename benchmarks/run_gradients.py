@@ -24,7 +24,7 @@ import torch
 
 from freqnn.checkpoint import cast_batch, model_from_checkpoint
 from freqnn.sfm.kernels.path import use_path
-from freqnn.tasks import Batch, collate, get_task
+from freqnn.tasks import Batch, collate
 
 
 def _batch(dataset: object, start: int, size: int, dtype: torch.dtype) -> Batch:
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     module = model_from_checkpoint(args.run / "checkpoints" / "best.ckpt")
-    task = get_task(module.cfg["task"])
+    task = module.task  # the run's training loss (freqnn.tasks.task_for)
     train = task.build(module.cfg).train
     first = _batch(train, 0, args.batch_size, torch.float64)
     reference = _gradients(module, task, first, "reference", torch.float64)

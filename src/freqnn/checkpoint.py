@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .config import DEFAULTS, read_yaml
 from .models import build_model, count_parameters
-from .tasks import Batch, Task, collate, get_task
+from .tasks import Batch, Task, collate, task_for
 
 __all__ = [
     "CONFIG_FILE",
@@ -195,7 +195,9 @@ def check_checkpoint_matches(ckpt: dict[str, Any], cfg: dict[str, Any],
 # --------------------------------------------------------------------------- the model of a run
 def build_task_model(cfg: dict[str, Any], facts: dict[str, Any]
                      ) -> tuple[Task, nn.Module, dict[str, int]]:
-    """The task of ``cfg`` and the model the runner trains for it, with its parameter budget.
+    """The task of ``cfg`` (:func:`~freqnn.tasks.task_for`: its training loss and selection
+    metric as ``cfg`` sets them) and the model the runner trains for it, with its parameter
+    budget.
 
     The body is :func:`freqnn.models.build_model` of the configuration's model and sizes (the
     baselines matched to the SFM's parameter count); a task with a
@@ -217,7 +219,7 @@ def build_task_model(cfg: dict[str, Any], facts: dict[str, Any]
     counts : dict
         ``params`` (this model), ``sfm_params`` (the reference SFM) and ``hidden_size``.
     """
-    task = get_task(cfg["task"])
+    task = task_for(cfg)
     body, counts = build_model(
         cfg["model"],
         facts["input_size"],

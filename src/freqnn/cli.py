@@ -242,12 +242,13 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
     from .io import atomic_write
     from .models import arch_rank
     from .plots import learning_curves
-    from .tasks import get_task
+    from .tasks import task_for
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = find_runs(run_dirs)
-    variants = _variants({run: load_run_config(run) for run in runs})
+    configs = {run: load_run_config(run) for run in runs}
+    variants = _variants(configs)
     groups: dict[tuple[str, str, str], list[tuple[Path, dict[str, Any], list]]] = {}
     for run in runs:
         results = json.loads((run / "results.json").read_text())
@@ -259,7 +260,6 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
     lines = [f"# {title}", ""]
     if notes:
         lines += [notes, ""]
-    monitors = {k[0]: f"val_{get_task(k[0]).monitor}" for k in keys}
     header = ["task", "model", "seeds"] + [f"test {m} (mean ± std)" for m in metric_names] + [
         "selection: best validation metric (mean ± std)"] + [
         "parameters", "SFM parameters", "hidden size", "epochs (best)", "train wall time (s)"]
@@ -272,7 +272,9 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
             vals = [r["test"][m] for _, r, _ in entries if m in r["test"]]
             mean, std = _mean_std(vals)
             cells.append(f"{mean:.4f} ± {std:.4f}")
-        monitor = monitors[key[0]]
+        # the row's selection metric (a task key may set it: task_for); its runs differ only
+        # by seed, so they share it
+        monitor = f"val_{task_for(configs[entries[0][0]]).monitor}"
         mean, std = _mean_std([r["best_val"][monitor] for _, r, _ in entries])
         cells.append(f"{monitor} {mean:.4f} ± {std:.4f}")
         first = entries[0][1]

@@ -74,7 +74,7 @@ from .checkpoint import (
 )
 from .config import DEFAULTS, make_config
 from .io import atomic_write
-from .tasks import Task, TaskData, collate, get_task
+from .tasks import Task, TaskData, collate, task_for
 
 __all__ = [
     "DEFAULTS",
@@ -518,7 +518,7 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool) -> dict[str, Any]:
             yaml.safe_dump(cfg, handle, sort_keys=True)
 
     L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
-    task = get_task(cfg["task"])
+    task = task_for(cfg)
     data = task.build(cfg)
     facts = {"input_size": data.input_size, "output_size": data.output_size,
              "has_times": data.has_times, "info": data.info}

@@ -83,6 +83,63 @@ def test_loss_and_metrics_on_a_padded_batch():
     assert sums["loss"][1].item() == frames
 
 
+def test_softmax_objective_loss_on_a_padded_batch():
+    data = T.rolls_dataset(random_rolls(5))
+    batch = collate([data[i] for i in range(5)])
+    lengths = batch["lengths"]
+    assert int(lengths.min()) < batch["y"].shape[1]  # padding, so the mask matters
+    gen = torch.Generator().manual_seed(1)
+    output = torch.randn(*batch["y"].shape, generator=gen, dtype=torch.float64) * 2
+    for b in range(5):
+        output[b, int(lengths[b]):] = float("nan")  # padding is never read
+    output.requires_grad_(True)
+    loss = T.softmax_loss(output, batch)
+    # direct: each valid frame's -sum_k y_k log softmax_k, averaged over the valid frames
+    frames = [(b, t) for b in range(5) for t in range(int(lengths[b]))]
+    direct = sum(-float((batch["y"][b, t].double() *
+                         torch.log_softmax(output[b, t].detach(), -1)).sum()) for b, t in frames)
+    assert loss.dtype == torch.float64
+    assert loss.item() == pytest.approx(direct / len(frames), rel=1e-12)
+    # the frame-weighted validation metric that selects the checkpoint is the same quantity
+    total, count = T.metrics(output, batch)["softmax_nll_frame"]
+    assert (total / count).item() == pytest.approx(loss.item(), rel=1e-12)
+    loss.backward()
+    grad = output.grad
+    valid = torch.arange(grad.shape[1]) < lengths.unsqueeze(1)
+    assert torch.isfinite(grad).all() and not grad[~valid].any()
+    assert grad[valid].abs().sum() > 0
+    # the softmax score ignores a common shift of a frame's logits; the Bernoulli NLL does not
+    torch.testing.assert_close(grad.sum(-1), torch.zeros_like(grad.sum(-1)), atol=1e-12, rtol=0)
+
+
+def test_objective_key_sets_loss_and_selection_metric():
+    from freqnn.config import make_config
+    from freqnn.tasks import task_for
+
+    default = task_for(make_config(T.TASK))
+    assert make_config(T.TASK)["objective"] == "bernoulli"
+    assert (default.loss, default.monitor, default.mode) == (T.loss, "loss", "min")
+    assert task_for({"task": "polyphonic"}).loss is T.loss  # a run saved before the key
+    softmax = task_for(make_config(T.TASK, {"objective": "softmax"}))
+    assert (softmax.loss, softmax.monitor, softmax.mode) == (T.softmax_loss,
+                                                             "softmax_nll_frame", "min")
+    assert softmax.metrics is T.metrics  # val_loss stays the Bernoulli NLL
+    # the default loss is unchanged: the Bernoulli NLL per valid frame
+    data = T.rolls_dataset(random_rolls(3, seed=2))
+    batch = collate([data[i] for i in range(3)])
+    output = torch.randn(*batch["y"].shape, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(default.loss(output, batch), piano_roll_nll(
+        output, batch["y"], batch["lengths"], batch_first=True))
+    with pytest.raises(ValueError, match="objective: expected one of 'bernoulli', 'softmax', "
+                                         "got str 'cross'"):
+        make_config(T.TASK, {"objective": "cross"})
+    with pytest.raises(ValueError, match="objective: expected one of 'bernoulli', 'softmax', "
+                                         "got 'cross'"):
+        T.configure({"objective": "cross"})
+    argv = ["train", "polyphonic", "--objective", "softmax"]
+    assert build_parser(argv).parse_args(argv).objective == "softmax"
+
+
 # ---- MIDI and PNG --------------------------------------------------------------------------------
 
 def test_write_midi_round_trip(tmp_path):
@@ -251,6 +308,35 @@ def test_train_then_sample(tmp_path, monkeypatch, capsys):
     bad = parser.parse_args([str(tmp_path / "run"), "--index", "99"])
     with pytest.raises(ValueError, match=r"--index: expected 0\.\.0"):
         T.run(bad)
+
+
+def test_train_with_the_softmax_objective(tmp_path, monkeypatch):
+    from freqnn.checkpoint import load_checkpoint
+    from freqnn.cli import main, write_report
+
+    monkeypatch.setenv("FREQNN_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    assert main(["train", "polyphonic", "--set", "objective=softmax", "--bach-limit", "5",
+                 "--model", "lstm", "--epochs", "2", "--batch-size", "2", "--hidden-size", "4",
+                 "--state-size", "2", "--num-freqs", "2", "--no-progress", "--threads", "1",
+                 "--run-dir", str(run)]) == 0
+    results = json.loads((run / "results.json").read_text())
+    history = json.loads((run / "history.json").read_text())
+    assert all(np.isfinite(v) for v in results["test"].values())
+    assert results["test"]["loss"] == results["test"]["nll"]  # still the Bernoulli NLL
+    # trained on the softmax score (train_loss) and selected on its validation value
+    assert all(np.isfinite(h["train_loss"]) for h in history)
+    best = min(range(len(history)), key=lambda i: history[i]["val_softmax_nll_frame"])
+    assert results["best_epoch"] == history[best]["epoch"]
+    callbacks = load_checkpoint(run / "checkpoints" / "best.ckpt")["callbacks"]
+    monitors = {state["monitor"] for name, state in callbacks.items()
+                if name.startswith("ModelCheckpoint")}
+    assert monitors == {"val_softmax_nll_frame", None}  # best.ckpt, last.ckpt
+    assert any(name.startswith("EarlyStopping{'monitor': 'val_softmax_nll_frame'")
+               for name in callbacks)
+    assert "softmax objective" in T.results_table([run])
+    report = write_report([run], tmp_path / "report", amplitude=False).read_text()
+    assert "val_softmax_nll_frame " in report
 
 
 def test_dataset_option_and_missing_data(tmp_path):

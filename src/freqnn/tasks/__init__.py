@@ -56,6 +56,12 @@ What a task module provides (see :mod:`freqnn.tasks.signal_type` for a complete 
   (e.g. a learning rate of their own for a front end's parameters, ``{"params": [...], "lr":
   ...}``); groups without ``"lr"`` use ``cfg["lr"]``, and every parameter of ``model`` must be
   in exactly one group. Default: one group of every parameter.
+* optional ``configure(cfg) -> Task``: the task as the configuration ``cfg`` sets it up, for
+  task keys that change the training loss or the selection metric (a training objective, say):
+  a copy of ``TASK`` with another ``loss`` / ``monitor`` / ``mode``
+  (``dataclasses.replace(TASK, ...)``). The runner, the checkpoint loader and the run
+  summaries take a run's task from :func:`task_for`, which calls it. Default: the same task for
+  every configuration.
 
 Batches
 -------
@@ -97,6 +103,7 @@ __all__ = [
     "collate",
     "get_task",
     "step_mask",
+    "task_for",
 ]
 
 #: Task name -> module path; the module defines ``TASK``. Add your task here.
@@ -160,6 +167,7 @@ class Task:
     load_external: Callable[[str, dict[str, Any], dict[str, Any]], Dataset] | None = None
     wrap_model: Callable[[nn.Module, dict[str, Any], dict[str, Any]], nn.Module] | None = None
     param_groups: Callable[[nn.Module, dict[str, Any]], list[dict[str, Any]]] | None = None
+    configure: Callable[[dict[str, Any]], Task] | None = None
 
 
 def available_tasks() -> list[str]:
@@ -182,6 +190,27 @@ def get_task(name: str) -> Task:
             f"got {type(task).__name__}"
         )
     return task
+
+
+def task_for(cfg: Mapping[str, Any]) -> Task:
+    """The task of a configuration: ``get_task(cfg["task"])`` as its keys set it up.
+
+    Applies the task's :attr:`Task.configure` hook, if it has one, to ``cfg`` completed with the
+    task's defaults (a run saved before a task key existed behaved as its default).
+
+    Parameters
+    ----------
+    cfg : mapping
+        A run's configuration (:func:`freqnn.config.make_config`, or a saved ``config.yaml``).
+
+    Returns
+    -------
+    Task
+    """
+    task = get_task(cfg["task"])
+    if task.configure is None:
+        return task
+    return task.configure({**task.defaults, **cfg})
 
 
 class TensorDataset(Dataset):

@@ -7,9 +7,17 @@ root: ``--data-root`` or ``FREQNN_DATA``). A sequence of ``T`` frames gives the 
 ``x = roll[:-1]``, ``y = roll[1:]`` (both (T - 1, 88) float32): the model reads frames ``<= t``
 and predicts frame ``t + 1``, so every sequence has ``T - 1`` predicted frames.
 
-Loss: the frame-level Bernoulli NLL (88 independent sigmoid outputs, summed over keys), averaged
-over the batch's predicted frames. Metrics (:mod:`freqnn.metrics`; reported as ``val_*`` /
-``test_*``, sums over the whole split divided by counts):
+Training objective (task key ``objective``; the runner logs it as ``train_loss``), averaged over
+the batch's predicted frames:
+
+* ``"bernoulli"`` (default): the frame-level Bernoulli NLL (88 independent sigmoid outputs,
+  summed over keys), the standard benchmark's quantity (:func:`loss`);
+* ``"softmax"``: the SFM authors' softmax score (:func:`freqnn.metrics.softmax_nll`: the 88
+  outputs as one softmax, a frame scored ``-sum_k y_k log softmax(logits)_k``), to rebuild their
+  protocol (:func:`softmax_loss`).
+
+Metrics (:mod:`freqnn.metrics`; reported as ``val_*`` / ``test_*``, sums over the whole split
+divided by counts), the same whatever the objective:
 
 * ``loss`` = ``nll``: the standard benchmark number, frame-weighted NLL in nats per frame;
 * ``nll_sequence``: the per-sequence average of the same;
@@ -18,27 +26,38 @@ over the batch's predicted frames. Metrics (:mod:`freqnn.metrics`; reported as `
 * ``softmax_nll``: the SFM authors' softmax score (per-sequence average, their protocol) and
   ``softmax_nll_frame``; not comparable with the standard number (see :mod:`freqnn.metrics`).
 
-The best checkpoint is chosen on the validation ``loss``; the test split is evaluated once, on
-that checkpoint. ``train_chunk > 0`` cuts *training* sequences into pieces of that many predicted
-frames (each starting from a zero state) to shorten backpropagation on the long MuseData /
-Piano-midi pieces; validation and test always use whole sequences. Validation / test sequences
-are ordered by length so that batches hold similar lengths (sums do not depend on the order).
+The best checkpoint (and early stopping) follows the validation value of the training objective,
+frame-weighted like the objective: ``val_loss`` (the Bernoulli NLL) for ``"bernoulli"``,
+``val_softmax_nll_frame`` for ``"softmax"`` (the authors also select on their validation softmax
+score; the Bernoulli NLL of a softmax-trained model is not what it was trained on: a common
+shift of the 88 logits leaves the softmax unchanged but moves every Bernoulli probability).
+``val_loss`` keeps its meaning in every run, so :func:`results_table` and :func:`summary_table`
+compare configurations on the standard validation NLL. The test split is evaluated once, on the
+selected checkpoint. The key is called ``objective``, not ``loss`` or ``train_loss``: those names
+already stand for the Bernoulli NLL metric (``val_loss``, ``test_loss``) and the logged training
+loss.
+
+``train_chunk > 0`` cuts *training* sequences into pieces of that many predicted frames (each
+starting from a zero state) to shorten backpropagation on the long MuseData / Piano-midi pieces;
+validation and test always use whole sequences. Validation / test sequences are ordered by
+length so that batches hold similar lengths (sums do not depend on the order).
 
 Sampling (``freqnn sample CHECKPOINT``): this module is also the ``sample`` subcommand
 (:func:`add_arguments`, :func:`run`): it primes a trained model with the first frames of a
 validation sequence, draws the following frames one at a time from the model's 88 Bernoullis
-(feeding each sampled frame back), and writes ``sample.mid`` (:func:`write_midi`) and
-``sample.png`` (:func:`plot_piano_roll`).
+(feeding each sampled frame back; the Bernoulli model is what ``objective="bernoulli"`` trains),
+and writes ``sample.mid`` (:func:`write_midi`) and ``sample.png`` (:func:`plot_piano_roll`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -63,10 +82,12 @@ from . import Batch, Task, TaskData, TensorDataset
 
 __all__ = [
     "HELP",
+    "OBJECTIVES",
     "TASK",
     "Options",
     "add_arguments",
     "build",
+    "configure",
     "generate",
     "loss",
     "metrics",
@@ -74,6 +95,7 @@ __all__ = [
     "results_table",
     "rolls_dataset",
     "run",
+    "softmax_loss",
     "summary_table",
     "write_midi",
 ]
@@ -101,6 +123,7 @@ DEFAULTS: dict[str, Any] = {
     "transpose": True,  # bach: transpose to C major / C minor
     "train_chunk": 0,  # >0: cut training sequences into pieces of this many predicted frames
     # model and training
+    "objective": "bernoulli",  # or "softmax" (the SFM authors' score)
     "hidden_size": 64,
     "state_size": 32,
     "num_freqs": 4,
@@ -180,6 +203,20 @@ def loss(output: Tensor, batch: Batch) -> Tensor:
     return piano_roll_nll(output, batch["y"], batch["lengths"], batch_first=True)
 
 
+def softmax_loss(output: Tensor, batch: Batch) -> Tensor:
+    """Mean SFM authors' softmax score per predicted frame of the batch (nats; ``objective``
+    ``"softmax"``)."""
+    return softmax_nll(output, batch["y"], batch["lengths"], batch_first=True, reduction="mean")
+
+
+#: Training objectives (task key ``objective``): the training loss and the metric (a key of
+#: :func:`metrics`) whose validation value selects the checkpoint.
+OBJECTIVES: dict[str, tuple[Callable[[Tensor, Batch], Tensor], str]] = {
+    "bernoulli": (loss, "loss"),
+    "softmax": (softmax_loss, "softmax_nll_frame"),
+}
+
+
 def metrics(output: Tensor, batch: Batch) -> dict[str, tuple[Tensor, Tensor]]:
     """Sums and counts of every score (float64; see the module docstring)."""
     out, y, lengths = output.detach().double(), batch["y"], batch["lengths"]
@@ -215,6 +252,31 @@ class Options(RunConfig):
     transpose: bool = Field(description="bach: transpose to C major / C minor")
     train_chunk: int = Field(ge=0, description="cut training sequences into pieces of N "
                              "predicted frames (0: whole sequences)")
+    objective: Literal[tuple(OBJECTIVES)] = Field(  # type: ignore[valid-type]
+        description="training loss, also selecting the checkpoint on its validation value: "
+        "bernoulli (the standard NLL) or softmax (the SFM authors' score); val_loss stays the "
+        "Bernoulli NLL")
+
+
+def configure(cfg: dict[str, Any]) -> Task:
+    """The task with the training loss and selection metric of ``cfg["objective"]``.
+
+    Parameters
+    ----------
+    cfg : dict
+        A configuration of the task (``objective`` a key of :data:`OBJECTIVES`).
+
+    Returns
+    -------
+    Task
+        :data:`TASK` with ``loss`` and ``monitor`` of the objective.
+    """
+    objective = cfg["objective"]
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective: expected one of {', '.join(map(repr, OBJECTIVES))}, got "
+                         f"{objective!r}")
+    train_loss, monitor = OBJECTIVES[objective]
+    return dataclasses.replace(TASK, loss=train_loss, monitor=monitor)
 
 
 TASK = Task(
@@ -230,6 +292,7 @@ TASK = Task(
     mode="min",
     options=Options,
     load_external=load_external,
+    configure=configure,
 )
 
 
@@ -493,6 +556,8 @@ def _variant(cfg: dict[str, Any], model: str) -> str:
     parts = [f"lr {float(cfg['lr']):g}", f"batch {cfg['batch_size']}"]
     if cfg.get("train_chunk"):
         parts.append(f"chunk {cfg['train_chunk']}")
+    if cfg.get("objective", DEFAULTS["objective"]) != DEFAULTS["objective"]:
+        parts.append(f"{cfg['objective']} objective")
     if float(cfg.get("dropout") or 0):
         parts.append(f"dropout {float(cfg['dropout']):g}")
     if model in ("sfm", "asfm") and cfg.get("frequencies", "paper") != "paper":
@@ -509,9 +574,9 @@ def results_table(paths: Sequence[str | os.PathLike[str]]) -> str:
     """Markdown table of finished polyphonic runs (``results.json`` under ``paths``).
 
     One row per run: data set, model, seed, training variant (learning rate, batch, chunking,
-    dropout, frequency grid), parameters, epochs run (best, 1-based; "cap N min" where the
-    wall-time cap ``max_minutes`` stopped the run), training wall time, validation NLL of the
-    selected checkpoint, and its test scores (standard frame-weighted NLL, per-sequence NLL,
+    objective, dropout, frequency grid), parameters, epochs run (best, 1-based; "cap N min"
+    where the wall-time cap ``max_minutes`` stopped the run), training wall time, validation NLL
+    of the selected checkpoint, and its test scores (standard frame-weighted NLL, per-sequence NLL,
     expected frame accuracy, the SFM authors' softmax score), next to the published NLL of the
     same model where there is one.
     """
