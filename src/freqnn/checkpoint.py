@@ -178,18 +178,28 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def check_checkpoint_matches(ckpt: dict[str, Any], cfg: dict[str, Any],
                              path: str | os.PathLike[str]) -> None:
-    """Refuse a checkpoint whose task or model differ from the run's configuration ``cfg``.
+    """Refuse a checkpoint whose task, model or selection metric differ from the run's
+    configuration ``cfg``.
+
+    The selection metric is the task's monitor as the configuration sets it up
+    (:func:`~freqnn.tasks.task_for`; e.g. the polyphonic ``objective``): a run resumed under
+    another one would compare its new epochs with a best checkpoint chosen on a different
+    number.
 
     Raises
     ------
     ValueError
-        Naming the key, the run's value and the checkpoint's.
+        Naming the key (or the metric), the run's value and the checkpoint's.
     """
     saved = ckpt["freqnn"]["config"]
     for key in MATCHED_KEYS:
         if saved.get(key) != cfg.get(key):
             raise ValueError(f"{path}: {key}: expected {cfg.get(key)!r} (the run's "
                              f"{CONFIG_FILE}), got a checkpoint of {saved.get(key)!r}; refused")
+    want, got = task_for(cfg).monitor, task_for(saved).monitor
+    if want != got:
+        raise ValueError(f"{path}: selection metric: expected val_{want} (the run's "
+                         f"{CONFIG_FILE}), got a checkpoint selected on val_{got}; refused")
 
 
 # --------------------------------------------------------------------------- the model of a run

@@ -140,6 +140,21 @@ def test_objective_key_sets_loss_and_selection_metric():
     assert build_parser(argv).parse_args(argv).objective == "softmax"
 
 
+def test_resume_under_another_objective_is_refused():
+    from freqnn.checkpoint import check_checkpoint_matches
+    from freqnn.config import make_config
+
+    bernoulli = make_config(T.TASK, {"model": "lstm"})
+    softmax = make_config(T.TASK, {"model": "lstm", "objective": "softmax"})
+    check_checkpoint_matches({"freqnn": {"config": softmax}}, softmax, "last.ckpt")
+    # a run saved before the key existed was selected on val_loss, as the default
+    old = {k: v for k, v in bernoulli.items() if k != "objective"}
+    check_checkpoint_matches({"freqnn": {"config": old}}, bernoulli, "last.ckpt")
+    with pytest.raises(ValueError, match=r"last\.ckpt: selection metric: expected "
+                                         r"val_softmax_nll_frame .* selected on val_loss"):
+        check_checkpoint_matches({"freqnn": {"config": old}}, softmax, "last.ckpt")
+
+
 # ---- MIDI and PNG --------------------------------------------------------------------------------
 
 def test_write_midi_round_trip(tmp_path):
