@@ -108,8 +108,9 @@ def test_last_checkpoint_every_epoch_even_without_improvement(tmp_path: Path) ->
 CHILD = r"""
 import sys, time, pathlib, torch, json
 import freqnn.train as T
+from freqnn.tasks import get_task
 run_dir, where, marker = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
-cfg = T.make_config(T.get_task("signal_type"), json.loads(sys.argv[4]), {"run_dir": run_dir})
+cfg = T.make_config(get_task("signal_type"), json.loads(sys.argv[4]), {"run_dir": run_dir})
 saves = [0]
 real_save = torch.save
 def save(obj, f, *a, **k):

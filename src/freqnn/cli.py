@@ -381,8 +381,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     results = {}
     for model in models:
         print(f"[demo] training {model} on signal_type ...", flush=True)
-        cfg = make_config(task, DEMO, {"model": model, "lr": DEMO_LR.get(model),
-                                       "progress": args.progress,
+        lr = {"lr": DEMO_LR[model]} if model in DEMO_LR else {}
+        cfg = make_config(task, DEMO, {"model": model, **lr, "progress": args.progress,
                                        "run_dir": str(runs_dir / model)})
         results[model] = train(cfg)
         _print_results(results[model], cfg["run_dir"])

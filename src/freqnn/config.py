@@ -299,7 +299,9 @@ def make_config(task: Task, *layers: Mapping[str, Any] | None) -> dict[str, Any]
     ----------
     task : freqnn.tasks.Task
     *layers : mapping or None
-        Keys to set; a ``None`` value means "not given" (an unset command-line option).
+        Keys to set. A ``None`` value sets the key to null (``--set valid_voice=null``, a
+        ``null`` in YAML or in a resumed run's ``config.yaml``); a key left out keeps the value
+        of the layers below.
 
     Returns
     -------
@@ -322,8 +324,7 @@ def make_config(task: Task, *layers: Mapping[str, Any] | None) -> dict[str, Any]
             if key == "task" and value not in (None, task.name):
                 raise ValueError(f"task: expected {task.name!r} (the task being configured), "
                                  f"got {value!r}")
-            if value is not None:
-                cfg[key] = value
+            cfg[key] = value
     try:
         return schema.model_validate(cfg).model_dump()
     except ValidationError as error:

@@ -298,3 +298,14 @@ def test_table_command_errors(runs, tmp_path, capsys):
     with pytest.raises(SystemExit):  # run / report of the removed driver
         T.main(["run", "--models", "sfm"])
     assert "invalid choice: 'run'" in capsys.readouterr().err
+
+
+def test_the_defaults_hold_slt_out_and_an_explicit_null_puts_it_back():
+    from freqnn.cli import _parse_sets
+    from freqnn.config import make_config
+
+    cfg = make_config(T.TASK)
+    assert (cfg["valid_voice"], cfg["normalisation"]) == ("slt", "utterance")
+    # --set valid_voice=null (or null in YAML / a resumed config.yaml) is a value, not "unset"
+    assert make_config(T.TASK, _parse_sets(["valid_voice=null"]))["valid_voice"] is None
+    assert make_config(T.TASK, {"valid_voice": None}, {})["valid_voice"] is None
