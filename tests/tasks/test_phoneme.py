@@ -309,3 +309,30 @@ def test_the_defaults_hold_slt_out_and_an_explicit_null_puts_it_back():
     # --set valid_voice=null (or null in YAML / a resumed config.yaml) is a value, not "unset"
     assert make_config(T.TASK, _parse_sets(["valid_voice=null"]))["valid_voice"] is None
     assert make_config(T.TASK, {"valid_voice": None}, {})["valid_voice"] is None
+
+
+def test_table_settings_tell_rows_of_one_model_apart_and_ignore_the_cap(tmp_path):
+    from freqnn.config import make_config
+
+    def run(seed, **keys):
+        cfg = make_config(T.TASK, {"seed": seed, **keys})
+        results = {"params": 100, "test": {"accuracy": 0.5 + seed / 100},
+                   "best_val": {"val_accuracy": 0.3}, "epochs_run": 3, "best_epoch": 1,
+                   "stopped_by": "max_minutes" if keys.get("max_minutes") else "epochs",
+                   "max_minutes": keys.get("max_minutes")}
+        return tmp_path / f"{keys['model']}-{seed}", cfg, results
+
+    runs = [run(0, model="psfm", hidden_size=122), run(0, model="psfm", hidden_size=55,
+                                                          num_layers=2),
+            run(0, model="lstm"), run(0, model="act", max_minutes=15.0),
+            run(1, model="act", max_minutes=20.0)]
+    lines = T.run_table(runs).splitlines()
+    assert lines[0].endswith("| epochs (best) | settings |")
+    rows = {line.split(" | ")[-1]: line for line in lines[2:]}
+    assert "hidden_size=122, num_layers=1 |" in rows and "hidden_size=55, num_layers=2 |" in rows
+    # the LSTM is sized by the SFM's hidden_size: nothing to tell apart, an empty cell
+    lstm = next(line for line in lines if line.startswith("| lstm |"))
+    assert lstm.endswith("| 3 (2) |  |")
+    # runs under different caps are one configuration; each epochs cell names its cap
+    act = next(line for line in lines if line.startswith("| act |"))
+    assert "| 0, 1 |" in act and "3 (2) cap 15 min, 3 (2) cap 20 min" in act

@@ -465,7 +465,8 @@ TASK = Task(
 
 # ------------------------------------------------------------------------------- results table
 #: configuration keys that do not change what a run computes (ignored when grouping runs)
-_BOOKKEEPING = ("seed", "run_dir", "progress", "num_threads", "accelerator", "eval_batch_size")
+_BOOKKEEPING = ("seed", "run_dir", "progress", "num_threads", "accelerator", "eval_batch_size",
+                "max_minutes")  # a capped run's epochs cell names its cap
 #: keys shown in the table's own columns
 _SHOWN = ("model", "features", "normalisation")
 _ROW_SUFFIX = {"logmel": "", "logmel_deltas": "-deltas", "cosine": "-cosine"}
@@ -521,13 +522,17 @@ def run_table(runs: Sequence[_Run]) -> str:
     """Markdown table of phoneme runs (:func:`load_runs`), one row per configuration:
     parameters, seeds, test frame accuracy (mean ± sample std over seeds, %), mean validation
     accuracy of the selected epochs, epochs run (best, 1-based; "cap N min" where the wall-time
-    cap stopped the run). A ``settings`` column lists the keys that differ between rows beyond
-    model, input and normalisation."""
+    cap stopped the run). A ``settings`` column lists the keys that differ between the rows of
+    one model (beyond input and normalisation): ``num_layers=2`` tells two ParallelSFM rows
+    apart, while the SFM's ``hidden_size`` is not shown on the LSTM row it only sizes."""
     groups = _groups(runs)
-    varying = _varying([group[0][1] for group in groups])
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for group in groups:
+        by_model.setdefault(group[0][1]["model"], []).append(group[0][1])
+    varying = {model: _varying(configs) for model, configs in by_model.items()}
     header = ["model", "direction", "input", "parameters", "seeds",
               "test frame accuracy (unseen voice)", "valid accuracy", "epochs (best)"]
-    header += ["settings"] if varying else []
+    header += ["settings"] if any(varying.values()) else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for group in groups:
         cfg, first = group[0][1], group[0][2]
@@ -542,7 +547,8 @@ def run_table(runs: Sequence[_Run]) -> str:
                  f"{acc.mean():.2f}{spread} %", f"{val.mean():.2f} %",
                  ", ".join(epochs_text(r) for _, _, r in group)]
         used = _setting(cfg)
-        cells += [", ".join(f"{k}={used[k]}" for k in varying if k in used)] if varying else []
+        if any(varying.values()):
+            cells.append(", ".join(f"{k}={used[k]}" for k in varying[cfg["model"]] if k in used))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
