@@ -321,9 +321,12 @@ def make_config(task: Task, *layers: Mapping[str, Any] | None) -> dict[str, Any]
             if key not in schema.model_fields:
                 raise ValueError(f"config: expected keys among {', '.join(sorted(cfg))}, "
                                  f"got unknown key {key!r}")
-            if key == "task" and value not in (None, task.name):
-                raise ValueError(f"task: expected {task.name!r} (the task being configured), "
-                                 f"got {value!r}")
+            if key == "task":
+                # the task being configured sets it; a layer may only repeat it (or leave it null)
+                if value not in (None, task.name):
+                    raise ValueError(f"task: expected {task.name!r} (the task being "
+                                     f"configured), got {value!r}")
+                continue
             cfg[key] = value
     try:
         return schema.model_validate(cfg).model_dump()

@@ -336,3 +336,5 @@ def test_table_settings_tell_rows_of_one_model_apart_and_ignore_the_cap(tmp_path
     # runs under different caps are one configuration; each epochs cell names its cap
     act = next(line for line in lines if line.startswith("| act |"))
     assert "| 0, 1 |" in act and "3 (2) cap 15 min, 3 (2) cap 20 min" in act
+    # the task key is the configured task's: a null there (a YAML "task: null") leaves it
+    assert make_config(T.TASK, {"task": None})["task"] == "phoneme"
