@@ -32,6 +32,32 @@ def test_checks_pass_good_input():
     checks.check_rank(t, "t", (2,), "")
 
 
+def test_step_times_layout_and_errors():
+    cpu = torch.device("cpu")
+    shared = checks.check_step_times(torch.arange(3), 3, 2, cpu)  # (T,): one row for the batch
+    assert shared.dtype == torch.float64 and shared.shape == (3, 2)
+    assert torch.equal(shared[:, 1], torch.arange(3, dtype=torch.float64))
+    per_seq = torch.tensor([[0.0, 1.0, 2.0], [5.0, 6.0, 7.0]], dtype=torch.float32)
+    assert torch.equal(checks.check_step_times(per_seq, 3, 2, cpu), per_seq.double().t())
+    with pytest.raises(TypeError, match=r"^times: expected a real-valued tensor"):
+        checks.check_step_times(torch.ones(3, dtype=torch.bool), 3, 2, cpu)
+    with pytest.raises(ValueError, match=r"^times: expected shape \(3,\) or \(2, 3\)"):
+        checks.check_step_times(torch.ones(3, 2), 3, 2, cpu)
+    with pytest.raises(ValueError, match=r"^times: expected timestamps with \|t\| <= 2\*\*53"):
+        checks.check_step_times(torch.tensor([0.0, 1.0, 2.0**54]), 3, 2, cpu)
+
+
+def test_lengths_errors():
+    cpu = torch.device("cpu")
+    assert torch.equal(checks.check_lengths(torch.tensor([0, 3]), 3, 2, cpu), torch.tensor([0, 3]))
+    with pytest.raises(TypeError, match=r"^lengths: expected an integer tensor"):
+        checks.check_lengths(torch.tensor([1.0, 2.0]), 3, 2, cpu)
+    with pytest.raises(ValueError, match=r"^lengths: expected shape \(2,\) \(one length"):
+        checks.check_lengths(torch.tensor([1, 2, 3]), 3, 2, cpu)
+    with pytest.raises(ValueError, match=r"^lengths: expected values in \[0, 3\]"):
+        checks.check_lengths(torch.tensor([1, 4]), 3, 2, cpu)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
 def test_check_finite_large_finite_values_pass(dtype):
     # the sum overflows to inf although every element is finite: no error

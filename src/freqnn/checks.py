@@ -23,9 +23,11 @@ __all__ = [
     "check_finite",
     "check_floating",
     "check_integer",
+    "check_lengths",
     "check_range",
     "check_rank",
     "check_shape",
+    "check_step_times",
     "check_times",
     "describe",
     "fail",
@@ -125,3 +127,27 @@ def check_times(x: Tensor, name: str) -> None:
     if not largest <= MAX_TIME:
         check_finite(x, name)  # names NaN / infinity as such
         fail(name, f"timestamps with |t| <= 2**53 = {MAX_TIME:.4g}", f"|t| up to {largest:g}")
+
+
+def check_step_times(times: object, steps: int, batch: int, device: torch.device) -> Tensor:
+    """Validate a recurrent layer's ``times=`` argument and lay it out as (T, B) float64.
+
+    ``times`` is (T,) (shared by the batch) or (B, T), real-valued, with finite timestamps of
+    magnitude at most :data:`MAX_TIME`. Float64 because phases omega * t need it (docs/sfm.md).
+    """
+    if not isinstance(times, Tensor) or times.dtype == torch.bool or times.is_complex():
+        fail("times", "a real-valued tensor of shape (T,) or (B, T)", describe(times), TypeError)
+    if tuple(times.shape) not in ((steps,), (batch, steps)):
+        fail("times", f"shape ({steps},) or ({batch}, {steps}) (T={steps}, B={batch})",
+             describe(times))
+    times = times.to(device=device, dtype=torch.float64)
+    check_times(times, "times")
+    return times.t() if times.dim() == 2 else times.unsqueeze(1).expand(steps, batch)
+
+
+def check_lengths(lengths: object, steps: int, batch: int, device: torch.device) -> Tensor:
+    """Validate a recurrent layer's ``lengths=``: (B,) integers in [0, T], moved to ``device``."""
+    lengths = check_integer(lengths, "lengths")
+    check_shape(lengths, "lengths", (batch,), "(one length per sequence)")
+    check_range(lengths, "lengths", 0, steps)
+    return lengths.to(device)

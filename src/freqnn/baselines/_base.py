@@ -26,6 +26,7 @@ from ..checks import (
     check_finite,
     check_floating,
     check_integer,
+    check_lengths,
     check_range,
     check_rank,
     check_shape,
@@ -33,7 +34,6 @@ from ..checks import (
     describe,
     fail,
 )
-from ..sfm.layer import SFM
 from ..sfm.state import where_valid
 
 __all__ = ["RecurrentCell", "RecurrentLayer", "check_positive_int", "init_uniform"]
@@ -283,7 +283,7 @@ class RecurrentLayer(nn.Module):
         mask = None
         steps_taken = torch.full((batch,), steps, dtype=torch.long, device=x.device)
         if lengths is not None:
-            steps_taken = SFM._check_lengths(lengths, steps, batch, x.device)
+            steps_taken = check_lengths(lengths, steps, batch, x.device)
             # no padding: the unmasked scan is the same and cheaper (a traced graph keeps the
             # mask rather than branch on the data)
             if torch.compiler.is_compiling() or bool((steps_taken < steps).any()):

@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import fail
-from ..sfm.layer import SFM
+from ..checks import check_step_times, fail
 from ..sfm.state import last_time
 from ._base import Carry, RecurrentCell, RecurrentLayer, init_uniform
 
@@ -265,5 +264,5 @@ class PhasedLSTM(RecurrentLayer):
             offsets = torch.arange(1, steps + 1, dtype=torch.float64, device=start.device)
             times = start.unsqueeze(0) + offsets.unsqueeze(1)
         else:
-            times = SFM._check_times(times, steps, start.shape[0], start.device)
+            times = check_step_times(times, steps, start.shape[0], start.device)
         return times, last_time(times, mask, start)

@@ -9,11 +9,9 @@ from torch import Tensor, nn
 from ..checks import (
     check_finite,
     check_floating,
-    check_integer,
-    check_range,
+    check_lengths,
     check_rank,
-    check_shape,
-    check_times,
+    check_step_times,
     describe,
     fail,
 )
@@ -146,29 +144,6 @@ class SFM(nn.Module):
         check_finite(x, "x")
         return x
 
-    @staticmethod
-    def _check_times(times: object, steps: int, batch: int, device: torch.device) -> Tensor:
-        if not isinstance(times, Tensor) or times.dtype == torch.bool or times.is_complex():
-            fail(
-                "times", "a real-valued tensor of shape (T,) or (B, T)", describe(times), TypeError
-            )
-        if tuple(times.shape) not in ((steps,), (batch, steps)):
-            fail(
-                "times",
-                f"shape ({steps},) or ({batch}, {steps}) (T={steps}, B={batch})",
-                describe(times),
-            )
-        times = times.to(device=device, dtype=torch.float64)
-        check_times(times, "times")
-        return times.t() if times.dim() == 2 else times.unsqueeze(1).expand(steps, batch)
-
-    @staticmethod
-    def _check_lengths(lengths: object, steps: int, batch: int, device: torch.device) -> Tensor:
-        lengths = check_integer(lengths, "lengths")
-        check_shape(lengths, "lengths", (batch,), "(one length per sequence)")
-        check_range(lengths, "lengths", 0, steps)
-        return lengths.to(device)
-
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -201,10 +176,10 @@ class SFM(nn.Module):
             offsets = torch.arange(1, steps + 1, dtype=torch.float64, device=x.device)
             times = state.time.unsqueeze(0) + offsets.unsqueeze(1)
         else:
-            times = self._check_times(times, steps, batch, x.device)
+            times = check_step_times(times, steps, batch, x.device)
         mask = None
         if lengths is not None:
-            lengths = self._check_lengths(lengths, steps, batch, x.device)
+            lengths = check_lengths(lengths, steps, batch, x.device)
             mask = torch.arange(steps, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)
 
         finals = []
