@@ -26,6 +26,7 @@ __all__ = [
     "check_lengths",
     "check_range",
     "check_rank",
+    "check_sequence",
     "check_shape",
     "check_step_times",
     "check_times",
@@ -151,3 +152,20 @@ def check_lengths(lengths: object, steps: int, batch: int, device: torch.device)
     check_shape(lengths, "lengths", (batch,), "(one length per sequence)")
     check_range(lengths, "lengths", 0, steps)
     return lengths.to(device)
+
+
+def check_sequence(x: object, input_size: int, batch_first: bool, dtype: torch.dtype) -> Tensor:
+    """Validate a recurrent layer's input ``x``: (T, B, N), (B, T, N) or unbatched (T, N).
+
+    ``x`` must be a finite floating tensor of the layer's ``dtype`` with ``N = input_size`` and
+    at least one time step.
+    """
+    x = check_floating(x, "x", dtype)
+    layout = "(batch, time, input_size)" if batch_first else "(time, batch, input_size)"
+    check_rank(x, "x", (2, 3), f"of shape {layout} or unbatched (time, input_size)")
+    if x.shape[-1] != input_size:
+        fail("x", f"last dimension input_size={input_size}", describe(x))
+    if x.shape[-2 if x.dim() == 2 or batch_first else 0] == 0:
+        fail("x", "at least one time step", describe(x))
+    check_finite(x, "x")
+    return x

@@ -28,7 +28,7 @@ from ..checks import (
     check_integer,
     check_lengths,
     check_range,
-    check_rank,
+    check_sequence,
     check_shape,
     check_times,
     describe,
@@ -197,19 +197,6 @@ class RecurrentLayer(nn.Module):
     def _finish(self, extras: list[Carry], steps_taken: Tensor) -> None:
         """Receives each layer's final accumulators and the valid steps per sequence (B,)."""
 
-    # ------------------------------------------------------------------ validation
-    def _check_input(self, x: object) -> Tensor:
-        dtype = next(self.parameters()).dtype
-        x = check_floating(x, "x", dtype)
-        layout = "(batch, time, input_size)" if self.batch_first else "(time, batch, input_size)"
-        check_rank(x, "x", (2, 3), f"of shape {layout} or unbatched (time, input_size)")
-        if x.shape[-1] != self.input_size:
-            fail("x", f"last dimension input_size={self.input_size}", describe(x))
-        if x.shape[-2 if x.dim() == 2 or self.batch_first else 0] == 0:
-            fail("x", "at least one time step", describe(x))
-        check_finite(x, "x")
-        return x
-
     def _state_spec(self, batch: tuple[int, ...], dtype: torch.dtype
                     ) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
         fields = self.state_type._fields  # type: ignore[attr-defined]
@@ -267,7 +254,7 @@ class RecurrentLayer(nn.Module):
     def _run(
         self, x: Tensor, state: tuple | None, lengths: Tensor | None, **clock_args: Any
     ) -> tuple[Tensor, tuple]:
-        x = self._check_input(x)
+        x = check_sequence(x, self.input_size, self.batch_first, next(self.parameters()).dtype)
         unbatched = x.dim() == 2
         if unbatched:
             x = x.unsqueeze(1)

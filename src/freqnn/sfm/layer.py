@@ -7,12 +7,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import (
-    check_finite,
-    check_floating,
     check_lengths,
-    check_rank,
+    check_sequence,
     check_step_times,
-    describe,
     fail,
 )
 from .cell import AdaptiveSFMCell, PhaseOption, SFMCell, check_phase
@@ -131,19 +128,6 @@ class SFM(nn.Module):
             s += f", dropout={self.dropout}"
         return s
 
-    # ------------------------------------------------------------------ validation
-    def _check_input(self, x: object) -> Tensor:
-        dtype = self.cells[0].weight_ih.dtype
-        x = check_floating(x, "x", dtype)
-        layout = "(batch, time, input_size)" if self.batch_first else "(time, batch, input_size)"
-        check_rank(x, "x", (2, 3), f"of shape {layout} or unbatched (time, input_size)")
-        if x.shape[-1] != self.input_size:
-            fail("x", f"last dimension input_size={self.input_size}", describe(x))
-        if x.shape[-2 if x.dim() == 2 or self.batch_first else 0] == 0:
-            fail("x", "at least one time step", describe(x))
-        check_finite(x, "x")
-        return x
-
     # ------------------------------------------------------------------ forward
     def forward(
         self,
@@ -153,7 +137,7 @@ class SFM(nn.Module):
         times: Tensor | None = None,
         lengths: Tensor | None = None,
     ) -> tuple[Tensor, SFMState]:
-        x = self._check_input(x)
+        x = check_sequence(x, self.input_size, self.batch_first, self.cells[0].weight_ih.dtype)
         unbatched = x.dim() == 2
         if unbatched:
             x = x.unsqueeze(1)
