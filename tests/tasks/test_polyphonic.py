@@ -352,6 +352,13 @@ def test_train_with_the_softmax_objective(tmp_path, monkeypatch):
     assert "softmax objective" in T.results_table([run])
     report = write_report([run], tmp_path / "report", amplitude=False).read_text()
     assert "val_softmax_nll_frame " in report
+    # its sigmoids are not the model it was trained as: sampling from them is refused
+    parser = argparse.ArgumentParser()
+    T.add_arguments(parser)
+    with pytest.raises(ValueError, match=r"expected a run trained with objective 'bernoulli'.*"
+                                         r"got objective 'softmax'"):
+        T.run(parser.parse_args([str(run), "--out", str(tmp_path / "sample")]))
+    assert not (tmp_path / "sample").exists()
 
 
 def test_dataset_option_and_missing_data(tmp_path):

@@ -45,8 +45,9 @@ length so that batches hold similar lengths (sums do not depend on the order).
 Sampling (``freqnn sample CHECKPOINT``): this module is also the ``sample`` subcommand
 (:func:`add_arguments`, :func:`run`): it primes a trained model with the first frames of a
 validation sequence, draws the following frames one at a time from the model's 88 Bernoullis
-(feeding each sampled frame back; the Bernoulli model is what ``objective="bernoulli"`` trains),
-and writes ``sample.mid`` (:func:`write_midi`) and ``sample.png`` (:func:`plot_piano_roll`).
+(feeding each sampled frame back; the Bernoulli model is what ``objective="bernoulli"`` trains,
+and a run trained with another objective is refused), and writes ``sample.mid``
+(:func:`write_midi`) and ``sample.png`` (:func:`plot_piano_roll`).
 """
 
 from __future__ import annotations
@@ -485,9 +486,16 @@ def run(args: argparse.Namespace) -> int:
     if module.task.name != TASK.name:
         raise ValueError(f"checkpoint: expected a {TASK.name} run, got task "
                          f"{module.task.name!r} ({path})")
+    cfg = module.cfg
+    objective = cfg.get("objective", DEFAULTS["objective"])
+    if objective != "bernoulli":
+        # the softmax score is not a distribution over multi-key frames, and its logits are
+        # defined up to a common shift that moves every per-key Bernoulli probability
+        raise ValueError(f"checkpoint: expected a run trained with objective 'bernoulli' (samples "
+                         f"are drawn from the 88 per-key Bernoullis), got objective "
+                         f"{objective!r} ({path})")
     if args.prime < 1:
         raise ValueError(f"--prime: expected at least 1 frame, got {args.prime}")
-    cfg = module.cfg
     if args.data_root is not None:
         cfg = {**cfg, "data_root": args.data_root}
     rolls = load_rolls(cfg)
