@@ -286,10 +286,12 @@ class SFMCell(nn.Module):
             dt = (times - prev).to(gx.dtype)
         else:
             phases = phase(self.frequencies(), times)
-            cos_all, sin_all = torch.cos(phases), torch.sin(phases)
+            # unbind, not indexing [t]: the backward of T selections would add T full-size
+            # gradients (quadratic in T); that of unbind is one stack
+            cos_steps, sin_steps = torch.cos(phases).unbind(0), torch.sin(phases).unbind(0)
         outputs = []
-        for t in range(gx.shape[0]):
-            gates = split_gates(torch.addmm(gx[t], z, self.weight_hh.t()), D, K, M)
+        for t, gx_t in enumerate(gx.unbind(0)):
+            gates = split_gates(torch.addmm(gx_t, z, self.weight_hh.t()), D, K, M)
             if authors:
                 # float64 omega_{t-1} * t reduced modulo 2*pi, as SFM's phases; omega_t is
                 # carried to step t + 1
@@ -300,7 +302,7 @@ class SFMCell(nn.Module):
                 phi_new = advance_phase(phi, gates.omega, dt[t])
                 cos_t, sin_t = torch.cos(phi_new), torch.sin(phi_new)
             else:
-                cos_t, sin_t = cos_all[t], sin_all[t]
+                cos_t, sin_t = cos_steps[t], sin_steps[t]
             re_new, im_new = memory_update(gates, re, im, cos_t, sin_t)
             z_new = output(gates, amplitude(re_new, im_new), self.weight_a, self.b_z)
             if mask is None:

@@ -124,16 +124,17 @@ class StockSFMCell(SFMCell):
         D, K = self.state_size, self.num_freqs
         z, re, im, time, _ = state
         phases = phase(self.frequencies(), times)  # (T, B, K)
-        cos_all, sin_all = torch.cos(phases), torch.sin(phases)
+        # unbind, not [t]: the backward of T selections is quadratic in T, that of unbind linear
+        cos_steps, sin_steps = torch.cos(phases).unbind(0), torch.sin(phases).unbind(0)
         w_hh_t = self.weight_hh.t()
         outputs = []
-        for t in range(gx.shape[0]):
-            pre = torch.addmm(gx[t], z, w_hh_t)
+        for t, gx_t in enumerate(gx.unbind(0)):
+            pre = torch.addmm(gx_t, z, w_hh_t)
             ste, g, i, fre, o = pre.split([D, D, D, K, D], dim=-1)
             f_t = hard_sigmoid(ste).unsqueeze(-1) * hard_sigmoid(fre).unsqueeze(-2)
             write = (hard_sigmoid(g) * torch.tanh(i)).unsqueeze(-1)
-            re_new = f_t * re + write * cos_all[t].unsqueeze(-2)
-            im_new = f_t * im + write * sin_all[t].unsqueeze(-2)
+            re_new = f_t * re + write * cos_steps[t].unsqueeze(-2)
+            im_new = f_t * im + write * sin_steps[t].unsqueeze(-2)
             A = re_new * re_new + im_new * im_new
             a_pre = torch.matmul(A, self.weight_a)
             if self.bias_a is not None:
