@@ -86,6 +86,24 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
         train(_cfg(tmp_path / "full", **kw))
 
 
+def test_a_moved_run_directory_resumes_with_its_best_checkpoint(tmp_path: Path) -> None:
+    # lr 0: no epoch after the first improves the validation loss, so best.ckpt stays epoch 0.
+    # Lightning drops the best score of a checkpoint restored into another directory; the
+    # first resumed epoch would then become "best".
+    full = train(_cfg(tmp_path / "full", lr=0.0, epochs=4))
+    train(_cfg(tmp_path / "part", lr=0.0, epochs=2))
+    shutil.copytree(tmp_path / "part", tmp_path / "moved")
+    shutil.rmtree(tmp_path / "part")
+    resumed = train(_cfg(tmp_path / "moved", lr=0.0, epochs=4), resume=True)
+    assert resumed["best_epoch"] == full["best_epoch"] == 0 and resumed["test"] == full["test"]
+    assert load_checkpoint(tmp_path / "moved" / "checkpoints" / "best.ckpt")["epoch"] == 0
+    assert _history(tmp_path / "moved") == _history(tmp_path / "full")
+    callback = next(v for k, v in load_checkpoint(tmp_path / "moved" / "checkpoints" /
+                                                  "last.ckpt")["callbacks"].items()
+                    if k.startswith("ModelCheckpoint{'monitor': 'val_loss'"))
+    assert Path(callback["best_model_path"]).parent.parent == (tmp_path / "moved").resolve()
+
+
 def test_last_checkpoint_every_epoch_even_without_improvement(tmp_path: Path) -> None:
     train(_cfg(tmp_path / "run", lr=0.0))  # the validation loss never improves after epoch 0
     best = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")

@@ -121,6 +121,42 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return load_checkpoint(path)
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose restored state follows the run directory.
+
+    Lightning saves the callback's absolute ``dirpath`` and, when a checkpoint is restored into
+    another one, drops ``best_model_score``: a run directory that was moved or copied would then
+    resume with no best score, and its next epoch, however bad, would replace ``best.ckpt``.
+    Here the saved paths are re-rooted in the current ``dirpath`` before Lightning reads them.
+    """
+
+    @property
+    def state_key(self) -> str:
+        # the key of this callback's state in a checkpoint stays ModelCheckpoint's, so that
+        # checkpoints written with either class resume alike
+        return "ModelCheckpoint" + super().state_key[len(type(self).__qualname__):]
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get("dirpath")
+        if saved is not None and self.dirpath is not None and saved != self.dirpath:
+
+            def moved(path: Any) -> Any:
+                if isinstance(path, str) and path and Path(path).parent == Path(saved):
+                    return str(Path(self.dirpath) / Path(path).name)  # type: ignore[arg-type]
+                return path
+
+            state_dict = {
+                **state_dict,
+                "dirpath": self.dirpath,
+                **{key: moved(state_dict[key]) for key in
+                   ("best_model_path", "kth_best_model_path", "last_model_path")
+                   if key in state_dict},
+                "best_k_models": {moved(k): v
+                                  for k, v in state_dict.get("best_k_models", {}).items()},
+            }
+        super().load_state_dict(state_dict)
+
+
 def last_good_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
     """The newest (largest global step, ``last.ckpt`` first on ties) checkpoint of ``run_dir``
     that loads; stale temporary files of interrupted writes are removed. ``None`` if none.
@@ -530,11 +566,11 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool) -> dict[str, Any]:
     # resume needs the state of every epoch
     ckpt_dir = run_dir / "checkpoints"
     callbacks: list[L.Callback] = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=task.mode,
-                        save_top_k=1, enable_version_counter=False,
-                        save_on_train_epoch_end=False),
-        ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
-                        enable_version_counter=False, save_on_train_epoch_end=False),
+        RunCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=task.mode,
+                      save_top_k=1, enable_version_counter=False,
+                      save_on_train_epoch_end=False),
+        RunCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                      enable_version_counter=False, save_on_train_epoch_end=False),
     ]
     if cfg["patience"]:
         # checked at validation end, like the checkpoints: a resumed run restarts after the
