@@ -306,7 +306,7 @@ def test_train_then_sample(tmp_path, monkeypatch, capsys):
     table = T.results_table([tmp_path])
     assert table.count("\n") == 2  # header, rule, one run
     assert f"**{results['test']['nll']:.3f}**" in table
-    assert "| bach | SFM | 0 | lr 0.001, batch 2, chunk 16, M 8 |" in table
+    assert "| bach | SFM | 0 | lr 0.001, batch 2, chunk 16, D 4 K 2, M 8 |" in table
     with pytest.raises(ValueError, match="expected finished polyphonic runs"):
         T.results_table([tmp_path / "cache"])
 
@@ -399,3 +399,16 @@ def test_sample_takes_a_data_root(tmp_path, monkeypatch, capsys):
     assert "FREQNN_DATA" in capsys.readouterr().err  # where the run's data used to be
     assert main([*args, "--data-root", str(shared)]) == 0
     assert json.loads((tmp_path / "s" / "sample.json").read_text())["sampled_frames"] == 3
+
+
+def test_variant_names_every_protocol_setting():
+    # the authors' protocol differs from the standard one in settings a table must show
+    authors = {**T.DEFAULTS, "lr": 1.0, "batch_size": 16, "optimizer": "adadelta",
+               "objective": "softmax", "state_size": 50, "num_freqs": 4, "time": "authors",
+               "phase": "authors", "learn_frequencies": True, "hidden_size": 91}
+    assert T._variant(authors, "asfm") == ("lr 1, batch 16, adadelta, softmax objective, D 50 K 4, "
+                                           "time authors, phase authors, learned frequencies, M 91")
+    # an LSTM has none of the SFM settings; the defaults add nothing
+    assert T._variant(authors, "lstm") == "lr 1, batch 16, adadelta, softmax objective"
+    standard = {**T.DEFAULTS, "lr": 0.003, "batch_size": 32, "optimizer": "adam", "time": "data"}
+    assert T._variant(standard, "sfm") == "lr 0.003, batch 32"

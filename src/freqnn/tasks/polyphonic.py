@@ -564,16 +564,27 @@ def _variant(cfg: dict[str, Any], model: str) -> str:
     parts = [f"lr {float(cfg['lr']):g}", f"batch {cfg['batch_size']}"]
     if cfg.get("train_chunk"):
         parts.append(f"chunk {cfg['train_chunk']}")
+    if cfg.get("optimizer", "adam") != "adam":
+        parts.append(str(cfg["optimizer"]))
     if cfg.get("objective", DEFAULTS["objective"]) != DEFAULTS["objective"]:
         parts.append(f"{cfg['objective']} objective")
+    sfm_family = model in ("sfm", "asfm", "psfm")
+    sizes = tuple(cfg.get(key, DEFAULTS[key]) for key in ("state_size", "num_freqs"))
+    if sfm_family and sizes != (DEFAULTS["state_size"], DEFAULTS["num_freqs"]):
+        parts.append("D {} K {}".format(*sizes))
+    if sfm_family and cfg.get("time", "data") != "data":
+        parts.append(f"time {cfg['time']}")
+    if model == "asfm" and cfg.get("phase", "accumulate") != "accumulate":
+        parts.append(f"phase {cfg['phase']}")
+    if sfm_family and cfg.get("learn_frequencies"):
+        parts.append("learned frequencies")
     if float(cfg.get("dropout") or 0):
         parts.append(f"dropout {float(cfg['dropout']):g}")
     if model in ("sfm", "asfm") and cfg.get("frequencies", "paper") != "paper":
         parts.append(f"{cfg['frequencies']} grid")
     if int(cfg.get("num_layers", 1)) > 1:
         parts.append(f"{cfg['num_layers']} layers")
-    if model in ("sfm", "asfm", "psfm") and cfg.get("hidden_size", DEFAULTS["hidden_size"]) \
-            != DEFAULTS["hidden_size"]:
+    if sfm_family and cfg.get("hidden_size", DEFAULTS["hidden_size"]) != DEFAULTS["hidden_size"]:
         parts.append(f"M {cfg['hidden_size']}")
     return ", ".join(parts)
 
@@ -582,7 +593,8 @@ def results_table(paths: Sequence[str | os.PathLike[str]]) -> str:
     """Markdown table of finished polyphonic runs (``results.json`` under ``paths``).
 
     One row per run: data set, model, seed, training variant (learning rate, batch, chunking,
-    objective, dropout, frequency grid), parameters, epochs run (best, 1-based; "cap N min"
+    optimiser, objective, SFM sizes, time and phase conventions, dropout, frequency grid),
+    parameters, epochs run (best, 1-based; "cap N min"
     where the wall-time cap ``max_minutes`` stopped the run), training wall time, validation NLL
     of the selected checkpoint, and its test scores (standard frame-weighted NLL, per-sequence NLL,
     expected frame accuracy, the SFM authors' softmax score), next to the published NLL of the
