@@ -112,3 +112,14 @@ def test_only_cpu_float_tensors_take_the_operator():
         assert not kernel.applies(gx, gx)
     with use_path("reference"):
         assert not kernel.applies(gx, gx)
+
+
+def test_second_derivatives_raise_clearly_and_the_pytorch_path_has_them():
+    torch.manual_seed(2)
+    module = ParallelSFM(N, M, D, K, dtype=torch.float64)
+    x = torch.randn(6, 2, N, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(module(x)[0].sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match=r'first derivatives only.*use_path\("pytorch"\)'):
+        torch.autograd.grad(g.sum(), x)
+    with use_path("pytorch"):
+        assert torch.autograd.gradgradcheck(lambda v: module(v)[0], (x[:3, :1],))

@@ -11,7 +11,8 @@ memory and the read-out gates of every step).
   same library as SFM's kernel), else the PyTorch algorithm (forward without autograd; backward
   by autograd through a recomputation);
 * a fake implementation, so ``torch.compile`` and ``torch.export`` trace it;
-* first derivatives only (the ``"reference"`` path has more).
+* first derivatives only: a second derivative through the compiled backward raises and says to
+  use the ``"pytorch"`` path (plain autograd, any order).
 
 The path (:mod:`.path`) selects it: ``"fast"`` / ``"compiled"`` use it on CPU float32 / float64
 tensors, ``"pytorch"`` and ``"reference"`` the PyTorch algorithm; so does ONNX export.
@@ -256,6 +257,18 @@ def _backward_torch(ctx, gout, gre, gim, gx, cos, sin, mask, re0, im0, weight_a,
 
 
 psfm_block.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _no_second_derivative(ctx, *grads):  # type: ignore[no-untyped-def]
+    raise RuntimeError(
+        "the fused ParallelSFM operator has first derivatives only (a second derivative passes "
+        "through freqnn::psfm_block_backward); run the model inside "
+        '`with freqnn.sfm.use_path("pytorch"):`'
+    )
+
+
+# so that create_graph=True reaches a message that says what to do, not torch's generic one
+psfm_block_backward.register_autograd(_no_second_derivative)
 
 
 def block(
