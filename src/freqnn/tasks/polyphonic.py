@@ -594,11 +594,10 @@ def results_table(paths: Sequence[str | os.PathLike[str]]) -> str:
 
     One row per run: data set, model, seed, training variant (learning rate, batch, chunking,
     optimiser, objective, SFM sizes, time and phase conventions, dropout, frequency grid),
-    parameters, epochs run (best, 1-based; "cap N min"
-    where the wall-time cap ``max_minutes`` stopped the run), training wall time, validation NLL
-    of the selected checkpoint, and its test scores (standard frame-weighted NLL, per-sequence NLL,
-    expected frame accuracy, the SFM authors' softmax score), next to the published NLL of the
-    same model where there is one.
+    parameters, epochs run (best, 1-based; "cap N min" where the wall-time cap ``max_minutes``
+    stopped the run), training wall time, validation NLL of the selected checkpoint, and its
+    test scores (standard frame-weighted NLL, per-sequence NLL, expected frame accuracy, the SFM
+    authors' softmax score), next to the published NLL of the same model where there is one.
     """
     lines = ["| data set | model | seed | variant | params | epochs (best) | train time (s) | "
              "val NLL | **test NLL** | published test NLL | test NLL per sequence | "
