@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import json
 import os
 import pickle
+import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -206,6 +211,112 @@ def test_pickle_corrupt_truncated_and_unsafe(tmp_path):
     path.write_bytes(good)
     with pytest.raises(ValueError, match="sha256 expected 0000"):
         P.load_pickle(path, sha256="0" * 64)
+
+
+# ---- crafted pickles: NumPy's constructors are checked, never trusted ----------------------------
+
+class Reduce:
+    """Pickles as ``func(*args)``, then ``BUILD state`` when a state is given: a crafted file."""
+
+    def __init__(self, func, args, state=None):
+        self.parts = (func, args) if state is None else (func, args, state)
+
+    def __reduce__(self):
+        return self.parts
+
+
+RECONSTRUCT = np.arange(1).__reduce__()[0]  # numpy._core.multiarray._reconstruct
+SCALAR = np.int64(1).__reduce__()[0]  # numpy._core.multiarray.scalar
+
+
+def crafted_array(dtype, raw, shape=(1,)):
+    return Reduce(RECONSTRUCT, (np.ndarray, (0,), b"b"), (1, shape, dtype, False, raw))
+
+
+# name -> (an object that pickles as the crafted frame, the error it must give); the issue's
+# gadget last, so that before the fix the others showed what they did before it crashed
+CRAFTED = {
+    "hand-set state on a plain dtype": (
+        crafted_array(Reduce(np.dtype, ("u8", False, True),
+                             (3, "|", None, ("a",), {"a": (np.dtype("f8"), 0)}, 8, 1, 0)),
+                      b"A" * 8),
+        r"refusing the state of numpy\.dtype\('<u8'\): expected a byte order and no fields"),
+    "object array": (np.array([60, 64], dtype=object), r"refusing numpy\.dtype\('O8'\)"),
+    "object scalar": (Reduce(SCALAR, (np.dtype("O"), 60)), r"refusing numpy\.dtype\('O8'\)"),
+    "structured dtype": (np.zeros(1, dtype="i4,f8"), r"refusing numpy\.dtype\('V12'\)"),
+    "array data short of its shape": (
+        crafted_array(np.dtype("f8"), b"\0" * 8, shape=(1 << 40,)),
+        r"refusing an array of shape \(1099511627776,\): expected 8796093022208 bytes of "
+        r"data, got 8"),
+    "a dtype not built by the file": (
+        crafted_array("f8", b"\0" * 8), r"refusing an array with dtype 'f8'"),
+    "ndarray called directly": (Reduce(np.ndarray, ((1 << 20,), "f8")), "not callable"),
+    "another codec": (Reduce(codecs.encode, ("60", "rot13")), r"refusing _codecs\.encode"),
+    # the issue's gadget: an object field whose flags (0) claim no objects; NumPy then follows
+    # the pointer 0x4141414141414141 read from the file (SIGSEGV before the fix)
+    "object field, flags cleared": (
+        crafted_array(Reduce(np.dtype, ("V16", False, True),
+                             (3, "|", None, ("a",), {"a": (np.dtype("O"), 0)}, 16, 1, 0)),
+                      b"A" * 16),
+        r"refusing numpy\.dtype\('V16'\): expected a plain numeric or bool dtype, got kind 'V'"),
+}
+
+
+@pytest.fixture(scope="module")
+def crafted_outcomes(tmp_path_factory):
+    """Load every crafted file in one child process: a crash there cannot take pytest down."""
+    folder = tmp_path_factory.mktemp("crafted")
+    paths = {}
+    for i, (name, (frame, _)) in enumerate(CRAFTED.items()):
+        paths[name] = folder / f"crafted{i}.pickle"
+        paths[name].write_bytes(pickle.dumps({"train": [[frame]], "valid": [], "test": []},
+                                             protocol=2))
+    script = (
+        "import json, sys\n"
+        "from freqnn.data.polyphonic import load_pickle\n"
+        "for name, path in json.loads(sys.argv[1]).items():\n"
+        "    try:\n"
+        "        load_pickle(path)\n"
+        "        print(json.dumps([name, path, 'loaded']), flush=True)\n"
+        "    except ValueError as exc:\n"
+        "        print(json.dumps([name, path, str(exc)]), flush=True)\n")
+    proc = subprocess.run([sys.executable, "-c", script,
+                           json.dumps({k: str(v) for k, v in paths.items()})],
+                          capture_output=True, text=True, timeout=120)
+    outcomes = {name: (path, message) for name, path, message in
+                map(json.loads, proc.stdout.splitlines())}
+    return proc.returncode, outcomes
+
+
+@pytest.mark.parametrize("name", list(CRAFTED))
+def test_crafted_pickle_is_refused_naming_the_file(crafted_outcomes, name):
+    returncode, outcomes = crafted_outcomes
+    assert name in outcomes, f"the loader died (exit {returncode}) on {name!r}"
+    path, message = outcomes[name]
+    assert message.startswith(f"{path}: not a readable piano-roll pickle (truncated, corrupt or "
+                              f"unsafe): "), message
+    assert re.search(CRAFTED[name][1], message), message
+
+
+def test_pickle_plain_numpy_arrays_and_scalars_load(tmp_path):
+    """What NumPy (or a Python 2 pickle read as latin1) writes for plain dtypes still loads."""
+    py2_data = Reduce(RECONSTRUCT, (np.ndarray, (0,), b"b"),
+                      (1, (2,), np.dtype("i8"), False, np.array([60, 64]).tobytes().decode(
+                          "latin1")))  # Python 2 str, as encoding='latin1' decodes it
+    data = {
+        "train": [[np.array([60, 64], dtype=">i4"), np.array([[21, 108]], dtype="u1", order="F"),
+                   np.array([72.0], dtype="f2"), [np.float64(48), np.uint8(50)], py2_data]],
+        "valid": [[np.array([], dtype=np.int64)]],
+        "test": [[[np.int16(60)]]],
+    }
+    for protocol in (2, pickle.HIGHEST_PROTOCOL - 1):
+        path = tmp_path / f"plain{protocol}.pickle"
+        path.write_bytes(pickle.dumps(data, protocol=protocol))
+        rolls = P.load_pickle(path)
+        assert P.roll_to_pitches(rolls.train[0]) == [[60, 64], [21, 108], [72], [48, 50],
+                                                     [60, 64]]
+        assert P.roll_to_pitches(rolls.valid[0]) == [[]]
+        assert P.roll_to_pitches(rolls.test[0]) == [[60]]
 
 
 # ---- missing data, names -----------------------------------------------------------------------

@@ -20,7 +20,12 @@ or ``../shared/data``), folder ``polyphonic/``, in either format:
   ``test`` -> list of sequences -> list of frames -> the active MIDI pitches (21..108). They were
   written by Python 2 and may hold NumPy scalars; they are read with a restricted unpickler that
   can build nothing but plain containers, numbers and NumPy scalars / arrays (an untrusted
-  pickle can otherwise run code).
+  pickle can otherwise run code). NumPy's own constructors are not handed the file's values:
+  a dtype must be a plain numeric or bool one (no fields, objects or hand-written state) and an
+  array's data exactly its shape's worth of bytes, so a crafted file is refused with an error
+  naming it instead of crashing the process. The MuseData and Nottingham pickles have no
+  digest on record (no capture of them is known), so only this check stands between such a
+  file and the loader.
 
 :func:`download` is the code path for machines with internet access (URL + SHA-256; the bytes are
 checked before anything is written). The authors' host is gone; the pickle URLs are Wayback
@@ -49,6 +54,7 @@ import io
 import math
 import os
 import pickle
+import reprlib
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -343,35 +349,143 @@ def load_mat(
 # Original pickles
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Builds only plain containers, numbers and NumPy scalars / arrays; anything else fails."""
+_PLAIN_KINDS = "biuf"  # bool, signed and unsigned integers, floating point
+_NDARRAY = object()  # what ``numpy.ndarray`` resolves to: only an argument of _reconstruct
 
-    _ALLOWED = frozenset({
-        ("numpy", "dtype"), ("numpy", "ndarray"),
-        ("numpy.core.multiarray", "scalar"), ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "scalar"), ("numpy._core.multiarray", "_reconstruct"),
-        ("builtins", "set"), ("builtins", "frozenset"),
-        ("__builtin__", "set"), ("__builtin__", "frozenset"),
-        ("_codecs", "encode"),  # how protocol 2 spells bytes (NumPy array buffers)
-    })
+
+class _PickledDtype:
+    """What the restricted unpickler builds for ``numpy.dtype``: a plain numeric dtype, checked.
+
+    NumPy's own ``dtype.__setstate__`` takes a hand-written state (fields, flags, item size) at
+    face value, so a crafted file can describe an object field whose flags say it holds no
+    objects; reading it then follows a pointer taken from the file's bytes (a crash or worse).
+    Here the state is parsed and never handed to NumPy: it must describe no fields, sub-array
+    or metadata, and only its byte order is used.
+    """
+
+    __slots__ = ("dtype",)
+
+    def __init__(self, spec: object, align: object = False, copy: object = False) -> None:
+        if not isinstance(spec, str) or align not in (0, 1) or copy not in (0, 1):
+            raise pickle.UnpicklingError(
+                f"refusing numpy.dtype{reprlib.repr((spec, align, copy))}: expected a plain "
+                f"numeric or bool dtype such as 'i8', 'f8' or 'b1'")
+        try:
+            dtype = np.dtype(spec)
+        except TypeError as exc:
+            raise pickle.UnpicklingError(f"refusing numpy.dtype({spec!r}): {exc}") from exc
+        if dtype.kind not in _PLAIN_KINDS or dtype.fields is not None or dtype.subdtype:
+            raise pickle.UnpicklingError(
+                f"refusing numpy.dtype({spec!r}): expected a plain numeric or bool dtype, got "
+                f"kind {dtype.kind!r}")
+        self.dtype = dtype
+
+    def __setstate__(self, state: object) -> None:
+        # (3, byteorder, subarray, names, fields, elsize, alignment, flags) as NumPy writes it;
+        # version 4 appends metadata
+        if not (isinstance(state, tuple) and len(state) in (8, 9) and state[0] in (3, 4)
+                and state[1] in ("<", ">", "|", "=") and state[2:5] == (None, None, None)
+                and state[8:] in ((), (None,))):
+            raise pickle.UnpicklingError(
+                f"refusing the state of numpy.dtype({self.dtype.str!r}): expected a byte order "
+                f"and no fields, sub-array or metadata, got {reprlib.repr(state)}")
+        if state[1] in ("<", ">"):
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+def _plain_dtype(value: object, where: str) -> np.dtype:
+    if not isinstance(value, _PickledDtype):
+        raise pickle.UnpicklingError(f"refusing {where} with dtype {reprlib.repr(value)}: "
+                                     f"expected a numpy.dtype built by the file")
+    return value.dtype
+
+
+def _raw_bytes(raw: object, nbytes: int, where: str) -> bytes:
+    if isinstance(raw, str):  # Python 2 str, decoded as latin1 by the unpickler
+        try:
+            raw = raw.encode("latin1")
+        except UnicodeEncodeError as exc:
+            raise pickle.UnpicklingError(f"refusing {where}: its data is not bytes") from exc
+    if not isinstance(raw, bytes) or len(raw) != nbytes:
+        raise pickle.UnpicklingError(
+            f"refusing {where}: expected {nbytes} bytes of data, got "
+            f"{len(raw) if isinstance(raw, bytes) else type(raw).__name__}")
+    return raw
+
+
+class _PickledArray(np.ndarray):
+    """What ``_reconstruct`` builds here: an array whose pickled state is checked before use."""
+
+    def __setstate__(self, state: object) -> None:
+        # (version, shape, dtype, is_fortran, data), or the same without the version
+        fields = state[1:] if isinstance(state, tuple) and len(state) == 5 else state
+        if not (isinstance(fields, tuple) and len(fields) == 4):
+            raise pickle.UnpicklingError(f"refusing the array state {reprlib.repr(state)}: "
+                                         f"expected (shape, dtype, is_fortran, data)")
+        shape, dtype, fortran, raw = fields
+        dtype = _plain_dtype(dtype, "an array")
+        if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)
+                and fortran in (0, 1)):
+            raise pickle.UnpicklingError(
+                f"refusing the array shape {reprlib.repr(shape)} / order "
+                f"{reprlib.repr(fortran)}: expected a tuple of non-negative ints and a bool")
+        raw = _raw_bytes(raw, math.prod(shape) * dtype.itemsize, f"an array of shape {shape}")
+        super().__setstate__((shape, dtype, bool(fortran), raw))
+
+
+def _reconstruct(subtype: object, shape: object, typecode: object) -> _PickledArray:
+    if subtype is not _NDARRAY or shape != (0,) or typecode not in (b"b", "b"):
+        raise pickle.UnpicklingError(
+            f"refusing _reconstruct{reprlib.repr((subtype, shape, typecode))}: expected "
+            f"(numpy.ndarray, (0,), b'b') as NumPy writes it")
+    return _PickledArray((0,), np.uint8)
+
+
+def _scalar(dtype: object, raw: object = None) -> np.generic:
+    plain = _plain_dtype(dtype, "a scalar")
+    return np.frombuffer(_raw_bytes(raw, plain.itemsize, "a scalar"), dtype=plain)[0]
+
+
+def _latin1(text: object, encoding: object = "latin1") -> bytes:
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"refusing _codecs.encode{reprlib.repr((text, encoding))}: "
+                                     f"expected (str, 'latin1') as protocol 2 writes bytes")
+    return text.encode("latin1")
+
+
+def _empty_bytes(*args: object) -> bytes:
+    if args:
+        raise pickle.UnpicklingError(f"refusing bytes{reprlib.repr(args)}: expected bytes() as "
+                                     f"protocol 2 writes an empty buffer")
+    return b""
+
+
+_PICKLE_GLOBALS: dict[tuple[str, str], Any] = {
+    ("numpy", "dtype"): _PickledDtype, ("numpy", "ndarray"): _NDARRAY,
+    ("numpy.core.multiarray", "scalar"): _scalar,
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "scalar"): _scalar,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
+    ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset,
+    ("_codecs", "encode"): _latin1,  # how protocol 2 spells bytes (NumPy array buffers)
+    ("builtins", "bytes"): _empty_bytes, ("__builtin__", "bytes"): _empty_bytes,
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Builds only plain containers, numbers and NumPy scalars / arrays; anything else fails.
+
+    NumPy's constructors are replaced by checked ones (:class:`_PickledDtype`,
+    :class:`_PickledArray`, :func:`_scalar`): a dtype is a plain numeric or bool one, an array's
+    data is exactly its shape's worth of bytes, and ``numpy.ndarray`` cannot be called.
+    """
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self._ALLOWED:
+        if (module, name) not in _PICKLE_GLOBALS:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only piano-roll "
                                          f"data: lists, numbers, NumPy scalars and arrays)")
-        if module == "_codecs":
-            import codecs
-
-            return codecs.encode
-        if module in ("builtins", "__builtin__"):
-            return {"set": set, "frozenset": frozenset}[name]
-        if name in ("dtype", "ndarray"):
-            return getattr(np, name)
-        try:
-            from numpy._core import multiarray
-        except ImportError:  # NumPy < 2
-            from numpy.core import multiarray  # type: ignore[no-redef]
-        return getattr(multiarray, name)
+        return _PICKLE_GLOBALS[module, name]
 
 
 def _parse_pickle(payload: bytes, where: str) -> dict:
