@@ -187,6 +187,36 @@ def test_hostile_checkpoint_runs_no_code_in_eval_or_resume(
     assert "last.ckpt: expected a freqnn checkpoint of weights" in _error_line(capsys)
 
 
+def test_task_named_in_a_file_is_never_imported(
+        tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    """A checkpoint or config.yaml saying ``task: evilmod.x`` must not import ``evilmod``."""
+    from freqnn.checkpoint import model_from_checkpoint
+
+    marker = tmp_path / "marker"
+    (tmp_path / "evilmod.py").write_text(f"open({str(marker)!r}, 'w').close()\nx = None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    evil = tmp_path / "evil.ckpt"
+    ckpt = torch.load(tiny_run / "checkpoints" / "best.ckpt", weights_only=True)
+    ckpt["freqnn"]["config"]["task"] = "evilmod.x"
+    torch.save(ckpt, evil)
+    refusal = "task: expected a registered task, one of phoneme, polyphonic"
+    assert cli.main(["eval", str(evil)]) == 2
+    line = _error_line(capsys)
+    assert f"{evil}: {refusal}" in line and "got 'evilmod.x'" in line, line
+    with pytest.raises(ValueError, match=f"{evil}: {refusal}"):
+        model_from_checkpoint(evil)
+    run = _copy_run(tiny_run, tmp_path / "run")
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("task: signal_type", "task: evilmod.x"))
+    assert cli.main(["train", "--resume", "--run-dir", str(run), "--no-progress"]) == 2
+    assert f"{config}: {refusal}" in _error_line(capsys)
+    assert cli.main(["eval", str(run)]) == 2
+    assert f"{config}: {refusal}" in _error_line(capsys)
+    assert not marker.exists() and "evilmod" not in sys.modules, "evilmod was imported"
+
+
 def test_checkpoint_of_another_task_or_model_is_refused(
         tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = _copy_run(tiny_run, tmp_path / "run")

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .config import DEFAULTS, read_yaml
 from .models import build_model, count_parameters
-from .tasks import Batch, Task, collate, task_for
+from .tasks import Batch, Task, collate, get_task, task_for
 
 __all__ = [
     "CONFIG_FILE",
@@ -77,7 +77,17 @@ def load_run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     cfg = read_yaml(path)
     if not isinstance(cfg, dict) or "task" not in cfg:
         raise ValueError(f"{path}: expected a YAML mapping with a 'task' key, got {cfg!r}")
+    _check_task_name(cfg, path)
     return _with_runner_defaults(cfg)
+
+
+def _check_task_name(cfg: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Refuse a file whose configuration names a task that is not registered: a name read from
+    a file selects a registered task (:func:`~freqnn.tasks.get_task`), it is never imported."""
+    try:
+        get_task(cfg.get("task"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
 
 
 def find_runs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -304,10 +314,13 @@ class TaskModel(nn.Module):
 def model_from_checkpoint(path: str | os.PathLike[str]) -> TaskModel:
     """Rebuild the model of a checkpoint file (weights included), in evaluation mode on the CPU.
 
-    The file is loaded weights-only (:func:`load_checkpoint`). A checkpoint inside a run
-    directory must match the run's task and model (:func:`check_checkpoint_matches`).
+    The file is loaded weights-only (:func:`load_checkpoint`), and the task its configuration
+    names must be registered (:func:`~freqnn.tasks.available_tasks`; it is never imported by
+    name). A checkpoint inside a run directory must match the run's task and model
+    (:func:`check_checkpoint_matches`).
     """
     ckpt = load_checkpoint(path)
+    _check_task_name(ckpt["freqnn"]["config"], path)
     run_dir = run_dir_of(path)
     if run_dir is not None:
         check_checkpoint_matches(ckpt, load_run_config(run_dir), path)

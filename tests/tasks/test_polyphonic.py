@@ -267,7 +267,7 @@ music21 = pytest.importorskip("music21", reason="music21 (experiments extra) not
 
 def test_task_interface_and_bach_build(tmp_path, monkeypatch):
     monkeypatch.setenv("FREQNN_CACHE", str(tmp_path / "cache"))
-    task = get_task("freqnn.tasks.polyphonic")
+    task = get_task("polyphonic")
     assert task is T.TASK and task.head == "step" and task.monitor == "loss"
     cfg = {**T.DEFAULTS, "bach_limit": 5, "train_chunk": 0}
     data = task.build(cfg)

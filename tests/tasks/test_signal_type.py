@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,29 @@ def _cfg(**kw: object) -> dict:
 def test_registry() -> None:
     assert TASKS["signal_type"] == "freqnn.tasks.signal_type"
     assert get_task("signal_type") is TASK and isinstance(TASK, Task)
-    with pytest.raises(ValueError, match="task: expected one of"):
+    with pytest.raises(ValueError, match="task: expected a registered task, one of"):
         get_task("no_such_task")
-    with pytest.raises(TypeError, match=r"task: expected module freqnn\.tasks to define TASK"):
-        get_task("freqnn.tasks")
+
+
+def test_tasks_resolve_by_registered_name_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import freqnn.tasks as tasks
+
+    # a dotted module path is not a name: before, get_task imported it
+    with pytest.raises(ValueError, match=r"got 'freqnn\.tasks\.signal_type' \(a task is found"):
+        get_task("freqnn.tasks.signal_type")
+    monkeypatch.setitem(tasks.TASKS, "broken", "freqnn.tasks")
+    with pytest.raises(TypeError, match=r"task: expected freqnn\.tasks to define TASK"):
+        get_task("broken")
+    # a package's entry points in the group freqnn.tasks: a module, or its TASK itself
+    installed = [
+        EntryPoint("waves", "freqnn.tasks.signal_type", tasks.ENTRY_POINT_GROUP),
+        EntryPoint("waves_task", "freqnn.tasks.signal_type:TASK", tasks.ENTRY_POINT_GROUP),
+        EntryPoint("stocks", "freqnn.tasks.signal_type", tasks.ENTRY_POINT_GROUP),
+    ]
+    monkeypatch.setattr(tasks, "entry_points", lambda group: installed)
+    assert get_task("waves") is TASK and get_task("waves_task") is TASK
+    assert get_task("stocks").name == "stocks"  # a built-in name is not taken over
+    assert {"waves", "waves_task", "signal_type"} <= set(tasks.available_tasks())
 
 
 def test_build_splits_sizes_and_independence_from_the_training_seed() -> None:

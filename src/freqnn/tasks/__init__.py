@@ -1,11 +1,15 @@
 """Experiments ("tasks") the ``freqnn`` runner can train, and the interface a task implements.
 
-A task is one module under ``freqnn.tasks`` (or anywhere importable) that defines a module-level
-``TASK``: a :class:`Task`. Register it by adding one line to :data:`TASKS` (name -> module path);
-the module is imported only when the task is used, so a task with heavy dependencies (music21,
-data files) costs nothing to the others. ``freqnn train NAME --model sfm`` then works, with
-checkpoints, resume, DDP, logging and the baselines handled by :mod:`freqnn.train`; the runs it
-writes are read back by :mod:`freqnn.checkpoint` (no task imports the trainer or the CLI).
+A task is one module that defines a module-level ``TASK``: a :class:`Task`. Register it by
+adding one line to :data:`TASKS` (name -> module path), or, from a package of your own, as an
+entry point in the group ``freqnn.tasks`` (``[project.entry-points."freqnn.tasks"]``, ``name =
+"package.module"``); the module is imported only when the task is used, so a task with heavy
+dependencies (music21, data files) costs nothing to the others. A task is only ever found by
+its registered name: a name read from a file (a checkpoint's or a run's configuration) selects
+one of these, and is never imported as a module path. ``freqnn train NAME --model sfm`` then
+works, with checkpoints, resume, DDP, logging and the baselines handled by :mod:`freqnn.train`;
+the runs it writes are read back by :mod:`freqnn.checkpoint` (no task imports the trainer or
+the CLI).
 
 What a task module provides (see :mod:`freqnn.tasks.signal_type` for a complete example)
 -----------------------------------------------------------------------------------------
@@ -84,6 +88,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Literal
 
 import torch
@@ -92,6 +97,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "TASKS",
     "Batch",
     "Task",
@@ -170,25 +176,48 @@ class Task:
     configure: Callable[[dict[str, Any]], Task] | None = None
 
 
+#: Entry-point group of the tasks installed by other packages (name -> module defining TASK).
+ENTRY_POINT_GROUP = "freqnn.tasks"
+
+
+def _installed_tasks() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in TASKS}
+
+
 def available_tasks() -> list[str]:
-    """Names of the registered tasks."""
-    return sorted(TASKS)
+    """Names of the registered tasks: :data:`TASKS` and the installed ``freqnn.tasks`` entry
+    points."""
+    return sorted({*TASKS, *_installed_tasks()})
 
 
 def get_task(name: str) -> Task:
-    """Import the task registered as ``name`` (or a module path) and return its ``TASK``."""
+    """The ``TASK`` of the task registered as ``name`` (:func:`available_tasks`).
+
+    Only registered names resolve: a name read from a file is never imported as a module path.
+
+    Raises
+    ------
+    TypeError
+        ``name`` is not a string, or its module defines no ``TASK``.
+    ValueError
+        ``name`` is not registered.
+    """
     if not isinstance(name, str):
         raise TypeError(f"task: expected a task name (str), got {type(name).__name__} {name!r}")
-    module_path = TASKS.get(name, name if "." in name else None)
-    if module_path is None:
-        raise ValueError(f"task: expected one of {', '.join(available_tasks())}, got {name!r}")
-    module = importlib.import_module(module_path)
-    task = getattr(module, "TASK", None)
+    installed = {} if name in TASKS else _installed_tasks()
+    if name in TASKS:
+        where, found = TASKS[name], importlib.import_module(TASKS[name])
+    elif name in installed:
+        where, found = f"entry point {installed[name].value}", installed[name].load()
+    else:
+        raise ValueError(f"task: expected a registered task, one of "
+                         f"{', '.join(available_tasks())}, got {name!r} (a task is found by "
+                         f"its name in freqnn.tasks.TASKS or the {ENTRY_POINT_GROUP!r} entry "
+                         f"points, never imported by module path)")
+    task = found if isinstance(found, Task) else getattr(found, "TASK", None)
     if not isinstance(task, Task):
-        raise TypeError(
-            f"task: expected module {module_path} to define TASK = freqnn.tasks.Task(...), "
-            f"got {type(task).__name__}"
-        )
+        raise TypeError(f"task: expected {where} to define TASK = freqnn.tasks.Task(...), "
+                        f"got {type(task).__name__}")
     return task
 
 
