@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from freqnn.baselines import PhasedLSTM
@@ -134,7 +134,6 @@ def closed_steps_unchanged(model: PhasedLSTM, x: torch.Tensor, times: torch.Tens
     return closed
 
 
-@settings(max_examples=15, deadline=None)
 @given(
     seed=st.integers(0, 2**16),
     steps=st.integers(2, 8),

@@ -1,7 +1,11 @@
-"""Helpers shared by the kernel tests: modules with random parameters, inputs, states, and a
-comparison of outputs, final states and gradients."""
+"""Helpers shared by the kernel tests: modules with random parameters, inputs, states, and the
+comparisons of outputs, final states and gradients (float64 to 1e-10; float32 by the error of the
+float32 reference, ``assert_float32_accurate``)."""
 
 from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
 
 import torch
 
@@ -32,6 +36,9 @@ CLASSES = [freqnn.SFM, freqnn.AdaptiveSFM, AuthorsASFM]
 CELLS = [freqnn.SFMCell, freqnn.AdaptiveSFMCell, AuthorsASFMCell]
 FAST = ["compiled", "pytorch"]
 TOL = {"atol": 1e-10, "rtol": 0}
+#: ``assert_float32_accurate``'s factor C (its docstring says why 64)
+FLOAT32_FACTOR = 64
+EPS32 = torch.finfo(torch.float32).eps
 
 
 def make(cls, dtype=torch.float64, **kw):
@@ -59,7 +66,8 @@ def random_state(module, B: int, dtype=torch.float64) -> freqnn.SFMState:
 
 
 def run(module, path, x, state, **kw):
-    """Outputs, final state and the gradients of a loss touching all of them."""
+    """Outputs, final state and the gradients of a loss touching all of them, as one list
+    (None for a state part or gradient that is absent)."""
     leaves = [x, *module.parameters()]
     if state is not None:
         state = freqnn.SFMState(
@@ -72,26 +80,72 @@ def run(module, path, x, state, **kw):
     with kernels.use_path(path):
         out, final = module(x, state, **kw)
     gen = torch.Generator().manual_seed(7)
-    loss = (out * torch.randn(out.shape, generator=gen, dtype=out.dtype)).sum()
+    loss = (out * torch.randn(out.shape, generator=gen).to(out.dtype)).sum()
     for v in (final.z, final.re, final.im, final.phase):
         if v is not None:
-            loss = loss + (v * torch.randn(v.shape, generator=gen, dtype=v.dtype)).sum()
+            loss = loss + (v * torch.randn(v.shape, generator=gen).to(v.dtype)).sum()
     grads = torch.autograd.grad(loss, leaves, allow_unused=True)
-    return out, final, grads
+    return [out, *final, *grads]
+
+
+def float64_twin(module, x, state):
+    """The module, input and initial state in float64, holding the float32 values exactly (an
+    upcast rounds nothing), so that the float64 reference computes the float32 problem's exact
+    answer, up to float64 rounding."""
+    x64 = x.detach().double().requires_grad_(x.requires_grad)
+    state64 = None if state is None else state._make(
+        None if v is None else v.double() for v in state
+    )
+    return copy.deepcopy(module).double(), x64, state64
 
 
 def assert_same(a, b):
-    out_a, state_a, grads_a = a
-    out_b, state_b, grads_b = b
-    torch.testing.assert_close(out_a, out_b, **TOL)
-    for u, v in zip(state_a, state_b, strict=True):
-        assert (u is None) == (v is None)
+    """Two float64 results (lists as ``run``'s) agree to 1e-10, tensor by tensor."""
+    for i, (u, v) in enumerate(zip(a, b, strict=True)):
+        assert (u is None) == (v is None), i
         if u is not None:
-            torch.testing.assert_close(u, v, **TOL)
-    assert len(grads_a) == len(grads_b)
-    for u, v in zip(grads_a, grads_b, strict=True):
-        assert (u is None) == (v is None)
-        if u is not None:
-            torch.testing.assert_close(u, v, **TOL)
+            torch.testing.assert_close(u, v, **TOL, msg=lambda m, i=i: f"tensor {i}: {m}")
 
 
+def assert_float32_accurate(
+    got: Sequence[torch.Tensor | None],
+    reference: Sequence[torch.Tensor | None],
+    exact: Sequence[torch.Tensor | None],
+) -> None:
+    """A float32 result is as accurate as the float32 reference, up to a stated factor.
+
+    ``got`` and ``reference`` are one computation in float32 by two implementations (a fast path
+    and the reference path), ``exact`` the reference in float64 on the same values
+    (``float64_twin``); each is a list of tensors as ``run``'s, None where absent. The float32
+    results differ from ``exact`` by rounding, and how much depends on the computation: the
+    authors' phase omega_{t-1} * t multiplies the rounding of omega by t, the backward pass sums
+    products over the steps. The reference's own error measures this, so the bound is derived
+    from it. The rule, for each tensor, in the max norm:
+
+        max|got - exact| <= C * (max|reference - exact| + eps32 * max|exact|),
+
+    eps32 = 2**-23 (the rounding of the result itself: the floor where the reference happens to
+    be exact) and C = FLOAT32_FACTOR = 64. C is not 1 because an error is a sum of many
+    roundings of either sign, so one evaluation's error can fall well below the typical size
+    while the other's does not, and because the compiled kernel's float32 tanh and sigmoid are
+    accurate to a few ulp of 1 where PyTorch's are accurate to an ulp of the value
+    (``cpu/sfm_math.h``). Over 1,500 random cases of ``test_property_op_equals_reference``
+    (24,000 tensors) the ratio of the two sides without C had median 0.7, 99.9th percentile 6 and
+    maximum 18; C = 64 leaves a factor 3.5 above the largest. The rule still sees a wrong
+    result: the largest element of a tensor off by 1e-3 of itself fails it wherever the
+    reference is accurate to 1e-3 / C - eps32 = 1.5e-5 of that element (99 % of those tensors
+    were within 4e-6).
+    """
+    for i, (u, r, e) in enumerate(zip(got, reference, exact, strict=True)):
+        assert (u is None) == (r is None) == (e is None), i
+        if u is None:
+            continue
+        e = e.double()
+        error = (u.double() - e).abs().max().item()
+        reference_error = (r.double() - e).abs().max().item()
+        bound = FLOAT32_FACTOR * (reference_error + EPS32 * e.abs().max().item())
+        assert error <= bound, (
+            f"tensor {i} of shape {tuple(u.shape)}: float32 error {error:.3g} against float64, "
+            f"the float32 reference's {reference_error:.3g}; allowed {bound:.3g} "
+            f"({FLOAT32_FACTOR} x (reference error + eps32 x max|float64|))"
+        )

@@ -26,7 +26,9 @@ from .common import (
     K,
     M,
     N,
+    assert_float32_accurate,
     assert_same,
+    float64_twin,
     irregular_times,
     make,
     random_state,
@@ -110,11 +112,12 @@ def test_float32_close_to_reference(compiled, path, cls):
     randomise_(module)
     x = torch.randn(20, 3, N, requires_grad=True)
     kw = {"lengths": torch.tensor([20, 11, 4])}
-    a = run(module, path, x, None, **kw)
-    b = run(module, "reference", x, None, **kw)
-    torch.testing.assert_close(a[0], b[0], atol=1e-5, rtol=1e-4)
-    for u, v in zip(a[2], b[2], strict=True):
-        torch.testing.assert_close(u, v, atol=1e-4, rtol=1e-3)
+    twin, x64, _ = float64_twin(module, x, None)
+    assert_float32_accurate(
+        run(module, path, x, None, **kw),
+        run(module, "reference", x, None, **kw),
+        run(twin, "reference", x64, None, **kw),
+    )
 
 
 @pytest.mark.parametrize("path", FAST)
