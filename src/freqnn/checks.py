@@ -20,6 +20,8 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "check_device",
+    "check_devices",
     "check_finite",
     "check_floating",
     "check_integer",
@@ -61,6 +63,25 @@ def check_floating(x: object, name: str, dtype: torch.dtype | None = None) -> Te
     if dtype is not None and x.dtype != dtype:
         fail(name, f"dtype {dtype} (the module's dtype)", describe(x), TypeError)
     return x
+
+
+def check_device(x: Tensor, name: str, device: torch.device) -> None:
+    """Require a strided (dense) tensor on ``device``, the device of the input it goes with: the
+    compiled kernels read its memory directly."""
+    if x.device != device or x.layout != torch.strided:
+        fail(name, f"a strided tensor on {device} (the device of the input it goes with)",
+             f"{describe(x)} on {x.device} ({x.layout})")
+
+
+def check_devices(
+    names: Sequence[str], values: Sequence[object], device: torch.device, prefix: str = ""
+) -> None:
+    """:func:`check_device` for each tensor among ``values`` (others skipped), named
+    ``prefix + name`` (cheap when every tensor is right: per-step code calls it)."""
+    for name, value in zip(names, values, strict=True):
+        if isinstance(value, Tensor) and (value.layout is not torch.strided
+                                          or value.device != device):
+            check_device(value, prefix + name, device)
 
 
 def check_integer(x: object, name: str) -> Tensor:

@@ -153,7 +153,9 @@ class SFM(nn.Module):
                 lead, (batch,), *dims, dtype=x.dtype, device=x.device, phase0=phase0
             )
         else:
-            state = check_state(state, lead, () if unbatched else (batch,), *dims, dtype=x.dtype)
+            state = check_state(
+                state, lead, () if unbatched else (batch,), *dims, dtype=x.dtype, device=x.device
+            )
             if unbatched:
                 state = map_batch_axis(state, 1, squeeze=False)
         if times is None:

@@ -43,7 +43,7 @@ from ..frequencies import phase
 from .cell import SFMCell
 from .kernels import parallel as kernel
 from .layer import SFM
-from .state import SFMState, last_time
+from .state import SFMState, check_placement, last_time
 from .step import amplitude, memory_update, output, split_gates
 
 __all__ = ["ParallelSFM", "ParallelSFMCell", "block_torch", "chunked_scan"]
@@ -249,6 +249,7 @@ class ParallelSFMCell(SFMCell):
         """
         if self.block_size % self.chunk_size:
             fail("block_size", f"a multiple of chunk_size={self.chunk_size}", repr(self.block_size))
+        check_placement(state, gx.device)  # the operator reads re and im
         phases = phase(self.frequencies(), times)  # (T, B, K), float64 reduced mod 2 pi
         cos, sin = torch.cos(phases), torch.sin(phases)
         pieces = _pieces(gx.shape[0], self.block_size, self.chunk_size)

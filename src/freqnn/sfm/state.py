@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ..checks import (
+    check_devices,
     check_finite,
     check_floating,
     check_shape,
@@ -18,6 +19,7 @@ from ..checks import (
 
 __all__ = [
     "SFMState",
+    "check_placement",
     "check_state",
     "conforms",
     "last_time",
@@ -127,17 +129,29 @@ def conforms(
     num_freqs: int,
     adaptive: bool,
     dtype: torch.dtype,
+    device: torch.device | None,
 ) -> bool:
     """Whether ``state`` is an SFMState whose fields have the expected shapes and dtypes (float64
     time; phase only for A-SFM, the same shape (K per sequence and layer) whether it holds the
-    accumulated phase or the authors' rule's omega_t). Values are not looked at."""
+    accumulated phase or the authors' rule's omega_t), strided and on ``device`` (any device
+    for None). Values are not looked at."""
     expected = _expected(lead, batch, hidden_size, state_size, num_freqs, adaptive, dtype)
     return isinstance(state, SFMState) and all(
         value is None
         if spec is None
-        else isinstance(value, Tensor) and value.dtype == spec[1] and value.shape == spec[0]
+        else isinstance(value, Tensor)
+        and value.dtype == spec[1]
+        and value.shape == spec[0]
+        and value.layout == torch.strided
+        and (device is None or value.device == device)
         for value, spec in zip(state, expected.values(), strict=True)
     )
+
+
+def check_placement(state: SFMState, device: torch.device, name: str = "state") -> None:
+    """Require every tensor of ``state`` to be strided and on ``device`` (the input's device):
+    what the kernels are handed must be memory they can read. The error names the field."""
+    check_devices(SFMState._fields, state, device, f"{name}.")
 
 
 def check_state(
@@ -150,8 +164,12 @@ def check_state(
     adaptive: bool,
     dtype: torch.dtype,
     name: str = "state",
+    *,
+    device: torch.device | None = None,
 ) -> SFMState:
-    """Validate a user-supplied state against the expected shapes and dtype; values finite."""
+    """Validate a user-supplied state against the expected shapes and dtype, strided and on
+    ``device`` (the input's; None: not checked here, the fast path checks it before its kernel
+    runs, :func:`check_placement`); values finite."""
     if not isinstance(state, SFMState):
         if isinstance(state, tuple) and len(state) == len(SFMState._fields):
             state = SFMState(*state)
@@ -160,7 +178,7 @@ def check_state(
     dims = (hidden_size, state_size, num_freqs, adaptive)
     # Streaming validates the state at every step: test the common case (everything right)
     # with plain comparisons and describe a mismatch only when there is one.
-    if not conforms(state, lead, batch, *dims, dtype):
+    if not conforms(state, lead, batch, *dims, dtype, device):
         expected = _expected(lead, batch, *dims, dtype)
         layout = "(layers, batch, ...)" if lead else "(batch, ...)"
         for field in ("z", "re", "im"):
@@ -183,6 +201,8 @@ def check_state(
             fail(
                 f"{name}.phase", "None for SFM (its phase follows from time)", describe(state.phase)
             )
+        if device is not None:
+            check_placement(state, device, name)
         state = state._replace(time=state.time.to(torch.float64))
     for field, value in zip(SFMState._fields, state, strict=True):
         if field != "time" and value is not None:

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from ...checks import fail
 from ...frequencies import phase
-from ..state import SFMState, conforms, last_time, map_batch_axis, zero_state
+from ..state import SFMState, check_placement, conforms, last_time, map_batch_axis, zero_state
 from . import compiled, op, pytorch
 from .build import compiled_available, compiled_status, kernel_cache_dir
 from .compiled import empty_cache
@@ -93,6 +93,9 @@ def scan(
             f"{weight.dtype} on {gx.device} (use 'fast' or 'pytorch')",
             RuntimeError,
         )
+    # what the kernel reads must be memory on the input's device (a caller that skipped the
+    # layer's checks included)
+    check_placement(state, gx.device)
     # under autocast the input projection comes in a lower precision: the recurrence runs in
     # the parameters' dtype
     gx = gx.to(weight.dtype)
@@ -164,7 +167,7 @@ def step(
         state = zero_state(
             (), (B,), *dims, dtype=x.dtype, device=x.device, phase0=cell.initial_phase()
         )
-    elif conforms(state, (), () if unbatched else (B,), *dims, x.dtype):
+    elif conforms(state, (), () if unbatched else (B,), *dims, x.dtype, x.device):
         if unbatched:
             state = map_batch_axis(state, 0, squeeze=False)
     else:

@@ -18,7 +18,10 @@ import ctypes
 import zlib
 from collections.abc import Mapping
 
+import torch
 from torch import Tensor
+
+from ...checks import check_devices, describe, fail
 
 __all__ = [
     "ABI",
@@ -199,18 +202,31 @@ def call(
     An array is a contiguous tensor, or the address of a region inside a tensor; every tensor
     (and every tensor an address points into) must be held by the caller for the duration of the
     call: the pointers are taken from what the caller holds, never from temporaries made here.
-    A name outside ``order`` raises ``KeyError``.
+    A name outside ``order`` raises ``KeyError``; a tensor that is not contiguous, strided and
+    on the CPU (a meta, CUDA or sparse tensor handed to the op directly, say) raises
+    ``ValueError`` naming it, before the kernel runs: this is the one gate every call of a
+    compiled kernel passes.
     """
-    index = _INDEX[order]
+    index, strided = _INDEX[order], torch.strided
     pointers = array.array("q", bytes(8 * len(order)))  # int64 addresses, 0 = null
     for name, t in arrays.items():
         if t is None:
             continue
         if type(t) is not int:
-            if not t.is_contiguous():
-                raise ValueError(f"kernel array {name!r} must be contiguous")
+            if not (t.is_cpu and t.layout is strided and t.is_contiguous()):
+                fail(name, "a contiguous strided CPU tensor (the compiled kernel reads its "
+                     "memory)", f"{describe(t)} on {t.device} ({t.layout})")
             t = t.data_ptr()
         pointers[index[name]] = t
     sizes = array.array("q", dims)
     # both arrays are held by these names until the call returns
     fn(sizes.buffer_info()[0], pointers.buffer_info()[0])
+
+
+def check_placement(names: tuple[str, ...], args: tuple[object, ...]) -> None:
+    """Require every tensor among an operator's ``args`` (named by ``names``) to be strided on
+    the device of the first (``gx``, ``gout``). The operators may be called directly, past the
+    layers' checks, and none of their implementations may read other memory: the compiled
+    kernel would crash on a meta tensor, the PyTorch one copy from it without an error, the fake
+    one return uninitialised tensors."""
+    check_devices(names, args, args[0].device)  # type: ignore[attr-defined]

@@ -34,6 +34,7 @@ import ctypes
 import torch
 from torch import Tensor
 
+from . import abi
 from .build import load_library
 from .compiled import backward_compiled, forward_compiled
 from .path import get_path
@@ -57,7 +58,12 @@ def cpu_library(dtype: torch.dtype) -> ctypes.CDLL | None:
     return lib
 
 
+_BACKWARD_ARGS = ("gout", "gz", "gre", "gim", "gphi", "cos", "sin", "times", "time0", "mask",
+                  "weight_hh", "weight_a", "b_z", "authors", "saved")
+
+
 def _forward(lib: ctypes.CDLL | None, p: Inputs, keep: bool) -> _Six:
+    abi.check_placement(Inputs._fields, p)
     if lib is None:
         out, saved = forward_torch(p, keep)
         z, re, im, phi = saved.final()
@@ -106,6 +112,8 @@ def _sfm_scan_fake(
     gx, z0, re0, im0, phi0, cos, sin, omega, times, time0, mask, weight_hh, weight_a, b_z,
     authors, keep,
 ):  # type: ignore[no-untyped-def]
+    abi.check_placement(Inputs._fields, (gx, z0, re0, im0, phi0, cos, sin, omega, times, time0,
+                                      mask, weight_hh, weight_a, b_z, authors))
     T, B, _ = gx.shape
     D, K = re0.shape[-2:]
     M = z0.shape[-1]
@@ -152,6 +160,8 @@ def _backward(
     lib, gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z,
     authors, saved,
 ) -> _Ten:  # type: ignore[no-untyped-def]
+    abi.check_placement(_BACKWARD_ARGS, (gout, gz, gre, gim, gphi, cos, sin, times, time0, mask,
+                                      weight_hh, weight_a, b_z, authors, saved))
     adaptive = gphi is not None
     T, B, M = gout.shape
     D, K = gre.shape[-2:]
@@ -188,6 +198,8 @@ def _sfm_scan_backward_fake(
     gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z, authors,
     saved,
 ):  # type: ignore[no-untyped-def]
+    abi.check_placement(_BACKWARD_ARGS, (gout, gz, gre, gim, gphi, cos, sin, times, time0, mask,
+                                      weight_hh, weight_a, b_z, authors, saved))
     T, B, _ = gout.shape
     K = weight_a.shape[0]
     new = gout.new_empty

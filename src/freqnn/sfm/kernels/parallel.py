@@ -36,6 +36,12 @@ __all__ = ["applies", "block", "psfm_block", "psfm_block_backward", "self_test"]
 #: amplitudes and read-out pre-activations stay in the core's L2 cache
 ROWS = 512
 
+#: the tensor arguments of the operators, as abi.check_placement names them (gx first: the
+#: device every other must be on)
+_BLOCK_ARGS = ("gx", "cos", "sin", "mask", "re0", "im0", "weight_a", "b_z")
+_BLOCK_BACKWARD_ARGS = ("gx", "gout", "gre", "gim", "cos", "sin", "mask", "re0", "im0",
+                        "weight_a", "b_z", "saved")
+
 _Four = tuple[Tensor, Tensor, Tensor, Tensor]
 _Seven = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 
@@ -99,6 +105,7 @@ def psfm_block(
     """L steps of a ParallelSFM layer: outputs (L, B, M), final Re S, Im S (B, D, K) and, with
     ``keep``, the saved values of the backward (L, B, 2KD + 2KM) (else empty). ``chunk`` is the
     scan chunk of the PyTorch algorithm (used where the kernel is not)."""
+    abi.check_placement(_BLOCK_ARGS, (gx, cos, sin, mask, re0, im0, weight_a, b_z))
     lib = _library(gx.dtype)
     L, B, _ = gx.shape
     D, K = re0.shape[-2:]
@@ -137,6 +144,7 @@ def _run_forward(lib, gx, cos, sin, mask, re0, im0, weight_a, b_z, keep, rows=No
 
 @psfm_block.register_fake
 def _psfm_block_fake(gx, cos, sin, mask, re0, im0, weight_a, b_z, chunk, keep):  # type: ignore[no-untyped-def]
+    abi.check_placement(_BLOCK_ARGS, (gx, cos, sin, mask, re0, im0, weight_a, b_z))
     L, B, _ = gx.shape
     D, K = re0.shape[-2:]
     M = weight_a.shape[1] // 2
@@ -163,6 +171,8 @@ def psfm_block_backward(
 ) -> _Seven:
     """Gradients of ``freqnn::psfm_block`` with respect to gx, cos, sin, re0, im0, weight_a, b_z
     (empty without b_z), from those of its outputs and what it saved."""
+    abi.check_placement(_BLOCK_BACKWARD_ARGS, (gx, gout, gre, gim, cos, sin, mask, re0, im0,
+                                                weight_a, b_z, saved))
     lib = _library(gx.dtype)
     if lib is None:  # _backward computes the gradients itself where there is no library
         raise RuntimeError("freqnn::psfm_block_backward needs the compiled kernel")
@@ -206,6 +216,8 @@ def _run_backward(lib, gout, gre, gim, gx, cos, sin, mask, re0, im0, weight_a, b
 @psfm_block_backward.register_fake
 def _psfm_block_backward_fake(gout, gre, gim, gx, cos, sin, mask, re0, im0, weight_a, b_z,
                               saved, chunk):  # type: ignore[no-untyped-def]  # fmt: skip
+    abi.check_placement(_BLOCK_BACKWARD_ARGS, (gx, gout, gre, gim, cos, sin, mask, re0, im0,
+                                                weight_a, b_z, saved))
     new = gx.new_empty
     L, B, _ = gx.shape
     K = re0.shape[-1]
