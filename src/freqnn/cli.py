@@ -239,6 +239,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
     configurations differ in more than the seed (and where the run was written, its threads and
     progress bars) get a row each, labelled with the keys that differ (:func:`_variants`)."""
     from .checkpoint import epochs_text, find_runs, load_run_config
+    from .diagnostics import ACCURACY_FLOOR, ACCURACY_PEAK, LOSS_RISE, divergence_text
     from .io import atomic_write
     from .models import arch_rank
     from .plots import learning_curves
@@ -262,7 +263,8 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
         lines += [notes, ""]
     header = ["task", "model", "seeds"] + [f"test {m} (mean ± std)" for m in metric_names] + [
         "selection: best validation metric (mean ± std)"] + [
-        "parameters", "SFM parameters", "hidden size", "epochs (best)", "train wall time (s)"]
+        "diverged", "parameters", "SFM parameters", "hidden size", "epochs (best)",
+        "train wall time (s)"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in keys:
         entries = groups[key]
@@ -277,6 +279,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
         monitor = f"val_{task_for(configs[entries[0][0]]).monitor}"
         mean, std = _mean_std([r["best_val"][monitor] for _, r, _ in entries])
         cells.append(f"{monitor} {mean:.4f} ± {std:.4f}")
+        cells.append(divergence_text([(r["seed"], h) for _, r, h in entries]))
         first = entries[0][1]
         walls = [r["train_wall_s"] for _, r, _ in entries]
         cells += [str(first["params"]), str(first["sfm_params"]), str(first["hidden_size"]),
@@ -286,7 +289,10 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
     hardware = groups[keys[0]][0][1]["hardware"]
     lines += ["", "Std is the sample standard deviation over seeds (0 for one seed). "
               "Test metrics are those of the best-on-validation checkpoint, selected by the "
-              "task's validation metric (its value in the selection column). Epochs: run "
+              "task's validation metric (its value in the selection column). Diverged: runs "
+              f"whose epoch training loss rose more than {LOSS_RISE} nats above its running "
+              f"minimum, or whose validation accuracy fell to {ACCURACY_FLOOR} or below after "
+              f"reaching {ACCURACY_PEAK} (freqnn.diagnostics.divergence). Epochs: run "
               "(best, 1-based; \"cap N min\": stopped by the wall-time cap max_minutes). "
               "Hardware: "
               f"{hardware.get('gpu') or hardware.get('processor') or 'cpu'}, "

@@ -90,6 +90,8 @@ DEFAULTS: dict[str, Any] = {
     "num_threads": None,
     "progress": True,
     "limit_train_batches": None,
+    "diagnostics": False,
+    "diagnostics_every": 10,
     "run_dir": None,
 }
 
@@ -162,6 +164,11 @@ class RunConfig(BaseModel):
     progress: bool = Field(description="progress bars")
     limit_train_batches: PositiveInt | None = Field(description="stop each epoch after that "
                                                     "many batches (smoke tests); null: all")
+    diagnostics: bool = Field(description="log training diagnostics (gradient norms per "
+                              "parameter, update ratios, SFM gate and amplitude statistics; "
+                              "freqnn.diagnostics) to the run's metrics.csv and TensorBoard")
+    diagnostics_every: PositiveInt = Field(description="with diagnostics: trace the SFM's "
+                                           "activations every that many optimiser steps")
     run_dir: str | None = Field(description="the run directory (--run-dir)")
 
     @field_validator("precision", mode="before")

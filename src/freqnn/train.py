@@ -578,6 +578,11 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool) -> dict[str, Any]:
         callbacks.append(EarlyStopping(monitor=monitor, mode=task.mode,
                                        patience=int(cfg["patience"]),
                                        check_on_train_epoch_end=False))
+    if cfg["diagnostics"]:
+        from .diagnostics import TrainingDiagnostics
+
+        probe = collate([data.train[i] for i in range(min(len(data.train), cfg["batch_size"]))])
+        callbacks.append(TrainingDiagnostics(probe, cfg["diagnostics_every"], cfg["clip"]))
     strategy: Any = "auto"
     if world > 1:
         from lightning.pytorch.strategies import DDPStrategy

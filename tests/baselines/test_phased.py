@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -165,3 +166,21 @@ def test_the_closed_phase_check_is_not_vacuous() -> None:
     except AssertionError:
         return
     raise AssertionError("closed units kept their state despite alpha > 0")
+
+
+def test_eval_alpha_is_the_closed_leak_in_eval_mode() -> None:
+    """eval() uses eval_alpha (0 by default, the authors' test mode); None keeps alpha."""
+    x = torch.randn(30, 2, 3, dtype=torch.float64)
+    model = PhasedLSTM(3, 4, r_on=0.2, alpha=0.05, period_range=(3.0, 10.0),
+                       dtype=torch.float64)
+    reference = PhasedLSTM(3, 4, r_on=0.2, alpha=0.0, period_range=(3.0, 10.0),
+                           dtype=torch.float64)
+    reference.load_state_dict(model.state_dict())
+    train_out = model(x)[0]
+    model.eval()
+    torch.testing.assert_close(model(x)[0], reference(x)[0], rtol=0, atol=0)
+    assert not torch.allclose(model(x)[0], train_out)
+    model.eval_alpha = None
+    torch.testing.assert_close(model(x)[0], train_out, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="eval_alpha: expected a non-negative float, got -1"):
+        model.eval_alpha = -1

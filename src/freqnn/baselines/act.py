@@ -104,7 +104,7 @@ class ACTCell(RecurrentCell):
 
 class ACTRNN(RecurrentLayer):
     r"""Adaptive Computation Time over a GRU (A. Graves, "Adaptive Computation Time for
-    Recurrent Neural Networks", arXiv:1602.08983, 2016).
+    Recurrent Neural Networks", arXiv:1603.08983, 2016).
 
     At every step the cell S (a GRU) ponders N(t) times on the same input, with a flag on the
     first ponder step, and a halting unit decides when to stop:

@@ -67,6 +67,12 @@ def time_gate(times: Tensor, period: Tensor, shift: Tensor, r_on: float, alpha: 
     return k.to(period.dtype)
 
 
+def _leak(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        fail(name, "a non-negative float", repr(value))
+    return float(value)  # type: ignore[arg-type]
+
+
 class PhasedLSTMCell(RecurrentCell):
     """One Phased LSTM layer: a peephole LSTM whose updates pass through the time gate."""
 
@@ -86,6 +92,7 @@ class PhasedLSTMCell(RecurrentCell):
         self.hidden_size = H
         self.r_on = r_on
         self.alpha = alpha
+        self.eval_alpha: float | None = 0.0
         self.period_range = period_range
         # gate rows: input i, forget f, candidate (the paper's c), output o
         self.weight_ih = nn.Parameter(torch.empty(4 * H, input_size, **kw))
@@ -107,7 +114,8 @@ class PhasedLSTMCell(RecurrentCell):
     def project(self, x: Tensor, clock: Tensor | None) -> Tensor:
         """The gates' input part and, last, the time gate k of every step (T, B, 5 H)."""
         assert clock is not None
-        k = time_gate(clock, self.period, self.shift, self.r_on, self.alpha)
+        leak = self.alpha if self.training or self.eval_alpha is None else self.eval_alpha
+        k = time_gate(clock, self.period, self.shift, self.r_on, leak)
         return torch.cat([F.linear(x, self.weight_ih, self.bias), k], dim=-1)
 
     def step(
@@ -153,8 +161,12 @@ class PhasedLSTM(RecurrentLayer):
     r_on : float
         Fraction of the period the gate is open, in (0, 1] (0.05 as in the SFM paper's table).
     alpha : float
-        Leak of the closed phase (1e-3). Also a plain attribute: ``model.alpha = 0`` makes a
-        closed unit keep its state exactly.
+        Leak of the closed phase in training (1e-3). Also a plain attribute: ``model.alpha = 0``
+        makes a closed unit keep its state exactly.
+    eval_alpha : float or None
+        Leak of the closed phase in ``eval()`` mode: 0 by default, as the authors' released
+        code (``public_plstm``: ``off_slope = 0`` when deterministic); None uses ``alpha``
+        in both modes. Also a plain attribute.
     period_range : (float, float)
         tau is initialised log-uniform in this range (default (1, 1000) time units).
     batch_first, dropout, device, dtype :
@@ -196,6 +208,7 @@ class PhasedLSTM(RecurrentLayer):
         *,
         r_on: float = 0.05,
         alpha: float = 1e-3,
+        eval_alpha: float | None = 0.0,
         period_range: tuple[float, float] = (1.0, 1000.0),
         batch_first: bool = False,
         dropout: float = 0.0,
@@ -219,7 +232,8 @@ class PhasedLSTM(RecurrentLayer):
             PhasedLSTMCell(n, hidden_size, self.r_on, 0.0, self.period_range, device, dtype)
             for n in self.layer_input_sizes()
         )
-        self.alpha = alpha  # validated and given to every layer by the setter
+        self.alpha = alpha  # validated and given to every layer by the setters
+        self.eval_alpha = eval_alpha
 
     @property
     def alpha(self) -> float:
@@ -228,10 +242,19 @@ class PhasedLSTM(RecurrentLayer):
 
     @alpha.setter
     def alpha(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            fail("alpha", "a non-negative float", repr(value))
         for cell in self.cells:
-            cell.alpha = float(value)
+            cell.alpha = _leak(value, "alpha")
+
+    @property
+    def eval_alpha(self) -> float | None:
+        """Leak of the closed phase in ``eval()`` mode (None: ``alpha``); setting it sets
+        every layer's."""
+        return self.cells[0].eval_alpha
+
+    @eval_alpha.setter
+    def eval_alpha(self, value: float | None) -> None:
+        for cell in self.cells:
+            cell.eval_alpha = None if value is None else _leak(value, "eval_alpha")
 
     @staticmethod
     def parameter_count(input_size: int, hidden_size: int, num_layers: int = 1,
@@ -242,7 +265,8 @@ class PhasedLSTM(RecurrentLayer):
         return sum(4 * H * (n + H + 1) + 5 * H for n in [input_size] + [H] * (num_layers - 1))
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, r_on={self.r_on}, alpha={self.alpha}"
+        return (f"{super().extra_repr()}, r_on={self.r_on}, alpha={self.alpha}, "
+                f"eval_alpha={self.eval_alpha}")
 
     def forward(
         self,

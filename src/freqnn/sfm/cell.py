@@ -20,7 +20,7 @@ from ..checks import (
 from ..frequencies import fold_frequency, frequency_grid, phase
 from . import kernels
 from .state import SFMState, check_state, last_time, map_batch_axis, where_valid, zero_state
-from .step import advance_phase, amplitude, memory_update, output, split_gates
+from .step import Gates, advance_phase, amplitude, memory_update, output, split_gates
 
 __all__ = ["PHASE_RULES", "AdaptiveSFMCell", "PhaseOption", "SFMCell", "check_phase"]
 
@@ -251,6 +251,7 @@ class SFMCell(nn.Module):
         state: SFMState,
         times: Tensor,
         mask: Tensor | None = None,
+        record: list[tuple[Gates, Tensor]] | None = None,
     ) -> tuple[Tensor, SFMState]:
         """Run the recurrence over a whole sequence.
 
@@ -267,13 +268,16 @@ class SFMCell(nn.Module):
         state : SFMState, initial state of this layer (no layer dimension)
         times : Tensor [shape=(T, B)], float64 timestamps of the steps
         mask : Tensor [shape=(T, B)] bool or None, False at padded steps (they change nothing)
+        record : list or None
+            If given, the reference path runs and appends each step's pre-activations and
+            amplitude ``(Gates, A_t)`` to it (:func:`freqnn.sfm.trace.trace` reads them).
 
         Returns
         -------
         output : Tensor [shape=(T, B, M)], z_t (zeros at padded steps)
         state : SFMState at each sequence's last valid step
         """
-        result = kernels.scan(self, gx, state, times, mask)
+        result = None if record is not None else kernels.scan(self, gx, state, times, mask)
         if result is not None:
             return result
         D, K, M = self.state_size, self.num_freqs, self.hidden_size
@@ -304,7 +308,10 @@ class SFMCell(nn.Module):
             else:
                 cos_t, sin_t = cos_steps[t], sin_steps[t]
             re_new, im_new = memory_update(gates, re, im, cos_t, sin_t)
-            z_new = output(gates, amplitude(re_new, im_new), self.weight_a, self.b_z)
+            A_t = amplitude(re_new, im_new)
+            if record is not None:
+                record.append((gates, A_t))
+            z_new = output(gates, A_t, self.weight_a, self.b_z)
             if mask is None:
                 z, re, im = z_new, re_new, im_new
                 phi = phi_new if self.adaptive else None
