@@ -12,7 +12,7 @@ from freqnn.checks import MAX_TIME
 from freqnn.sfm import kernels
 
 from ..reference import randomise_
-from .common import AuthorsASFM
+from .common import AuthorsASFM, assert_float32_accurate, float64_twin
 
 LAYERS = [freqnn.SFM, freqnn.AdaptiveSFM, AuthorsASFM]
 #: the layers by name; "AdaptiveSFM-authors" is A-SFM under the authors' phase rule
@@ -56,11 +56,13 @@ def test_compile_fullgraph_matches_eager(layer):
     compiled = torch.compile(net, fullgraph=True)  # a graph break would raise
     eager = net(x)
     out = compiled(x)
-    torch.testing.assert_close(out, eager, atol=1e-5, rtol=1e-5)
-    for a, b in zip(grads(net, out), grads(net, eager), strict=True):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    twin, x64, _ = float64_twin(net, x, None)
+    exact = twin(x64)
+    assert_float32_accurate(
+        [out, *grads(net, out)], [eager, *grads(net, eager)], [exact, *grads(twin, exact)]
+    )
     with torch.no_grad():
-        torch.testing.assert_close(compiled(x), eager, atol=1e-5, rtol=1e-5)
+        assert_float32_accurate([compiled(x)], [eager], [exact])
 
 
 @pytest.mark.parametrize("layer", MODELS)
@@ -70,7 +72,8 @@ def test_export_reproduces_eager(layer):
     program = torch.export.export(net, (x,))
     if layer != "CosineTransform":
         assert "freqnn.sfm_scan" in str(program.graph)  # the op, not an unrolled loop
-    torch.testing.assert_close(program.module()(x), net(x), atol=1e-6, rtol=1e-6)
+    twin, x64, _ = float64_twin(net, x, None)
+    assert_float32_accurate([program.module()(x)], [net(x)], [twin(x64)])
 
 
 @pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "legacy"])
@@ -84,7 +87,9 @@ def test_onnx_export_runs_in_onnxruntime(layer, dynamo, tmp_path):
     torch.onnx.export(net, (x,), str(path), dynamo=dynamo)
     session = ort.InferenceSession(str(path))
     (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
-    torch.testing.assert_close(torch.from_numpy(got), net(x).detach(), atol=1e-4, rtol=1e-4)
+    twin, x64, _ = float64_twin(net, x, None)
+    with torch.no_grad():
+        assert_float32_accurate([torch.from_numpy(got)], [net(x)], [twin(x64)])
 
 
 @pytest.mark.parametrize("layer", list(BODIES))
