@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -25,26 +26,45 @@ def _python_blocks(page: Path) -> str:
     return "\n".join(blocks)
 
 
-def _run_page(page: Path) -> dict:
+def _run_code(code: str, filename: str) -> dict:
     threads = torch.get_num_threads()
     namespace: dict = {"__name__": "__docs__"}
     try:
-        exec(compile(_python_blocks(page), str(page), "exec"), namespace)
+        exec(compile(code, filename, "exec"), namespace)
     finally:
         torch.set_num_threads(threads)
     return namespace
 
 
+def _run_page(page: Path) -> dict:
+    return _run_code(_python_blocks(page), str(page))
+
+
+#: the tutorial runs as written (seed 0) and with these other seeds in its place
+TUTORIAL_SEEDS = range(5)
+
+
 def test_tutorial_runs(capsys: pytest.CaptureFixture) -> None:
-    ns = _run_page(DOCS / "tutorial.md")
-    out = capsys.readouterr().out
-    assert ns["accuracy"] >= 0.9, out
-    assert "streamed == whole series: True" in out
-    # the memory resolves the two rates: each class fills the frequencies near its own
-    omega, slow, fast = ns["omega"], ns["slow"], ns["fast"]
-    near_slow, near_fast = omega < 0.75, (omega > 0.75) & (omega < 1.6)
-    assert (slow[near_slow].sum() / slow[near_fast].sum()
-            > fast[near_slow].sum() / fast[near_fast].sum())
+    """Every seed reaches the accuracy the page promises, and its streamed prediction equals the
+    whole series'; the memory resolves the two rates: on average over the seeds (one start in
+    about seven does not), each class fills the frequencies near its own rate more than the
+    other class does."""
+    page = DOCS / "tutorial.md"
+    code = _python_blocks(page)
+    assert code.count("torch.manual_seed(0)") == 1
+    accuracies, leans = [], []
+    for seed in TUTORIAL_SEEDS:
+        ns = _run_code(code.replace("torch.manual_seed(0)", f"torch.manual_seed({seed})"),
+                       f"{page} (seed {seed})")  # fmt: skip
+        out = capsys.readouterr().out
+        assert "streamed == whole series: True" in out, (seed, out)
+        accuracies.append(ns["accuracy"])
+        omega, slow, fast = ns["omega"], ns["slow"], ns["fast"]
+        near_slow, near_fast = omega < 0.75, (omega > 0.75) & (omega < 1.6)
+        leans.append(math.log((slow[near_slow].sum() / slow[near_fast].sum())
+                              / (fast[near_slow].sum() / fast[near_fast].sum())))  # fmt: skip
+    assert min(accuracies) >= 0.9, accuracies
+    assert sum(leans) > 0, leans
 
 
 def test_getting_started_example_runs(capsys: pytest.CaptureFixture) -> None:
