@@ -3,8 +3,11 @@ logged for a build, one warning for a fallback, kept outside the checkout by def
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from freqnn.sfm import kernels
-from freqnn.sfm.kernels import build
+from freqnn.sfm.kernels import abi, build
 
 # A new process: one SFM forward on the default path against the reference; prints the diff.
 PROBE = """
@@ -37,8 +40,13 @@ def probe(cache: Path, **env: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def finish(proc: subprocess.Popen) -> tuple[str, str]:
-    out, err = proc.communicate(timeout=600)
+def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # hung (on a FIFO, say): leave no process behind
+        proc.kill()
+        proc.communicate()
+        raise
     assert proc.returncode == 0, err
     assert "diff" in out and float(out.split("diff")[1]) < 1e-10, out
     return out, err
@@ -70,20 +78,58 @@ def test_build_is_cached(built, tmp_path):
     assert "status False" in out and "compiling" not in err  # loaded from the cache
 
 
-@pytest.mark.parametrize("damage", ["truncate", "foreign", "no-record"])
+@pytest.mark.parametrize(
+    "damage", ["truncate", "foreign", "no-record", "fifo-record", "fifo-library"])
 def test_damaged_library_is_never_loaded(built, tmp_path, damage):
     shutil.copytree(built, tmp_path, dirs_exist_ok=True)
     (library,) = (tmp_path / "sfm_kernel").glob("*.so")
+    record = library.with_suffix(".json")
     if damage == "truncate":  # dlopen of this file used to kill the process with SIGBUS
         with open(library, "r+b") as f:
             f.truncate(30_000)
     elif damage == "foreign":  # same size, other bytes
         library.write_bytes(os.urandom(library.stat().st_size))
-    else:
-        library.with_suffix(".json").unlink()
-    out, err = finish(probe(tmp_path))
+    elif damage == "no-record":
+        record.unlink()
+    elif damage == "fifo-record":  # reading it used to block every process for ever
+        record.unlink()
+        os.mkfifo(record)
+    else:  # a FIFO in place of the library, with a record that fits it (empty)
+        library.unlink()
+        os.mkfifo(library)
+        record.write_text(json.dumps({"size": 0, "sha256": hashlib.sha256(b"").hexdigest(),
+                                      "abi": abi.ABI}))
+    out, err = finish(probe(tmp_path), timeout=180)
     assert "does not match its build record" in err and "rebuilding" in err
     assert "status True" in out  # rebuilt, verified, used
+
+
+def test_cache_directory_is_private(built):
+    assert stat.S_IMODE((built / "sfm_kernel").stat().st_mode) == 0o700
+
+
+def test_cache_writable_by_others_is_refused(built, tmp_path):
+    """The cache is code: a library there runs in every process. A directory others may write is
+    not trusted: nothing in it is loaded, the PyTorch algorithm serves, the warning says how to
+    fix it."""
+    shutil.copytree(built, tmp_path, dirs_exist_ok=True)
+    folder = tmp_path / "sfm_kernel"
+    folder.chmod(0o777)
+    out, err = finish(probe(tmp_path))
+    assert "status None" in out  # not loaded, not built
+    assert f"the kernel cache {folder} is owned by uid {os.geteuid()} with mode 777" in err
+    assert f"chmod 700 {folder}" in err and "compiling" not in err
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="giving a directory to another user needs root")
+def test_cache_of_another_user_is_refused(tmp_path):
+    folder = tmp_path / "sfm_kernel"
+    folder.mkdir(mode=0o700)
+    os.chown(folder, 65534, 65534)
+    with pytest.raises(RuntimeError, match=rf"the kernel cache {folder} is owned by uid 65534 "
+                                           rf"with mode 700: .*`chown 0 {folder}`"):
+        build._check_cache_dir(folder)
 
 
 def test_concurrent_builds_take_the_lock(tmp_path):

@@ -16,6 +16,13 @@ Safety of the cache:
 * the loaded library must report the calling convention it was built with
   (:data:`freqnn.sfm.kernels.abi.ABI`) and pass a self-test against the PyTorch algorithm.
 
+The cache directory is code: whoever can write to it can put a library there (with a matching
+record) whose constructor runs in every process that uses SFM. So it is created with mode 0700,
+and a cache directory owned by another user or writable by group or others is refused (the
+PyTorch algorithm serves, with a warning saying how to fix it). The record and the library are
+read only when they are regular files of the user's, opened without blocking (a FIFO in their
+place must not hang a process): anything else is rebuilt.
+
 The first build prints one line to stderr. Where the kernel cannot be had (no compiler, not
 Linux, a failed build or self-test), :func:`load_library` returns None and the PyTorch algorithm
 is used; this warns once, with the reason.
@@ -29,6 +36,7 @@ import json
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -140,20 +148,62 @@ def _record_path(target: Path) -> Path:
     return target.with_suffix(".json")
 
 
-def _fingerprint(path: Path) -> dict[str, object]:
-    data = path.read_bytes()
+def _fingerprint(data: bytes) -> dict[str, object]:
     return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "abi": abi.ABI}
+
+
+def _writable_by_others(mode: int) -> bool:
+    return bool(mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _read_own_file(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file of this user's that no one else may write;
+    else ``OSError``. Opened without blocking: a FIFO there must not hang the process."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path}: not a regular file")
+        if info.st_uid != os.geteuid() or _writable_by_others(info.st_mode):
+            raise OSError(f"{path}: owned by another user or writable by others")
+        return f.read()
 
 
 def _verified(target: Path) -> bool:
     """Whether ``target`` is the complete library recorded by its build."""
     try:
-        record = json.loads(_record_path(target).read_text())
+        record = json.loads(_read_own_file(_record_path(target)))
         if target.stat().st_size != record.get("size"):
             return False
-        return _fingerprint(target) == record
+        return _fingerprint(_read_own_file(target)) == record
     except (OSError, ValueError):
         return False
+
+
+def _check_cache_dir(folder: Path) -> None:
+    """Create ``folder`` (mode 0700) if needed, and refuse one that another user owns or that
+    group or others may write: what is in it gets loaded as code."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = folder.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise RuntimeError(f"the kernel cache {folder} is not a directory: remove it, or set "
+                           f"{CACHE_ENV} to a directory of your own")
+    fixes = []
+    if info.st_uid != os.geteuid():
+        fixes.append(f"`chown {os.geteuid()} {folder}`")
+    if _writable_by_others(info.st_mode):
+        fixes.append(f"`chmod 700 {folder}`")
+    if fixes:
+        raise RuntimeError(
+            f"the kernel cache {folder} is owned by uid {info.st_uid} with mode "
+            f"{stat.S_IMODE(info.st_mode):o}: a library there is loaded as code, so the "
+            f"directory must be yours (uid {os.geteuid()}) and writable by no one else; fix it "
+            f"with {' and '.join(fixes)} (and remove the files others may have put in it), or "
+            f"set {CACHE_ENV} to a directory of your own")
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -193,7 +243,7 @@ def _compile(cxx: str, sources: dict[str, str], target: Path) -> None:
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-2000:]}")
         os.replace(partial, target)
-    _write_atomic(_record_path(target), json.dumps(_fingerprint(target)).encode())
+    _write_atomic(_record_path(target), json.dumps(_fingerprint(target.read_bytes())).encode())
 
 
 def _open(target: Path) -> ctypes.CDLL:
@@ -220,7 +270,7 @@ def _build_and_open() -> tuple[ctypes.CDLL, Path, bool]:
         raise RuntimeError("no C++ compiler found (set CXX or install g++)")
     sources = _sources()
     target = _library_path(cxx, sources)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _check_cache_dir(target.parent)
     with filelock.FileLock(str(target) + ".lock", timeout=900):
         built = False
         if not _verified(target):
