@@ -60,15 +60,21 @@ def test_dct_code_keeps_the_first_coefficients() -> None:
 
 
 def test_training_keeps_the_best_validation_checkpoint() -> None:
-    x = C.blocks(_toy_corpus(), 32).float()
+    # blocks of one sinusoid (0.3 rad per sample) at random phases: the four full-band
+    # frequencies (0.39 to 2.75) move towards it, and the validation MSE falls to 0.45 to 0.48 of
+    # its start (training seeds 0 to 7 here; on the toy speech corpus 0.95 to 1.0, a knife edge)
+    generator = torch.Generator().manual_seed(0)
+    phases = 2 * math.pi * torch.rand(60, 1, generator=generator)
+    x = torch.sin(0.3 * torch.arange(32.0) + phases)
     ct = CosineTransform(32, 4, init="full-band")
-    info = C._train(ct, x[:40], x[40:], steps=20, batch=8, lr=0.05, eval_every=5, seed=0)
+    info = C._train(ct, x[:40], x[40:], steps=20, batch=8, lr=0.05, freq_lr=0.01, eval_every=5,
+                    seed=0)  # fmt: skip
     assert [s for s, _ in info["curve"]] == [0, 5, 10, 15, 20]
     assert info["valid_mse"] == min(v for _, v in info["curve"])
     with torch.no_grad():
         mse = float(((ct.inverse(ct(x[40:])) - x[40:]) ** 2).mean())
     assert mse == pytest.approx(info["valid_mse"], rel=1e-6)
-    assert info["valid_mse"] < info["curve"][0][1]  # the toy signals are learnable
+    assert info["valid_mse"] < 0.75 * info["curve"][0][1]
 
 
 def test_voice_holdout_split() -> None:
