@@ -339,3 +339,14 @@ def test_build_model_log_grid_phase_and_time_options() -> None:
         build_model("sfm", 1, 2, phase="authors")
     with pytest.raises(ValueError, match=r"time: expected one of \('data', 'normalised'"):
         SequenceModel("lstm", 1, 2, time="seconds")
+
+
+def test_memory_reaches_the_sfm_bodies_only():
+    model, _ = build_model("asfm", 2, 3, hidden_size=4, state_size=3, num_freqs=2,
+                           memory="normalised")
+    assert all(cell.memory == "normalised" for cell in model.body.cells)
+    lstm, _ = build_model("lstm", 2, 3, hidden_size=4, state_size=3, num_freqs=2,
+                          memory="normalised")  # a task default for SFM leaves LSTM alone
+    assert isinstance(lstm.body, torch.nn.LSTM)
+    with pytest.raises(ValueError, match="memory: expected 'paper' for model 'gru'"):
+        SequenceModel("gru", 2, 3, memory="normalised")

@@ -256,6 +256,7 @@ def build_task_model(cfg: dict[str, Any], facts: dict[str, Any]
         max_period=cfg["max_period"],
         phase=cfg["phase"],
         time=cfg["time"],
+        memory=cfg["memory"],
         use_times=facts["has_times"],
         rnn_hidden_size=cfg["rnn_hidden_size"],
         match_params=cfg["match_params"],

@@ -82,6 +82,8 @@ DEFAULTS: dict[str, Any] = {
     "max_period": None,
     "phase": "accumulate",
     "time": "data",
+    # the paper's memory: also what a run written before the key existed used
+    "memory": "paper",
     "rnn_hidden_size": None,
     "match_params": True,
     "precision": "32",
@@ -144,6 +146,9 @@ class RunConfig(BaseModel):
     phase: Literal["accumulate", "authors"] = Field(
         description="A-SFM phase rule: accumulated phase, or the authors' released code "
         "(omega_{t-1} * t; docs/sfm.md)")
+    memory: Literal["paper", "normalised"] = Field(
+        description="SFM / A-SFM memory update: the paper's, or normalised (the write weighted "
+        "by 1 - f_t, so |S| <= 1; docs/sfm.md, Training SFM); the other models ignore it")
     time: Literal[TIME_MODES] = Field(  # type: ignore[valid-type]
         description="times the models see: data (the task's timestamps, else the step index), "
         "normalised ((n+1)/L), authors ((n+1)//L, the released code's integer division: t = 0 "

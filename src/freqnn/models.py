@@ -362,6 +362,9 @@ class SequenceModel(nn.Module):
     phase : {"accumulate", "authors"}
         The A-SFM's phase rule (:class:`freqnn.AdaptiveSFM`); the other bodies take only
         ``"accumulate"``.
+    memory : {"paper", "normalised"}
+        The memory update of SFM / A-SFM (:class:`freqnn.SFM`); the other bodies take only
+        ``"paper"``.
     time : {"data", "normalised", "authors"}
         The times the body sees (module docstring); ``"authors"`` warns.
 
@@ -389,10 +392,14 @@ class SequenceModel(nn.Module):
         use_times: bool = False,
         phase: str = "accumulate",
         time: str = "data",
+        memory: str = "paper",
     ) -> None:
         super().__init__()
         if arch not in ARCHS:
             fail("arch", f"one of {', '.join(ARCHS)}", repr(arch))
+        if memory != "paper" and arch not in ("sfm", "asfm"):
+            fail("memory", f"'paper' for model {arch!r} (the normalised memory is SFM's and "
+                 "A-SFM's, models 'sfm' and 'asfm')", repr(memory))
         if phase != "accumulate" and arch != "asfm":
             fail("phase", f"'accumulate' for model {arch!r} (the phase rule 'authors' is the "
                  "A-SFM's, model 'asfm')", repr(phase))
@@ -436,6 +443,7 @@ class SequenceModel(nn.Module):
                 frequencies=frequencies,
                 learn_frequencies=learn_frequencies,
                 **({"phase": phase} if arch == "asfm" else {}),
+                **({"memory": memory} if arch in ("sfm", "asfm") else {}),
             )
         elif arch in _BIDIRECTIONAL:
             self.body = BidirectionalRNN(
@@ -539,6 +547,7 @@ def build_model(
     max_period: float | None = None,
     phase: str = "accumulate",
     time: str = "data",
+    memory: str = "paper",
 ) -> tuple[SequenceModel, dict[str, int]]:
     """Build the model of a run and report its parameter budget.
 
@@ -552,7 +561,8 @@ def build_model(
     ``frequencies="log"`` is :func:`freqnn.frequency_grid` ``("log", num_freqs, min_period=,
     max_period=)``; the periods are not used by the other grids (as ``state_size`` is not by
     LSTM), so a task may default to the log grid and a run still pick another grid alone.
-    ``phase`` and ``time`` are those of :class:`SequenceModel`.
+    ``phase``, ``time`` and ``memory`` are those of :class:`SequenceModel` (the LSTM / GRU
+    sizes are matched to the paper's SFM: its parameter count does not depend on them).
 
     Returns
     -------
@@ -594,9 +604,10 @@ def build_model(
         size = hidden_size
         model = (
             reference
-            if arch == "sfm" and time == "data" and phase == "accumulate"
+            if arch == "sfm" and time == "data" and phase == "accumulate" and memory == "paper"
             else SequenceModel(arch, input_size, output_size, hidden_size=size, phase=phase,
-                               time=time, **sfm_kw, **common)
+                               time=time, memory=memory if arch in ("sfm", "asfm") else "paper",
+                               **sfm_kw, **common)
         )
     return model, {"params": count_parameters(model), "sfm_params": sfm_params,
                    "hidden_size": size}

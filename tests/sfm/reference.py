@@ -17,8 +17,10 @@ def reference_sfm(
     *,
     adaptive: bool = False,
     omega: Tensor | None = None,
+    normalised: bool = False,
 ) -> Tensor:
-    """Outputs (T, B, M) of one layer from zero state; ``times`` (T, B) absolute timestamps."""
+    """Outputs (T, B, M) of one layer from zero state; ``times`` (T, B) absolute timestamps;
+    ``normalised``: the memory S = f S + (1 - f) g i e^{j angle}."""
     T, B, _ = x.shape
     K, M, D = p["U_o"].shape
     zero = torch.zeros((), dtype=x.dtype)
@@ -46,7 +48,8 @@ def reference_sfm(
                 angle = omega * float(times[t, b])
             t_prev = float(times[t, b])
             f = torch.outer(f_ste, f_fre)
-            S = f * S + torch.outer(g * i, torch.exp(1j * angle.to(torch.complex128)))
+            write = torch.outer(g * i, torch.exp(1j * angle.to(torch.complex128)))
+            S = f * S + ((1 - f) * write if normalised else write)
             A = S.abs().to(x.dtype)
             z_new = torch.zeros(M, dtype=x.dtype)
             for k in range(K):

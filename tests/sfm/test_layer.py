@@ -36,6 +36,7 @@ def irregular_times(T: int, B: int) -> torch.Tensor:
         {"bias": False},
         {"frequencies": "half"},
         {"frequencies": "dct", "learn_frequencies": True},
+        {"memory": "normalised"},
     ],
 )
 @pytest.mark.parametrize("use_times", [False, True])
@@ -48,7 +49,8 @@ def test_matches_reference_equations(cls, options, use_times):
     ref_times = times.t() if use_times else torch.arange(1.0, T + 1).double()[:, None].expand(T, B)
     p = module.paper_parameters()
     omega = None if module.adaptive else frequency_grid(options.get("frequencies", "paper"), K)
-    expected = reference_sfm(p, x, ref_times, adaptive=module.adaptive, omega=omega)
+    expected = reference_sfm(p, x, ref_times, adaptive=module.adaptive, omega=omega,
+                             normalised=options.get("memory") == "normalised")
     torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
     torch.testing.assert_close(state.z[0], expected[-1], atol=1e-10, rtol=0)
     torch.testing.assert_close(state.time, ref_times[-1])
@@ -278,3 +280,38 @@ def test_reset_parameters_restores_grid_and_repr():
     assert module.cells[0].weight_ih.abs().max() <= 1 / math.sqrt(M)
     text = repr(freqnn.SFM(N, M, D, K, num_layers=3, batch_first=True, dropout=0.1))
     assert "state_size=3" in text and "num_layers=3" in text and "batch_first=True" in text
+
+
+def test_memory_option_is_validated():
+    with pytest.raises(ValueError, match=r"memory: expected one of \('paper', 'normalised'\), "
+                       "got 'average'"):
+        freqnn.SFM(N, M, D, K, memory="average")
+    with pytest.raises(ValueError, match="memory: expected 'paper'"):
+        freqnn.ParallelSFM(N, M, D, K, memory="normalised")
+    assert "memory='normalised'" in repr(freqnn.AdaptiveSFM(N, M, D, K, memory="normalised"))
+
+
+@pytest.mark.parametrize("memory", ["paper", "normalised"])
+def test_the_amplitude_grows_with_the_window_only_in_the_paper_memory(memory):
+    """With the forget gates near 1 (f = 0.99, a window of 100 steps) and a constant write,
+    the paper's |S| at omega = 0 approaches g i / (1 - f) = 100 g i; the normalised memory's stays
+    below g i <= 1 (docs/sfm.md, "Training SFM")."""
+    sfm = freqnn.SFM(1, 2, 2, 2, memory=memory, frequencies=torch.tensor([0.0, 0.5]),
+                     dtype=torch.float64)
+    p = sfm.paper_parameters()
+    with torch.no_grad():
+        for v in p.values():
+            v.zero_()
+        # f_ste f_fre = sigmoid(b)^2 = 0.99, g = sigmoid(10), i = tanh(1)
+        p["b_ste"].fill_(math.log(0.99 ** 0.5 / (1 - 0.99 ** 0.5)))
+        p["b_fre"].copy_(p["b_ste"][:1].expand(2))
+        p["b_g"].fill_(10.0)
+        p["b_i"].fill_(math.atanh(0.5))
+    _, state = sfm(torch.zeros(2000, 1, 1, dtype=torch.float64))
+    amplitude = torch.hypot(state.re, state.im)[0, 0]  # (D, K) of the sequence
+    gi = torch.sigmoid(torch.tensor(10.0, dtype=torch.float64)) * 0.5
+    if memory == "paper":
+        torch.testing.assert_close(amplitude[:, 0], (gi / 0.01).expand(2), rtol=1e-6, atol=0)
+    else:
+        assert bool((amplitude <= gi + 1e-12).all())
+        torch.testing.assert_close(amplitude[:, 0], gi.expand(2), rtol=1e-6, atol=0)

@@ -22,11 +22,14 @@ from . import kernels
 from .state import SFMState, check_state, last_time, map_batch_axis, where_valid, zero_state
 from .step import Gates, advance_phase, amplitude, memory_update, output, split_gates
 
-__all__ = ["PHASE_RULES", "AdaptiveSFMCell", "PhaseOption", "SFMCell", "check_phase"]
+__all__ = ["MEMORIES", "PHASE_RULES", "AdaptiveSFMCell", "PhaseOption", "SFMCell", "check_phase"]
 
 #: A-SFM's phase rules (``AdaptiveSFM(..., phase=...)``): the accumulated phase (default) and the
 #: rule of the authors' released code
 PHASE_RULES = ("accumulate", "authors")
+#: the memory update (``SFM(..., memory=...)``): the paper's, or the normalised one whose write is
+#: weighted by 1 - f_t (:func:`freqnn.sfm.step.memory_update`)
+MEMORIES = ("paper", "normalised")
 
 
 def check_phase(value: object) -> str:
@@ -79,6 +82,11 @@ class SFMCell(nn.Module):
         Train the frequencies. They are stored unconstrained and used folded into [0, pi]
         (:func:`freqnn.frequencies.fold_frequency`), which leaves the output of an SFM unchanged
         for in-band values and keeps learned ones alias-free.
+    memory : {"paper", "normalised"}
+        The memory update: the paper's S_t = f_t S_{t-1} + (g_t i_t) e^{j omega t}, or the
+        normalised S_t = f_t S_{t-1} + (1 - f_t)(g_t i_t) e^{j omega t}, an exponentially
+        weighted average whose amplitude stays at most 1 however long the window (the
+        paper's grows as 1 / (1 - f_t)); see ``docs/sfm.md``, "Training SFM".
 
     Notes
     -----
@@ -101,10 +109,14 @@ class SFMCell(nn.Module):
         bias: bool = True,
         frequencies: str | Tensor = "paper",
         learn_frequencies: bool = False,
+        memory: str = "paper",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        if not isinstance(memory, str) or memory not in MEMORIES:
+            fail("memory", f"one of {MEMORIES}", repr(memory))
+        self.memory = memory
         self.input_size = _check_size(input_size, "input_size")
         self.hidden_size = _check_size(hidden_size, "hidden_size")
         self.state_size = _check_size(state_size, "state_size")
@@ -230,6 +242,8 @@ class SFMCell(nn.Module):
         s += f"num_freqs={self.num_freqs}, frequencies={self._grid_spec!r}"
         if self.learn_frequencies:
             s += ", learn_frequencies=True"
+        if self.memory != "paper":
+            s += f", memory={self.memory!r}"
         if not self.bias:
             s += ", bias=False"
         if self.adaptive:
@@ -307,7 +321,8 @@ class SFMCell(nn.Module):
                 cos_t, sin_t = torch.cos(phi_new), torch.sin(phi_new)
             else:
                 cos_t, sin_t = cos_steps[t], sin_steps[t]
-            re_new, im_new = memory_update(gates, re, im, cos_t, sin_t)
+            re_new, im_new = memory_update(gates, re, im, cos_t, sin_t,
+                                           self.memory == "normalised")
             A_t = amplitude(re_new, im_new)
             if record is not None:
                 record.append((gates, A_t))
@@ -372,7 +387,7 @@ class AdaptiveSFMCell(PhaseOption, SFMCell):
     omega_t = W_omega_x x_t + W_omega_z z_{t-1} + b_omega.
 
     Takes the arguments of :class:`SFMCell` (``input_size, hidden_size, state_size, num_freqs,
-    *, bias, frequencies, learn_frequencies, device, dtype``) and ``phase``.
+    *, bias, frequencies, learn_frequencies, memory, device, dtype``) and ``phase``.
 
     Parameters
     ----------

@@ -41,6 +41,10 @@ class SFM(nn.Module):
         Frequency grid in rad per unit of time (:mod:`freqnn.frequencies`).
     learn_frequencies : bool
         Train the frequencies (kept in [0, pi] by folding).
+    memory : {"paper", "normalised"}
+        The memory update of every layer (:class:`SFMCell`): the paper's, or the normalised
+        one (the write weighted by 1 - f_t, so |S| <= 1), which trains stably with long
+        windows (``docs/sfm.md``, "Training SFM").
 
     Notes
     -----
@@ -73,6 +77,7 @@ class SFM(nn.Module):
         dropout: float = 0.0,
         frequencies: str | Tensor = "paper",
         learn_frequencies: bool = False,
+        memory: str = "paper",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -97,6 +102,7 @@ class SFM(nn.Module):
                 bias=bias,
                 frequencies=frequencies,
                 learn_frequencies=learn_frequencies,
+                memory=memory,
                 device=device,
                 dtype=dtype,
             )
@@ -207,9 +213,9 @@ class AdaptiveSFM(PhaseOption, SFM):
 
     Same interface as :class:`SFM` (the same constructor arguments, ``input_size, hidden_size,
     state_size, num_freqs, num_layers=1, *, bias, batch_first, dropout, frequencies,
-    learn_frequencies, device, dtype``), plus the phase rule (equations in ``docs/sfm.md`` and
-    :class:`freqnn.AdaptiveSFMCell`). ``paper_parameters`` adds ``W_omega_z``, ``W_omega_x``,
-    ``b_omega`` (and has no ``omega``).
+    learn_frequencies, memory, device, dtype``), plus the phase rule (equations in
+    ``docs/sfm.md`` and :class:`freqnn.AdaptiveSFMCell`). ``paper_parameters`` adds
+    ``W_omega_z``, ``W_omega_x``, ``b_omega`` (and has no ``omega``).
 
     Parameters
     ----------

@@ -192,6 +192,9 @@ class ParallelSFMCell(SFMCell):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        if self.memory != "paper":
+            fail("memory", "'paper' (ParallelSFM has the paper's memory only)",
+                 repr(self.memory))
         del self.weight_hh  # no z_{t-1} weights (reset_parameters draws over parameters())
 
     def paper_parameters(self) -> dict[str, Tensor]:

@@ -57,23 +57,29 @@ def amplitude(re: Tensor, im: Tensor) -> Tensor:
 
 
 def memory_update(
-    gates: Gates, re: Tensor, im: Tensor, cos_t: Tensor, sin_t: Tensor
+    gates: Gates, re: Tensor, im: Tensor, cos_t: Tensor, sin_t: Tensor, normalised: bool = False
 ) -> tuple[Tensor, Tensor]:
     """Forget and write the state-frequency memory.
 
     f_ste = sigmoid(ste), f_fre = sigmoid(fre), f_t = outer(f_ste, f_fre),
-    Re S_t = f_t * Re S_{t-1} + (g_t * i_t) outer cos(omega t), and likewise Im S_t with sin.
+    Re S_t = f_t * Re S_{t-1} + (g_t * i_t) outer cos(omega t), and likewise Im S_t with sin
+    (the paper's memory). With ``normalised`` the write is weighted by (1 - f_t):
+    Re S_t = f_t * Re S_{t-1} + (1 - f_t) * (g_t * i_t) outer cos(omega t), an exponentially
+    weighted average, so |S_t| <= 1 whatever the window (docs/sfm.md, "Training SFM").
 
     Parameters
     ----------
     gates : Gates, pre-activations of the step
     re, im : Tensor [shape=(B, D, K)], S_{t-1}
     cos_t, sin_t : Tensor [shape=(B, K) or (K,)], cos and sin of the phase at step t
+    normalised : bool, the normalised memory (``memory="normalised"``) instead of the paper's
     """
     f_ste = torch.sigmoid(gates.ste)
     f_fre = torch.sigmoid(gates.fre)
     f_t = f_ste.unsqueeze(-1) * f_fre.unsqueeze(-2)
     write = (torch.sigmoid(gates.g) * torch.tanh(gates.i)).unsqueeze(-1)
+    if normalised:
+        write = write * (1 - f_t)
     re = f_t * re + write * cos_t.unsqueeze(-2)
     im = f_t * im + write * sin_t.unsqueeze(-2)
     return re, im

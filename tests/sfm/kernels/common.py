@@ -32,8 +32,22 @@ class AuthorsASFMCell(freqnn.AdaptiveSFMCell):
         super().__init__(*args, phase="authors", **kwargs)
 
 
-CLASSES = [freqnn.SFM, freqnn.AdaptiveSFM, AuthorsASFM]
-CELLS = [freqnn.SFMCell, freqnn.AdaptiveSFMCell, AuthorsASFMCell]
+class NormalisedSFM(freqnn.SFM):
+    """SFM with the normalised memory (``memory="normalised"``)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, memory="normalised", **kwargs)
+
+
+class NormalisedAuthorsASFMCell(AuthorsASFMCell):
+    """An A-SFM cell under the authors' phase rule with the normalised memory."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, memory="normalised", **kwargs)
+
+
+CLASSES = [freqnn.SFM, freqnn.AdaptiveSFM, AuthorsASFM, NormalisedSFM]
+CELLS = [freqnn.SFMCell, freqnn.AdaptiveSFMCell, AuthorsASFMCell, NormalisedAuthorsASFMCell]
 FAST = ["compiled", "pytorch"]
 TOL = {"atol": 1e-10, "rtol": 0}
 #: ``assert_float32_accurate``'s factor C (its docstring says why 64)

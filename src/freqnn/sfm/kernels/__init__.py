@@ -114,7 +114,7 @@ def scan(
         else:
             omega = cell.frequencies()
     args = (gx, z, re, im, phi, cos, sin, omega, times, time0, mask, weight, cell.weight_a,
-            cell.b_z, cell.carries_omega, grad)  # fmt: skip
+            cell.b_z, cell.carries_omega, cell.memory == "normalised", grad)  # fmt: skip
     if grad:
         result = op.ScanFunction.apply(*args)
     elif gx.device.type == "cpu" and not torch.compiler.is_compiling():
@@ -189,7 +189,7 @@ def step(
     p = pytorch.Inputs(
         None, state.z, state.re, state.im, state.phase, None, None,
         None if adaptive else cell.frequencies(), times, state.time, None,
-        cell.weight_hh, cell.weight_a, cell.b_z, cell.carries_omega,
+        cell.weight_hh, cell.weight_a, cell.b_z, cell.carries_omega, cell.memory == "normalised",
     )  # fmt: skip
     # the projection's bias: bias_ih on the gate rows, b_omega on A-SFM's omega rows
     projection = compiled.Projection(

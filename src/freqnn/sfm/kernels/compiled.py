@@ -236,7 +236,8 @@ def forward_compiled(
         imf=final[2],
         phif=final[3],
     )
-    dims = (T, B, D, K, M, G, int(adaptive), int(keep), 0, N, threads, int(p.authors))
+    dims = (T, B, D, K, M, G, int(adaptive), int(keep), 0, N, threads, int(p.authors),
+            int(p.normalised))
     abi.call(_entry(lib, "forward", like.dtype), dims, abi.FORWARD, arrays)
     if status[0]:
         return None
@@ -297,7 +298,8 @@ def backward_compiled(
             + threads * (3 * D + 5 * K + 2 * K * M * D + K * M)
         ),
     }
-    dims = (T, B, D, K, M, G, int(p.adaptive), 1, tc, 0, threads, int(p.authors))
+    dims = (T, B, D, K, M, G, int(p.adaptive), 1, tc, 0, threads, int(p.authors),
+            int(p.normalised))
     abi.call(_entry(lib, "backward", s.zs.dtype), dims, abi.BACKWARD, arrays)
     return Grads(
         gx=arrays["dgx"],
@@ -314,8 +316,8 @@ def backward_compiled(
 
 
 def self_test(lib: ctypes.CDLL) -> None:
-    """A small problem through both float types and both A-SFM phase rules must match the
-    PyTorch algorithm (catches a BLAS with another integer width or a broken build)."""
+    """A small problem through both float types, both A-SFM phase rules and both memories must
+    match the PyTorch algorithm (catches a BLAS with another integer width or a broken build)."""
     gen = torch.Generator().manual_seed(0)
     for dtype, authors in itertools.product((torch.float32, torch.float64), (False, True)):
         T, B, D, K, M = 3, 2, 3, 2, 4
@@ -340,6 +342,7 @@ def self_test(lib: ctypes.CDLL) -> None:
             weight_a=rand(K, 2 * M, D),
             b_z=rand(K, M),
             authors=authors,
+            normalised=authors,  # both flags off, then both on
         )
         got, _, _ = forward_compiled(lib, p, keep=True)
         want, _ = forward_torch(p, keep=True)

@@ -53,7 +53,9 @@ class Inputs(NamedTuple):
     cos, sin (T, B, K) (SFM, given) or None; omega (K,) (SFM, phases derived from ``times``) or
     None; times (T, B) float64; time0 (B,) float64, the time of the initial state; mask (T, B)
     bool or None; weight_hh (G, M); weight_a (K, 2M, D); b_z (K, M) or None; authors: A-SFM's
-    phase rule is the authors' (``phi0`` then holds omega_0, the slot carries omega_t).
+    phase rule is the authors' (``phi0`` then holds omega_0, the slot carries omega_t);
+    normalised: the normalised memory, whose write is weighted by 1 - f_t
+    (:func:`freqnn.sfm.step.memory_update`).
     """
 
     gx: Tensor
@@ -71,6 +73,7 @@ class Inputs(NamedTuple):
     weight_a: Tensor
     b_z: Tensor | None
     authors: bool = False
+    normalised: bool = False
 
     @property
     def adaptive(self) -> bool:
@@ -222,6 +225,8 @@ def forward_torch(p: Inputs, keep: bool) -> tuple[Tensor, Saved]:
             cos_t, sin_t = cos[t], sin[t]
         f = fs.unsqueeze(2) * ff.unsqueeze(1)
         w = (g * i).unsqueeze(2)
+        if p.normalised:
+            w = w * (1 - f)
         r = torch.addcmul(f * re[sp], w, cos_t.unsqueeze(1))
         s = torch.addcmul(f * im[sp], w, sin_t.unsqueeze(1))
         sq = r * r + s * s
@@ -309,10 +314,15 @@ def backward_torch(
             cos_t, sin_t = p.cos[t], p.sin[t]
         f = fs.unsqueeze(2) * ff.unsqueeze(1)
         df = dr * sre[t] + di * sim[t]
-        w = g * i
-        dw = (dr * cos_t.unsqueeze(1) + di * sin_t.unsqueeze(1)).sum(2)
-        dcs = (dr * w.unsqueeze(2)).sum(1)
-        dsn = (di * w.unsqueeze(2)).sum(1)
+        w = (g * i).unsqueeze(2)
+        dwrite = dr * cos_t.unsqueeze(1) + di * sin_t.unsqueeze(1)  # d / d(the write term)
+        if p.normalised:  # S_t = f S_{t-1} + (1 - f) w e^{j phase}
+            df = df - w * dwrite
+            dwrite = dwrite * (1 - f)
+            w = w * (1 - f)
+        dw = dwrite.sum(2)
+        dcs = (dr * w).sum(1)
+        dsn = (di * w).sum(1)
         dp = dgx[t]
         dp[:, :D] = (df * ff.unsqueeze(1)).sum(2) * fs * (1 - fs)
         dp[:, D : 2 * D] = dw * i * g * (1 - g)

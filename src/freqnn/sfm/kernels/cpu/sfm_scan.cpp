@@ -25,6 +25,8 @@ namespace {
 // carried in F_PHI; 1, the authors' rule: step t uses the phase wrap(omega_{t-1} * times[t])
 // (in double, as freqnn.frequencies.phase) and F_PHI carries omega_t to the next step (kept at
 // a padded step).
+// The normalised memory (DIM_NORMALISED) weights the write by 1 - f: S_t = f S_{t-1} +
+// (1 - f) g i e^{j phase} (freqnn.sfm.step.memory_update).
 // The initial re0, im0 come (B, D, K) as the library's state; F_ZF, F_REF, F_IMF, F_PHIF
 // receive the final state, re / im in that layout too.
 
@@ -70,7 +72,7 @@ void forward_block(const i64* dim, void* const* ptr, i64 b0, i64 b1, i64 j) {
   const i64 T = dim[DIM_T], B = dim[DIM_B], D = dim[DIM_D], K = dim[DIM_K], M = dim[DIM_M];
   const i64 G = dim[DIM_G], nb = b1 - b0;
   const bool adaptive = dim[DIM_ADAPTIVE] != 0, keep = dim[DIM_KEEP] != 0;
-  const bool authors = dim[DIM_AUTHORS] != 0;
+  const bool authors = dim[DIM_AUTHORS] != 0, normalised = dim[DIM_NORMALISED] != 0;
   const i64 A = 3 * D + K, OB = 3 * D + K, WB = OB + K * M, M2 = 2 * M;
   const S* gx = (const S*)ptr[F_GX];
   const S* whh = (const S*)ptr[F_WHH];
@@ -170,8 +172,9 @@ void forward_block(const i64* dim, void* const* ptr, i64 b0, i64 b1, i64 j) {
 #pragma omp simd
           for (i64 d = 0; d < D; ++d) {
             const S f = fs[d] * ffk;
-            const S r = f * rp[d] + w[d] * ck;
-            const S s = f * ip[d] + w[d] * sk;
+            const S wd = normalised ? (S(1) - f) * w[d] : w[d];  // normalised: (1 - f) g i
+            const S r = f * rp[d] + wd * ck;
+            const S s = f * ip[d] + wd * sk;
             ak[d] = std::sqrt(r * r + s * s);  // sqrt(0) = 0 exactly, as the reference
             rn[d] = r;
             inn[d] = s;
@@ -269,6 +272,7 @@ void backward_block(const i64* dim, void* const* ptr, i64 b0, i64 b1, i64 j) {
   const i64 T = dim[DIM_T], B = dim[DIM_B], D = dim[DIM_D], K = dim[DIM_K], M = dim[DIM_M];
   const i64 G = dim[DIM_G], TC = dim[DIM_CHUNK], nb = b1 - b0;
   const bool adaptive = dim[DIM_ADAPTIVE] != 0, authors = dim[DIM_AUTHORS] != 0;
+  const bool normalised = dim[DIM_NORMALISED] != 0;
   const i64 A = 3 * D + K, OB = 3 * D + K, WB = OB + K * M, M2 = 2 * M;
   const S* whh = (const S*)ptr[B_WHH];
   const S* wa = (const S*)ptr[B_WA];
@@ -407,14 +411,17 @@ void backward_block(const i64* dim, void* const* ptr, i64 b0, i64 b1, i64 j) {
           const S da = a > S(0) ? dak[d] / a : S(0);  // |S| has a zero subgradient at 0
           const S dr = drb[d] + da * r, di = dib[d] + da * s;
           const S f = fs[d] * ffk;
-          const S df = dr * rp[d] + di * ip[d];
+          const S dwrite = dr * ck + di * sk;  // d / d(the write term w e^{j phase})
+          // normalised: S_t = f S_{t-1} + (1 - f) w e^{j phase}
+          const S e = normalised ? S(1) - f : S(1);
+          const S df = dr * rp[d] + di * ip[d] - (normalised ? w[d] * dwrite : S(0));
           ampk[d] = a;
           drb[d] = dr * f;
           dib[d] = di * f;
-          dw[d] += dr * ck + di * sk;
+          dw[d] += e * dwrite;
           dfs[d] += df * ffk;
-          acs += dr * w[d];
-          asn += di * w[d];
+          acs += dr * e * w[d];
+          asn += di * e * w[d];
           aff += df * fs[d];
         }
         dcs[k] = acs;
