@@ -125,13 +125,24 @@ def test_demo_writes_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       "epochs": 1, "batch_size": 8, "length": 12,
                                       "hidden_size": 4, "state_size": 2, "num_freqs": 2})
     out = tmp_path / "demo"
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / "notes.txt").write_text("mine")  # before, the demo deleted runs/ whole
     assert cli.main(["demo", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert cli.main(["demo", "--out", str(out)]) == 0  # again: replaces its own runs
+    assert (out / "runs" / "notes.txt").read_text() == "mine"
     printed = capsys.readouterr().out
     assert "SFM test accuracy: " in printed and str((out / "report.md").resolve()) in printed
     text = (out / "report.md").read_text()
     assert "| signal_type | SFM | 0 |" in text and "| signal_type | LSTM | 0 |" in text
     for png in ("learning_curves_signal_type.png", "amplitude_sfm.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    # a directory the demo would write that it did not write is refused before any training
+    (out / "runs" / "lstm" / "config.yaml").write_text("task: stocks\nmodel: lstm\n")
+    assert cli.main(["demo", "--out", str(out)]) == 2
+    assert f"--out: expected a directory the demo wrote, got {out / 'runs' / 'lstm'}" in \
+        _error_line(capsys)
+    assert (out / "runs" / "sfm" / "results.json").is_file()
 
 
 # ---- hardening: every bad input is one line "freqnn: error: ...", exit status 2 -------------
@@ -233,6 +244,74 @@ def test_checkpoint_of_another_task_or_model_is_refused(
                      "--epochs", "2"]) == 2
     assert "model: expected 'gru'" in _error_line(capsys)
     assert "model: lstm" in (run / "config.yaml").read_text()  # the run is left as it was
+
+
+# ---- nothing overwritten or lost: run directories -----------------------------------------------
+
+def test_run_dir_holding_other_files_or_a_finished_run_is_refused(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Before, every file freqnn writes was overwritten without a word (only checkpoints were
+    looked at)."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "config.yaml.bak").write_text("mine")
+    (theirs / "notes.txt").write_text("mine")
+    assert cli.main(["train", "signal_type", *TINY, "--run-dir", str(theirs)]) == 2
+    assert (f"run_dir: expected a new or empty directory or a freqnn run, got {theirs} "
+            "holding config.yaml.bak, notes.txt (no config.yaml); choose another --run-dir, "
+            "or give --overwrite") in _error_line(capsys)
+    assert sorted(p.name for p in theirs.iterdir()) == ["config.yaml.bak", "notes.txt"]
+    # --overwrite writes the run there and keeps the files that are not the run's
+    assert cli.main(["train", "signal_type", *TINY, "--run-dir", str(theirs),
+                     "--overwrite"]) == 0
+    assert (theirs / "notes.txt").read_text() == "mine"
+    assert (theirs / "results.json").is_file()
+
+    run = _copy_run(tiny_run, tmp_path / "run")
+    (run / "logs" / "mine.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert cli.main(["train", "signal_type", *TINY, "--run-dir", str(run), "--seed", "5"]) == 2
+    assert (f"run_dir: expected a new directory or resume=True (--resume), got {run}, a "
+            "finished run that already holds checkpoints and results.json; --resume continues "
+            "it (with more --epochs), --overwrite replaces it") in _error_line(capsys)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert cli.main(["train", "--resume", "--overwrite", "--run-dir", str(run)]) == 2
+    assert "overwrite: expected it without resume" in _error_line(capsys)
+    # --overwrite replaces the run (seed 5), and only the run's files
+    assert cli.main(["train", "signal_type", *TINY, "--run-dir", str(run), "--seed", "5",
+                     "--overwrite"]) == 0
+    assert json.loads((run / "results.json").read_text())["seed"] == 5
+    assert (run / "logs" / "mine.txt").read_text() == "mine"
+    assert len((run / "logs" / "metrics.csv").read_text().splitlines()) == \
+        len((tiny_run / "logs" / "metrics.csv").read_text().splitlines())
+
+
+def test_a_run_directory_is_locked_while_a_run_trains(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Two processes on one run directory: before, both ran and one's files were lost."""
+    from freqnn.train import LOCK_FILE
+
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import filelock, sys, time\n"
+         f"lock = filelock.FileLock({str(run / LOCK_FILE)!r}); lock.acquire()\n"
+         "print('locked', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for extra in ([], ["--resume"]):
+            assert cli.main(["train", "signal_type", *TINY, "--run-dir", str(run),
+                             *extra]) == 2
+            assert (f"run_dir: expected a directory no other process is training in, got "
+                    f"{run}, locked by a running freqnn train") in _error_line(capsys)
+        assert [p.name for p in run.iterdir()] == [LOCK_FILE]
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    # released (the holder died): the run proceeds, and the lock file does not count as content
+    assert cli.main(["train", "signal_type", *TINY, "--run-dir", str(run)]) == 0
 
 
 def test_bad_config_files_and_run_dirs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -35,6 +35,12 @@ def _cfg(run_dir: Path, **kw: object) -> dict:
     return make_config(get_task("signal_type"), TINY, {"run_dir": str(run_dir), **kw})
 
 
+def _metrics_csv(run_dir: Path) -> list[str]:
+    lines = (run_dir / "logs" / "metrics.csv").read_text().splitlines()
+    assert len(lines) > 10, lines  # a header, every step's and epoch's rows
+    return lines
+
+
 def _history(run_dir: Path) -> list[dict]:
     records = json.loads((run_dir / "history.json").read_text())
     return [{k: v for k, v in r.items() if k != "time_s"} for r in records]
@@ -82,6 +88,8 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert _history(tmp_path / "full") == _history(tmp_path / "part")
     assert len(_history(tmp_path / "full")) == 4
     assert full["test"] == resumed["test"] and full["best_epoch"] == resumed["best_epoch"]
+    # the resumed run appends to metrics.csv (Lightning rewrote it from the resumed epoch on)
+    assert _metrics_csv(tmp_path / "part") == _metrics_csv(tmp_path / "full")
     with pytest.raises(FileExistsError, match="already holds checkpoints"):
         train(_cfg(tmp_path / "full", **kw))
 
@@ -122,19 +130,21 @@ def test_last_checkpoint_every_epoch_even_without_improvement(tmp_path: Path) ->
 
 # The child trains TINY for 4 epochs; at the chosen moment it writes a marker and sleeps, so
 # the parent kills it exactly there: inside a checkpoint write (after the bytes, before the
-# rename) or in the middle of a training epoch.
+# rename), in the middle of a training epoch, or inside the final epoch's last.ckpt write.
 CHILD = r"""
 import sys, time, pathlib, torch, json
 import freqnn.train as T
 from freqnn.tasks import get_task
 run_dir, where, marker = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
 cfg = T.make_config(get_task("signal_type"), json.loads(sys.argv[4]), {"run_dir": run_dir})
-saves = [0]
+saves, finals = [0], [0]
 real_save = torch.save
 def save(obj, f, *a, **k):
     real_save(obj, f, *a, **k)
     saves[0] += 1
-    if where == "save" and saves[0] == 3:  # epoch 1's first checkpoint write
+    finals[0] += obj.get("epoch") == 3
+    if (where == "save" and saves[0] == 3  # epoch 1's first checkpoint write
+            or where == "last" and finals[0] == 2):  # the final epoch's best, then last
         f.flush(); marker.write_text("x"); time.sleep(600)
 torch.save = save
 real_step = T.TaskModule.training_step
@@ -147,11 +157,12 @@ T.train(cfg)
 """
 
 
-@pytest.mark.parametrize("where", ["save", "train"])
+@pytest.mark.parametrize("where", ["save", "train", "last"])
 def test_sigkill_never_corrupts_and_resume_completes(tmp_path: Path, where: str) -> None:
     kw = {"epochs": 4, "lr": 0.01}
     reference = tmp_path / "reference"
-    train(_cfg(reference, **kw))
+    # "last" needs the final epoch to be the best: its best.ckpt is then newer than last.ckpt
+    assert train(_cfg(reference, **kw))["best_epoch"] == 3
     run_dir, marker = tmp_path / "killed", tmp_path / "marker"
     cfg = {**TINY, **kw}
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(run_dir), where, str(marker),
@@ -166,7 +177,7 @@ def test_sigkill_never_corrupts_and_resume_completes(tmp_path: Path, where: str)
     child.wait()
     child.stderr.close()
     folder = run_dir / "checkpoints"
-    if where == "save":  # killed mid-write: the partial file is a hidden temporary
+    if where in ("save", "last"):  # killed mid-write: the partial file is a hidden temporary
         assert list(folder.glob(".*.tmp"))
     for ckpt in folder.glob("*.ckpt"):
         load_checkpoint(ckpt)  # every visible checkpoint is complete
@@ -175,6 +186,10 @@ def test_sigkill_never_corrupts_and_resume_completes(tmp_path: Path, where: str)
     assert not list(folder.glob(".*.tmp"))
     assert _history(run_dir) == _history(reference)
     assert resumed["test"] == json.loads((reference / "results.json").read_text())["test"]
+    assert _metrics_csv(run_dir) == _metrics_csv(reference)
+    # last.ckpt holds the final epoch, as after an uninterrupted run (the "last" kill left it
+    # an epoch behind, and the resumed run, already at the end, wrote no checkpoint)
+    assert load_checkpoint(folder / "last.ckpt")["epoch"] == 3
 
 
 @pytest.mark.skipif(shutil.which("torchrun") is None and not Path(sys.executable).with_name(

@@ -24,7 +24,6 @@ import importlib
 import json
 import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -60,6 +59,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser, task_name: str | None)
     parser.add_argument("--run-dir", help="run directory (default runs/TASK/MODEL-sSEED)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --run-dir from its last good checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh in a --run-dir that holds a run (its files are "
+                        "replaced) or other files (they are kept)")
     runner_keys = list(RunConfig.model_fields)
     if task_name is None:
         add_options(parser.add_argument_group("runner keys (docs/runner.md)"), RunConfig,
@@ -75,7 +77,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser, task_name: str | None)
         add_options(parser.add_argument_group(f"{task.name} task keys"), schema, defaults, own)
 
 
-_NOT_CONFIG = {"command", "run", "task", "config", "set", "resume", "run_dir"}
+_NOT_CONFIG = {"command", "run", "task", "config", "set", "resume", "overwrite", "run_dir"}
 
 
 def _parse_sets(items: Sequence[str]) -> dict[str, Any]:
@@ -128,7 +130,7 @@ def _run_train(args: argparse.Namespace) -> int:
     cfg = make_config(task, base, from_yaml, cli)
     cfg["run_dir"] = str(args.run_dir or base.get("run_dir") or cfg.get("run_dir") or
                          Path("runs") / task.name / f"{cfg['model']}-s{cfg['seed']}")
-    results = train(cfg, resume=args.resume)
+    results = train(cfg, resume=args.resume, overwrite=args.overwrite)
     _print_results(results, cfg["run_dir"])
     return 0
 
@@ -372,6 +374,20 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", action="store_true", help="show progress bars")
 
 
+def _check_demo_run_dir(run_dir: Path) -> None:
+    """The demo writes ``OUT/runs/MODEL``: refuse such a directory unless it is empty or a
+    signal_type run (a previous demo's), whose run files the demo then replaces."""
+    from .checkpoint import CONFIG_FILE, load_run_config
+    from .train import LOCK_FILE
+
+    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} - {LOCK_FILE}:
+        return
+    if not (run_dir / CONFIG_FILE).is_file() or load_run_config(run_dir)["task"] != \
+            "signal_type":
+        raise FileExistsError(f"--out: expected a directory the demo wrote, got {run_dir}, "
+                              "which holds something else; choose another --out")
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from .models import ARCH_LABELS
     from .tasks import get_task
@@ -380,17 +396,18 @@ def _run_demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = Path(args.out)
     runs_dir = out / "runs"
-    if runs_dir.exists():  # the demo's own previous output
-        shutil.rmtree(runs_dir)
     task = get_task("signal_type")
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    for model in models:  # before any training: a refused directory costs nothing
+        _check_demo_run_dir(runs_dir / model)
     results = {}
     for model in models:
         print(f"[demo] training {model} on signal_type ...", flush=True)
         lr = {"lr": DEMO_LR[model]} if model in DEMO_LR else {}
         cfg = make_config(task, DEMO, {"model": model, **lr, "progress": args.progress,
                                        "run_dir": str(runs_dir / model)})
-        results[model] = train(cfg)
+        # a previous demo's run of this model is replaced: its run files only
+        results[model] = train(cfg, overwrite=True)
         _print_results(results[model], cfg["run_dir"])
     command = "freqnn demo" if not sys.argv[1:2] == ["demo"] else " ".join(
         ["freqnn", *sys.argv[1:]])
@@ -399,7 +416,8 @@ def _run_demo(args: argparse.Namespace) -> int:
              f"{DEMO['n_val']} validation / {DEMO['n_test']} test waves, {DEMO['epochs']} "
              f"epochs, seed {DEMO['seed']}, learning rates {DEMO_LR}. One seed: see "
              "docs/results/signal_type.md for the full comparison (3 seeds, 4 models).")
-    report = write_report([runs_dir], out, "freqnn demo: signal type", notes=notes)
+    report = write_report([runs_dir / m for m in models], out, "freqnn demo: signal type",
+                          notes=notes)
     elapsed = time.perf_counter() - start
     for model, res in results.items():
         print(f"{ARCH_LABELS.get(model, model)} test accuracy: {res['test']['accuracy']:.4f}")

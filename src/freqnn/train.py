@@ -10,6 +10,12 @@ A run lives in one directory::
 
 Guarantees and how they are kept
 --------------------------------
+* Nothing is overwritten without being asked (:func:`check_run_dir`): a run starts in a missing
+  or empty directory; a directory holding other files, a finished run or checkpoints is
+  refused unless ``resume=True`` (a freqnn run only) or ``overwrite=True`` (which removes the
+  run's own files, :data:`RUN_FILES`, checkpoints and logs, and nothing else).
+* One process at a time: the run directory is locked (:data:`LOCK_FILE`, ``filelock``) for the
+  life of a run; a second process gets :class:`RunDirLockedError` naming the directory.
 * Checkpoints are written through :func:`freqnn.io.atomic_write` (:class:`AtomicCheckpointIO`):
   a checkpoint file is either complete or absent, whenever the process dies.
 * Checkpoints are read weights-only (:func:`freqnn.checkpoint.load_checkpoint`): a file that
@@ -25,7 +31,9 @@ Guarantees and how they are kept
   (:class:`GlobalBatchSampler`) and the global torch RNG (dropout) is reseeded from
   (seed, e, rank) at the start of every epoch, so nothing depends on how the run got to epoch e.
   Lightning restores the optimizer, the loop counters and the early-stopping / checkpoint
-  callbacks. A run killed mid-epoch repeats that epoch from its start.
+  callbacks. A run killed mid-epoch repeats that epoch from its start. ``logs/metrics.csv``
+  keeps the rows logged before the checkpoint and appends the rest (:class:`RunCSVLogger`),
+  and ``last.ckpt`` ends at the final epoch even if the process died writing it.
 * Why a run ended is ``stopped_by`` in ``results.json``: ``"early_stopping"`` (a resumed run
   stays stopped), ``"max_minutes"`` (the wall-time cap: the training time at the end of an
   epoch's validation, summed over resumes, exceeded it; a resumed run trains on only under a
@@ -41,6 +49,7 @@ Guarantees and how they are kept
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import logging
 import math
@@ -53,13 +62,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import filelock
 import lightning as L
 import numpy as np
 import torch
 import yaml
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -78,9 +90,14 @@ from .tasks import Task, TaskData, collate, task_for
 
 __all__ = [
     "DEFAULTS",
+    "LOCK_FILE",
+    "RUN_FILES",
     "AtomicCheckpointIO",
     "GlobalBatchSampler",
+    "RunCSVLogger",
+    "RunDirLockedError",
     "TaskModule",
+    "check_run_dir",
     "last_good_checkpoint",
     "make_config",
     "param_groups",
@@ -486,7 +503,144 @@ def _quiet_lightning() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
-def train(cfg: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
+#: What a run writes in its directory (besides the lock): ``overwrite`` removes these, and only
+#: these (in ``checkpoints/`` and ``logs/``, the files of a run: checkpoints, their temporaries,
+#: metrics.csv, hparams.yaml, TensorBoard event files).
+RUN_FILES = (CONFIG_FILE, RESULTS_FILE, HISTORY_FILE)
+#: The lock file a training process holds in its run directory (:func:`train`).
+LOCK_FILE = ".freqnn.lock"
+
+
+class RunDirLockedError(OSError):
+    """Another process is training in the run directory."""
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir``'s lock for the duration (DDP: rank 0 holds it for every rank)."""
+    if os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(run_dir / LOCK_FILE)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise RunDirLockedError(
+            f"run_dir: expected a directory no other process is training in, got {run_dir}, "
+            f"locked by a running freqnn train ({run_dir / LOCK_FILE}); wait for it to finish "
+            "or choose another --run-dir") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _run_outputs(run_dir: Path) -> list[Path]:
+    """The files of a freqnn run in ``run_dir`` (:data:`RUN_FILES`, checkpoints, logs)."""
+    files = [run_dir / name for name in RUN_FILES]
+    files += [*(run_dir / "checkpoints").glob("*.ckpt"), *(run_dir / "checkpoints").glob(".*.tmp")]
+    logs = run_dir / "logs"
+    files += [logs / "metrics.csv", logs / "hparams.yaml", *logs.glob("events.out.tfevents.*")]
+    return [f for f in files if f.is_file()]
+
+
+def check_run_dir(run_dir: str | os.PathLike[str], *, resume: bool = False,
+                  overwrite: bool = False) -> None:
+    """Refuse to train in a ``run_dir`` whose files the run would overwrite or mix with.
+
+    A missing or empty directory is fine. Otherwise it must be a freqnn run (``config.yaml``):
+    with ``resume`` any run continues; without, a finished run (``results.json``) or one with
+    checkpoints is refused. ``overwrite`` accepts any directory and first removes the files of a
+    freqnn run there (:data:`RUN_FILES`, checkpoints, logs), nothing else.
+
+    Raises
+    ------
+    FileExistsError
+        Naming the directory, what it holds and the options that proceed.
+    """
+    run_dir = Path(run_dir)
+    held = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK_FILE) \
+        if run_dir.is_dir() else []
+    if not held:
+        return
+    if overwrite:
+        for path in _run_outputs(run_dir):
+            path.unlink()
+        return
+    if not (run_dir / CONFIG_FILE).is_file():
+        shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+        raise FileExistsError(
+            f"run_dir: expected a new or empty directory or a freqnn run, got {run_dir} holding "
+            f"{shown} (no {CONFIG_FILE}); choose another --run-dir, or give --overwrite to write "
+            "the run there (its other files are kept)")
+    if resume:
+        return
+    if (run_dir / RESULTS_FILE).is_file():
+        raise FileExistsError(
+            f"run_dir: expected a new directory or resume=True (--resume), got {run_dir}, a "
+            f"finished run that already holds checkpoints and {RESULTS_FILE}; --resume continues "
+            "it (with more --epochs), --overwrite replaces it")
+    if any((run_dir / "checkpoints").glob("*.ckpt")):
+        raise FileExistsError(
+            f"run_dir: expected a new directory or resume=True (--resume), got {run_dir} which "
+            "already holds checkpoints; --resume continues the run, --overwrite replaces it")
+
+
+class _ResumedMetricsWriter(ExperimentWriter):
+    """CSVLogger's writer for a resumed run: the rows before the checkpoint are kept (Lightning
+    deletes ``metrics.csv`` when it opens a directory that has one)."""
+
+    def __init__(self, log_dir: str, resumed_at: int) -> None:
+        self.resumed_at = resumed_at
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        path = Path(self.metrics_file_path)
+        if not path.is_file():
+            return
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            keys = list(reader.fieldnames or [])
+            # the rows of the epochs the checkpoint holds; a killed epoch's rows are repeated
+            rows = [row for row in reader if int(row["step"]) < self.resumed_at]
+        with atomic_write(path, "w") as handle:
+            writer = csv.DictWriter(handle, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.metrics_keys = keys  # new rows extend these columns
+
+
+class RunCSVLogger(CSVLogger):
+    """``RUN_DIR/logs/metrics.csv``. A run resumed from the checkpoint at global step
+    ``resumed_at`` appends to the rows logged before that step, so the file equals an
+    uninterrupted run's; a fresh run (``None``) starts it anew."""
+
+    def __init__(self, run_dir: Path, resumed_at: int | None = None) -> None:
+        super().__init__(run_dir, name="logs", version="")
+        self.resumed_at = resumed_at
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None and self.resumed_at is not None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ResumedMetricsWriter(self.log_dir, self.resumed_at)
+        return super().experiment
+
+
+def _complete_last(run_dir: Path) -> None:
+    """Make ``last.ckpt`` the run's newest checkpoint. A run killed while writing the final
+    epoch's ``last.ckpt`` resumes from that epoch's ``best.ckpt`` and trains no further, so
+    nothing would write ``last.ckpt`` again: it would stay an epoch behind."""
+    newest, last = last_good_checkpoint(run_dir), run_dir / "checkpoints" / "last.ckpt"
+    if newest is not None and newest != last:
+        with atomic_write(last) as handle:
+            handle.write(newest.read_bytes())
+
+
+def train(cfg: dict[str, Any], *, resume: bool = False, overwrite: bool = False
+          ) -> dict[str, Any]:
     """Train, select the best checkpoint on validation, test it and write the run directory.
 
     Parameters
@@ -495,6 +649,9 @@ def train(cfg: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
         A configuration from :func:`make_config` (with ``run_dir`` set).
     resume : bool
         Continue from the last good checkpoint of ``run_dir`` (start afresh if it has none).
+    overwrite : bool
+        Start afresh in a ``run_dir`` that holds files (see :func:`check_run_dir`), removing
+        the files of a freqnn run there (:data:`RUN_FILES`) and nothing else.
 
     Returns
     -------
@@ -503,11 +660,18 @@ def train(cfg: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
 
     Raises
     ------
+    FileExistsError
+        ``run_dir`` holds files and may not be written (:func:`check_run_dir`).
+    RunDirLockedError
+        Another process is training in ``run_dir``.
     OSError
         ``run_dir`` cannot be created or written (below a file, read-only, disk full): the
         message names the directory. Checkpoints are written atomically, so those written
         before the failure are intact and ``resume=True`` continues from them.
     """
+    if resume and overwrite:
+        raise ValueError("overwrite: expected it without resume (--overwrite starts the run "
+                         "afresh, --resume continues it), got both")
     _quiet_lightning()
     if not cfg.get("run_dir"):
         raise ValueError("run_dir: expected a directory for the run, got None")
@@ -519,7 +683,11 @@ def train(cfg: dict[str, Any], *, resume: bool = False) -> dict[str, Any]:
                                          f"below the file {folder}")
             break
     try:
-        return _train(cfg, run_dir, resume)
+        if not overwrite:  # a refused directory is left as it was, without a lock file
+            check_run_dir(run_dir, resume=resume)
+        with _run_lock(run_dir):
+            check_run_dir(run_dir, resume=resume, overwrite=overwrite)  # again, holding it
+            return _train(cfg, run_dir, resume)
     except OSError as error:
         if error.filename is None or not Path(os.path.abspath(error.filename)).is_relative_to(
                 os.path.abspath(run_dir)):
@@ -540,10 +708,6 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool) -> dict[str, Any]:
     rank = int(os.environ.get("RANK", "0"))
 
     ckpt_path = last_good_checkpoint(run_dir) if resume else None
-    if not resume and (run_dir / "checkpoints").is_dir() and any(
-            (run_dir / "checkpoints").glob("*.ckpt")):
-        raise FileExistsError(f"run_dir: expected a new directory or resume=True (--resume), "
-                              f"got {run_dir} which already holds checkpoints")
     state: dict[str, Any] = {}
     if ckpt_path is not None:
         state = load_checkpoint(ckpt_path)
@@ -598,7 +762,7 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool) -> dict[str, Any]:
         gradient_clip_val=float(cfg["clip"]) or None,
         deterministic=bool(cfg["deterministic"]),
         callbacks=callbacks,
-        logger=[CSVLogger(run_dir, name="logs", version=""),
+        logger=[RunCSVLogger(run_dir, resumed_at=state.get("global_step")),
                 TensorBoardLogger(run_dir, name="logs", version="", default_hp_metric=False)],
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,
@@ -624,6 +788,8 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool) -> dict[str, Any]:
     else:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         stopped_by = module.stopped_by
+    if ckpt_path is not None and rank == 0:
+        _complete_last(run_dir)
     wall = module.elapsed + time.perf_counter() - module._start
 
     best = run_dir / "checkpoints" / "best.ckpt"

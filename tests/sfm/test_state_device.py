@@ -119,7 +119,8 @@ def test_sfm_scan_backward_argument_on_the_meta_device():
     args = dict(gout=torch.ones_like(out[0]), gz=torch.ones_like(out[1]),
                 gre=torch.ones_like(out[2]), gim=torch.ones_like(out[3]), gphi=None, cos=p.cos,
                 sin=p.sin, times=p.times, time0=p.time0, mask=p.mask, weight_hh=p.weight_hh,
-                weight_a=p.weight_a, b_z=p.b_z, authors=False, saved=out[5])
+                weight_a=p.weight_a, b_z=p.b_z, authors=False, normalised=False,
+                saved=out[5])
     torch.ops.freqnn.sfm_scan_backward(*args.values())  # as given, it runs
     for name in ("gz", "saved", "weight_a"):
         bad = {**args, name: args[name].to("meta")}
