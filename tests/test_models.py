@@ -348,5 +348,10 @@ def test_memory_reaches_the_sfm_bodies_only():
     lstm, _ = build_model("lstm", 2, 3, hidden_size=4, state_size=3, num_freqs=2,
                           memory="normalised")  # a task default for SFM leaves LSTM alone
     assert isinstance(lstm.body, torch.nn.LSTM)
-    with pytest.raises(ValueError, match="memory: expected 'paper' for model 'gru'"):
+    with pytest.raises(ValueError, match="memory: expected 'paper' for model 'gru' "):
         SequenceModel("gru", 2, 3, memory="normalised")
+    with pytest.raises(ValueError, match="forget_init: expected 'uniform' for model 'psfm' "):
+        SequenceModel("psfm", 2, 3, forget_init="chrono")
+    chrono, _ = build_model("sfm", 2, 3, hidden_size=4, state_size=3, num_freqs=2,
+                            forget_init="chrono")
+    assert chrono.body.cells[0].forget_init == "chrono"

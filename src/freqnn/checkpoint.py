@@ -257,6 +257,7 @@ def build_task_model(cfg: dict[str, Any], facts: dict[str, Any]
         phase=cfg["phase"],
         time=cfg["time"],
         memory=cfg["memory"],
+        forget_init=cfg["forget_init"],
         use_times=facts["has_times"],
         rnn_hidden_size=cfg["rnn_hidden_size"],
         match_params=cfg["match_params"],

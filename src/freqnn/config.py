@@ -84,6 +84,7 @@ DEFAULTS: dict[str, Any] = {
     "time": "data",
     # the paper's memory: also what a run written before the key existed used
     "memory": "paper",
+    "forget_init": "uniform",
     "rnn_hidden_size": None,
     "match_params": True,
     "precision": "32",
@@ -149,6 +150,10 @@ class RunConfig(BaseModel):
     memory: Literal["paper", "normalised"] = Field(
         description="SFM / A-SFM memory update: the paper's, or normalised (the write weighted "
         "by 1 - f_t, so |S| <= 1; docs/sfm.md, Training SFM); the other models ignore it")
+    forget_init: Literal["uniform", "chrono"] = Field(
+        description="SFM / A-SFM forget-gate biases at initialisation: uniform (nn.LSTM's rule) "
+        "or chrono (windows from the periods of the frequency grid; docs/sfm.md, Training SFM); "
+        "the other models ignore it")
     time: Literal[TIME_MODES] = Field(  # type: ignore[valid-type]
         description="times the models see: data (the task's timestamps, else the step index), "
         "normalised ((n+1)/L), authors ((n+1)//L, the released code's integer division: t = 0 "

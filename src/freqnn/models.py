@@ -89,6 +89,8 @@ ARCH_LABELS = {
     "act": "ACT-RNN",
 }
 _SFM_ARCHS = ("sfm", "asfm", "sfm-stock", "psfm")
+#: the bodies with the options memory and forget_init (SFMCell's): SFM and A-SFM
+_OPTION_ARCHS = ("sfm", "asfm")
 #: values of ``time`` (module docstring)
 TIME_MODES = ("data", "normalised", "authors")
 _GATES = {"lstm": 4, "gru": 3}
@@ -365,6 +367,9 @@ class SequenceModel(nn.Module):
     memory : {"paper", "normalised"}
         The memory update of SFM / A-SFM (:class:`freqnn.SFM`); the other bodies take only
         ``"paper"``.
+    forget_init : {"uniform", "chrono"}
+        SFM / A-SFM's forget-gate biases at initialisation (:class:`freqnn.SFM`); the other
+        bodies take only ``"uniform"``.
     time : {"data", "normalised", "authors"}
         The times the body sees (module docstring); ``"authors"`` warns.
 
@@ -393,13 +398,16 @@ class SequenceModel(nn.Module):
         phase: str = "accumulate",
         time: str = "data",
         memory: str = "paper",
+        forget_init: str = "uniform",
     ) -> None:
         super().__init__()
         if arch not in ARCHS:
             fail("arch", f"one of {', '.join(ARCHS)}", repr(arch))
-        if memory != "paper" and arch not in ("sfm", "asfm"):
-            fail("memory", f"'paper' for model {arch!r} (the normalised memory is SFM's and "
-                 "A-SFM's, models 'sfm' and 'asfm')", repr(memory))
+        for key, value, default in (("memory", memory, "paper"),
+                                    ("forget_init", forget_init, "uniform")):
+            if value != default and arch not in _OPTION_ARCHS:
+                fail(key, f"{default!r} for model {arch!r} (an option of SFM and A-SFM, models "
+                     "'sfm' and 'asfm')", repr(value))
         if phase != "accumulate" and arch != "asfm":
             fail("phase", f"'accumulate' for model {arch!r} (the phase rule 'authors' is the "
                  "A-SFM's, model 'asfm')", repr(phase))
@@ -443,7 +451,8 @@ class SequenceModel(nn.Module):
                 frequencies=frequencies,
                 learn_frequencies=learn_frequencies,
                 **({"phase": phase} if arch == "asfm" else {}),
-                **({"memory": memory} if arch in ("sfm", "asfm") else {}),
+                **({"memory": memory, "forget_init": forget_init}
+                   if arch in _OPTION_ARCHS else {}),
             )
         elif arch in _BIDIRECTIONAL:
             self.body = BidirectionalRNN(
@@ -548,6 +557,7 @@ def build_model(
     phase: str = "accumulate",
     time: str = "data",
     memory: str = "paper",
+    forget_init: str = "uniform",
 ) -> tuple[SequenceModel, dict[str, int]]:
     """Build the model of a run and report its parameter budget.
 
@@ -561,8 +571,9 @@ def build_model(
     ``frequencies="log"`` is :func:`freqnn.frequency_grid` ``("log", num_freqs, min_period=,
     max_period=)``; the periods are not used by the other grids (as ``state_size`` is not by
     LSTM), so a task may default to the log grid and a run still pick another grid alone.
-    ``phase``, ``time`` and ``memory`` are those of :class:`SequenceModel` (the LSTM / GRU
-    sizes are matched to the paper's SFM: its parameter count does not depend on them).
+    ``phase``, ``time``, ``memory`` and ``forget_init`` are those of :class:`SequenceModel`
+    (given to SFM and A-SFM only; the count the other models are matched to does not depend on
+    them).
 
     Returns
     -------
@@ -605,9 +616,11 @@ def build_model(
         model = (
             reference
             if arch == "sfm" and time == "data" and phase == "accumulate" and memory == "paper"
+            and forget_init == "uniform"
             else SequenceModel(arch, input_size, output_size, hidden_size=size, phase=phase,
-                               time=time, memory=memory if arch in ("sfm", "asfm") else "paper",
-                               **sfm_kw, **common)
+                               time=time, **sfm_kw, **common,
+                               **({"memory": memory, "forget_init": forget_init}
+                                  if arch in _OPTION_ARCHS else {}))
         )
     return model, {"params": count_parameters(model), "sfm_params": sfm_params,
                    "hidden_size": size}

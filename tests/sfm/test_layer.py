@@ -315,3 +315,30 @@ def test_the_amplitude_grows_with_the_window_only_in_the_paper_memory(memory):
     else:
         assert bool((amplitude <= gi + 1e-12).all())
         torch.testing.assert_close(amplitude[:, 0], gi.expand(2), rtol=1e-6, atol=0)
+
+
+def test_chrono_forget_init_follows_the_periods_of_the_grid():
+    """b_fre^k = log(P_k - 1) (the window of frequency k is its period, clipped to [2, T_max]),
+    b_ste = log(u), u ~ U(1, T_max - 1), T_max the grid's longest period."""
+    grid = freqnn.frequency_grid("log", 4, min_period=10, max_period=100)
+    for cls in (freqnn.SFM, freqnn.AdaptiveSFM):
+        sfm = cls(2, 5, 6, 4, frequencies=grid, forget_init="chrono", learn_frequencies=True,
+                  dtype=torch.float64)
+        p = sfm.paper_parameters()
+        periods = 2 * math.pi / grid.double()
+        torch.testing.assert_close(p["b_fre"], torch.log(periods - 1), rtol=1e-6, atol=0)
+        windows = torch.exp(p["b_ste"]) + 1  # 1 / (1 - f_ste)
+        assert bool(((windows >= 2) & (windows <= 100 + 1e-9)).all())
+        with torch.no_grad():
+            sfm.cells[0].bias_ih.zero_()
+        sfm.reset_parameters()
+        torch.testing.assert_close(sfm.paper_parameters()["b_fre"], torch.log(periods - 1),
+                                   rtol=1e-6, atol=0)
+    # the paper grid (2 pi k / K, K = 4): periods inf, 4, 2, 4/3 -> T_max 4, windows 4, 4, 2, 2
+    p = freqnn.SFM(2, 5, 6, 4, forget_init="chrono", dtype=torch.float64).paper_parameters()
+    torch.testing.assert_close(p["b_fre"], torch.log(torch.tensor([3.0, 3.0, 1.0, 1.0],
+                                                                  dtype=torch.float64)))
+    uniform = freqnn.SFM(2, 5, 6, 4).paper_parameters()["b_fre"]
+    assert float(uniform.abs().max()) <= 1 / math.sqrt(5)
+    with pytest.raises(ValueError, match=r"forget_init: expected one of \('uniform', 'chrono'\)"):
+        freqnn.SFM(2, 5, 6, 4, forget_init="unit")

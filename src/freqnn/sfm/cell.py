@@ -22,7 +22,15 @@ from . import kernels
 from .state import SFMState, check_state, last_time, map_batch_axis, where_valid, zero_state
 from .step import Gates, advance_phase, amplitude, memory_update, output, split_gates
 
-__all__ = ["MEMORIES", "PHASE_RULES", "AdaptiveSFMCell", "PhaseOption", "SFMCell", "check_phase"]
+__all__ = [
+    "FORGET_INITS",
+    "MEMORIES",
+    "PHASE_RULES",
+    "AdaptiveSFMCell",
+    "PhaseOption",
+    "SFMCell",
+    "check_phase",
+]
 
 #: A-SFM's phase rules (``AdaptiveSFM(..., phase=...)``): the accumulated phase (default) and the
 #: rule of the authors' released code
@@ -30,6 +38,8 @@ PHASE_RULES = ("accumulate", "authors")
 #: the memory update (``SFM(..., memory=...)``): the paper's, or the normalised one whose write is
 #: weighted by 1 - f_t (:func:`freqnn.sfm.step.memory_update`)
 MEMORIES = ("paper", "normalised")
+#: initialisations of the forget-gate biases b_ste, b_fre (``SFM(..., forget_init=...)``)
+FORGET_INITS = ("uniform", "chrono")
 
 
 def check_phase(value: object) -> str:
@@ -87,6 +97,16 @@ class SFMCell(nn.Module):
         normalised S_t = f_t S_{t-1} + (1 - f_t)(g_t i_t) e^{j omega t}, an exponentially
         weighted average whose amplitude stays at most 1 however long the window (the
         paper's grows as 1 / (1 - f_t)); see ``docs/sfm.md``, "Training SFM".
+    forget_init : {"uniform", "chrono"}
+        The forget-gate biases at initialisation. ``"uniform"``: U(-1/sqrt(M), 1/sqrt(M)) like
+        every other parameter (``nn.LSTM``'s rule): f_ste f_fre starts near 0.25, a memory
+        window of one or two steps. ``"chrono"``: windows from the time scale of the grid
+        (chrono initialisation, Tallec & Ollivier 2018): with T_max the longest period of the
+        frequency grid (2 pi / its smallest non-zero frequency, at least 2), the state gates'
+        windows are drawn uniform in [2, T_max] (b_ste = log(u), u ~ U(1, T_max - 1)) and
+        frequency k's window is its own period P_k (b_fre^k = log(P_k - 1), P_k clipped to
+        [2, T_max]). Periods are in units of time, so the windows (in steps) assume about one
+        sample per unit of time. Not part of the equations: ``reset_parameters`` applies it.
 
     Notes
     -----
@@ -110,13 +130,17 @@ class SFMCell(nn.Module):
         frequencies: str | Tensor = "paper",
         learn_frequencies: bool = False,
         memory: str = "paper",
+        forget_init: str = "uniform",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(memory, str) or memory not in MEMORIES:
             fail("memory", f"one of {MEMORIES}", repr(memory))
+        if not isinstance(forget_init, str) or forget_init not in FORGET_INITS:
+            fail("forget_init", f"one of {FORGET_INITS}", repr(forget_init))
         self.memory = memory
+        self.forget_init = forget_init
         self.input_size = _check_size(input_size, "input_size")
         self.hidden_size = _check_size(hidden_size, "hidden_size")
         self.state_size = _check_size(state_size, "state_size")
@@ -172,7 +196,8 @@ class SFMCell(nn.Module):
     def reset_parameters(self) -> None:
         """Uniform(-1/sqrt(M), 1/sqrt(M)) weights and biases as in ``nn.LSTM``; frequencies back
         to their initial grid; A-SFM's W_omega_x, W_omega_z start at zero so that omega_t starts
-        on the grid."""
+        on the grid; then, with ``forget_init="chrono"``, the forget-gate biases from the
+        grid's periods (see the class docstring)."""
         bound = 1.0 / math.sqrt(self.hidden_size)
         frequencies = self._frequency_tensor()
         with torch.no_grad():
@@ -183,6 +208,22 @@ class SFMCell(nn.Module):
                 self.weight_ih[-self.num_freqs :].zero_()
                 self.weight_hh[-self.num_freqs :].zero_()
             frequencies.copy_(self._initial_grid)
+            if self.forget_init == "chrono" and self.bias_ih is not None:
+                self._chrono_forget_biases()
+
+    def _chrono_forget_biases(self) -> None:
+        """b_ste = log(u), u ~ U(1, T_max - 1); b_fre^k = log(P_k - 1) (class docstring)."""
+        D, K = self.state_size, self.num_freqs
+        omega = self._initial_grid.abs().double()
+        periods = 2 * math.pi / omega.clamp_min(torch.finfo(torch.float64).tiny)
+        longest = float(periods[omega > 0].max()) if bool((omega > 0).any()) else 2.0
+        longest = max(longest, 2.0)
+        b_ste, b_fre = self.bias_ih[:D], self.bias_ih[3 * D : 3 * D + K]
+        if longest > 2.0:
+            b_ste.uniform_(1.0, longest - 1.0).log_()
+        else:
+            b_ste.zero_()
+        b_fre.copy_(torch.log(periods.clamp(2.0, longest) - 1.0))
 
     def _frequency_tensor(self) -> Tensor:
         return self.b_omega if self.adaptive else self.omega
@@ -244,6 +285,8 @@ class SFMCell(nn.Module):
             s += ", learn_frequencies=True"
         if self.memory != "paper":
             s += f", memory={self.memory!r}"
+        if self.forget_init != "uniform":
+            s += f", forget_init={self.forget_init!r}"
         if not self.bias:
             s += ", bias=False"
         if self.adaptive:
@@ -387,7 +430,8 @@ class AdaptiveSFMCell(PhaseOption, SFMCell):
     omega_t = W_omega_x x_t + W_omega_z z_{t-1} + b_omega.
 
     Takes the arguments of :class:`SFMCell` (``input_size, hidden_size, state_size, num_freqs,
-    *, bias, frequencies, learn_frequencies, memory, device, dtype``) and ``phase``.
+    *, bias, frequencies, learn_frequencies, memory, forget_init, device, dtype``) and
+    ``phase``.
 
     Parameters
     ----------

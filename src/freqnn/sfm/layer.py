@@ -45,6 +45,9 @@ class SFM(nn.Module):
         The memory update of every layer (:class:`SFMCell`): the paper's, or the normalised
         one (the write weighted by 1 - f_t, so |S| <= 1), which trains stably with long
         windows (``docs/sfm.md``, "Training SFM").
+    forget_init : {"uniform", "chrono"}
+        The forget-gate biases at initialisation: ``nn.LSTM``'s uniform rule, or windows from
+        the periods of the frequency grid (:class:`SFMCell`).
 
     Notes
     -----
@@ -78,6 +81,7 @@ class SFM(nn.Module):
         frequencies: str | Tensor = "paper",
         learn_frequencies: bool = False,
         memory: str = "paper",
+        forget_init: str = "uniform",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -103,6 +107,7 @@ class SFM(nn.Module):
                 frequencies=frequencies,
                 learn_frequencies=learn_frequencies,
                 memory=memory,
+                forget_init=forget_init,
                 device=device,
                 dtype=dtype,
             )
@@ -213,7 +218,7 @@ class AdaptiveSFM(PhaseOption, SFM):
 
     Same interface as :class:`SFM` (the same constructor arguments, ``input_size, hidden_size,
     state_size, num_freqs, num_layers=1, *, bias, batch_first, dropout, frequencies,
-    learn_frequencies, memory, device, dtype``), plus the phase rule (equations in
+    learn_frequencies, memory, forget_init, device, dtype``), plus the phase rule (equations in
     ``docs/sfm.md`` and :class:`freqnn.AdaptiveSFMCell`). ``paper_parameters`` adds
     ``W_omega_z``, ``W_omega_x``, ``b_omega`` (and has no ``omega``).
 
