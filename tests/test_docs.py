@@ -44,6 +44,7 @@ def _run_page(page: Path) -> dict:
 TUTORIAL_SEEDS = range(5)
 
 
+@pytest.mark.numerics
 def test_tutorial_runs(capsys: pytest.CaptureFixture) -> None:
     """Every seed reaches the accuracy the page promises, and its streamed prediction equals the
     whole series'; the memory resolves the two rates: on average over the seeds (one start in

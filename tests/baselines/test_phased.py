@@ -135,6 +135,7 @@ def closed_steps_unchanged(model: PhasedLSTM, x: torch.Tensor, times: torch.Tens
     return closed
 
 
+@pytest.mark.numerics
 @given(
     seed=st.integers(0, 2**16),
     steps=st.integers(2, 8),

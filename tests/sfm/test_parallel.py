@@ -209,6 +209,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.mark.numerics
 def test_long_sequence_forget_gates_near_one_and_near_zero(one_thread):
     """T = 100,000 with state 0 forgetting almost nothing (f ~ 1 - 1e-4) and state 1 almost
     everything (f ~ 1e-13): finite, and equal to a per-step float64 loop to 1e-8. The data is
@@ -321,6 +322,7 @@ def test_phase_precision_at_large_times_float32():
     torch.testing.assert_close(late, early, atol=1e-5, rtol=0)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("tool", ["compile", "export"])
 def test_compile_fullgraph_and_export(small_pieces, tool):
     torch._dynamo.reset()

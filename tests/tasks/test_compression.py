@@ -59,6 +59,7 @@ def test_dct_code_keeps_the_first_coefficients() -> None:
     torch.testing.assert_close(C._dct_code(x, 8), (x @ basis.T) @ basis)
 
 
+@pytest.mark.numerics
 def test_training_keeps_the_best_validation_checkpoint() -> None:
     # blocks of one sinusoid (0.3 rad per sample) at random phases: the four full-band
     # frequencies (0.39 to 2.75) move towards it, and the validation MSE falls to 0.45 to 0.48 of

@@ -105,6 +105,7 @@ def test_adaptive_times_gradient_falls_back_to_reference(compiled, cls):
     assert results[0].abs().sum() > 0
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("path", FAST)
 @pytest.mark.parametrize("cls", CLASSES)
 def test_float32_close_to_reference(compiled, path, cls):

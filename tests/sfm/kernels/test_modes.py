@@ -39,6 +39,8 @@ from .common import (
     run,
 )
 
+pytestmark = pytest.mark.numerics
+
 MODES = {
     "grad": contextlib.nullcontext,
     "no_grad": torch.no_grad,

@@ -40,6 +40,7 @@ def run(module, x, path, **kw):
     return [out, *state, *grads.values()], grads
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("options", [{}, {"bias": False}, {"learn_frequencies": True}])
 @pytest.mark.parametrize("checkpoint", [True, False])
