@@ -258,6 +258,7 @@ def build_task_model(cfg: dict[str, Any], facts: dict[str, Any]
         time=cfg["time"],
         memory=cfg["memory"],
         forget_init=cfg["forget_init"],
+        readout=cfg["readout"],
         use_times=facts["has_times"],
         rnn_hidden_size=cfg["rnn_hidden_size"],
         match_params=cfg["match_params"],

@@ -85,6 +85,7 @@ DEFAULTS: dict[str, Any] = {
     # the paper's memory: also what a run written before the key existed used
     "memory": "paper",
     "forget_init": "uniform",
+    "readout": "sum",
     "rnn_hidden_size": None,
     "match_params": True,
     "precision": "32",
@@ -154,6 +155,9 @@ class RunConfig(BaseModel):
         description="SFM / A-SFM forget-gate biases at initialisation: uniform (nn.LSTM's rule) "
         "or chrono (windows from the periods of the frequency grid; docs/sfm.md, Training SFM); "
         "the other models ignore it")
+    readout: Literal["sum", "mean"] = Field(
+        description="SFM / A-SFM output z_t: the paper's sum of the K frequency read-outs, or "
+        "their mean (bounded by 1; docs/sfm.md, Training SFM); the other models ignore it")
     time: Literal[TIME_MODES] = Field(  # type: ignore[valid-type]
         description="times the models see: data (the task's timestamps, else the step index), "
         "normalised ((n+1)/L), authors ((n+1)//L, the released code's integer division: t = 0 "

@@ -89,7 +89,7 @@ ARCH_LABELS = {
     "act": "ACT-RNN",
 }
 _SFM_ARCHS = ("sfm", "asfm", "sfm-stock", "psfm")
-#: the bodies with the options memory and forget_init (SFMCell's): SFM and A-SFM
+#: the bodies with the options memory, forget_init and readout (SFMCell's): SFM and A-SFM
 _OPTION_ARCHS = ("sfm", "asfm")
 #: values of ``time`` (module docstring)
 TIME_MODES = ("data", "normalised", "authors")
@@ -370,6 +370,9 @@ class SequenceModel(nn.Module):
     forget_init : {"uniform", "chrono"}
         SFM / A-SFM's forget-gate biases at initialisation (:class:`freqnn.SFM`); the other
         bodies take only ``"uniform"``.
+    readout : {"sum", "mean"}
+        SFM / A-SFM's z_t over the K read-outs (:class:`freqnn.SFM`); the other bodies take
+        only ``"sum"``.
     time : {"data", "normalised", "authors"}
         The times the body sees (module docstring); ``"authors"`` warns.
 
@@ -399,12 +402,14 @@ class SequenceModel(nn.Module):
         time: str = "data",
         memory: str = "paper",
         forget_init: str = "uniform",
+        readout: str = "sum",
     ) -> None:
         super().__init__()
         if arch not in ARCHS:
             fail("arch", f"one of {', '.join(ARCHS)}", repr(arch))
         for key, value, default in (("memory", memory, "paper"),
-                                    ("forget_init", forget_init, "uniform")):
+                                    ("forget_init", forget_init, "uniform"),
+                                    ("readout", readout, "sum")):
             if value != default and arch not in _OPTION_ARCHS:
                 fail(key, f"{default!r} for model {arch!r} (an option of SFM and A-SFM, models "
                      "'sfm' and 'asfm')", repr(value))
@@ -451,7 +456,7 @@ class SequenceModel(nn.Module):
                 frequencies=frequencies,
                 learn_frequencies=learn_frequencies,
                 **({"phase": phase} if arch == "asfm" else {}),
-                **({"memory": memory, "forget_init": forget_init}
+                **({"memory": memory, "forget_init": forget_init, "readout": readout}
                    if arch in _OPTION_ARCHS else {}),
             )
         elif arch in _BIDIRECTIONAL:
@@ -558,6 +563,7 @@ def build_model(
     time: str = "data",
     memory: str = "paper",
     forget_init: str = "uniform",
+    readout: str = "sum",
 ) -> tuple[SequenceModel, dict[str, int]]:
     """Build the model of a run and report its parameter budget.
 
@@ -571,7 +577,8 @@ def build_model(
     ``frequencies="log"`` is :func:`freqnn.frequency_grid` ``("log", num_freqs, min_period=,
     max_period=)``; the periods are not used by the other grids (as ``state_size`` is not by
     LSTM), so a task may default to the log grid and a run still pick another grid alone.
-    ``phase``, ``time``, ``memory`` and ``forget_init`` are those of :class:`SequenceModel`
+    ``phase``, ``time``, ``memory``, ``forget_init`` and ``readout`` are those of
+    :class:`SequenceModel`
     (given to SFM and A-SFM only; the count the other models are matched to does not depend on
     them).
 
@@ -616,11 +623,11 @@ def build_model(
         model = (
             reference
             if arch == "sfm" and time == "data" and phase == "accumulate" and memory == "paper"
-            and forget_init == "uniform"
+            and forget_init == "uniform" and readout == "sum"
             else SequenceModel(arch, input_size, output_size, hidden_size=size, phase=phase,
                                time=time, **sfm_kw, **common,
-                               **({"memory": memory, "forget_init": forget_init}
-                                  if arch in _OPTION_ARCHS else {}))
+                               **({"memory": memory, "forget_init": forget_init,
+                                   "readout": readout} if arch in _OPTION_ARCHS else {}))
         )
     return model, {"params": count_parameters(model), "sfm_params": sfm_params,
                    "hidden_size": size}

@@ -18,9 +18,11 @@ def reference_sfm(
     adaptive: bool = False,
     omega: Tensor | None = None,
     normalised: bool = False,
+    mean: bool = False,
 ) -> Tensor:
     """Outputs (T, B, M) of one layer from zero state; ``times`` (T, B) absolute timestamps;
-    ``normalised``: the memory S = f S + (1 - f) g i e^{j angle}."""
+    ``normalised``: the memory S = f S + (1 - f) g i e^{j angle}; ``mean``: z the mean of the
+    K read-outs, not their sum."""
     T, B, _ = x.shape
     K, M, D = p["U_o"].shape
     zero = torch.zeros((), dtype=x.dtype)
@@ -58,7 +60,7 @@ def reference_sfm(
                     + bias("b_o", (K, M))[k]
                 )
                 z_new = z_new + o * torch.tanh(p["W_z"][k] @ A[:, k] + bias("b_z", (K, M))[k])
-            z = z_new
+            z = z_new / K if mean else z_new
             out[t, b] = z
     return out
 

@@ -37,6 +37,7 @@ def irregular_times(T: int, B: int) -> torch.Tensor:
         {"frequencies": "half"},
         {"frequencies": "dct", "learn_frequencies": True},
         {"memory": "normalised"},
+        {"readout": "mean", "forget_init": "chrono"},
     ],
 )
 @pytest.mark.parametrize("use_times", [False, True])
@@ -50,7 +51,8 @@ def test_matches_reference_equations(cls, options, use_times):
     p = module.paper_parameters()
     omega = None if module.adaptive else frequency_grid(options.get("frequencies", "paper"), K)
     expected = reference_sfm(p, x, ref_times, adaptive=module.adaptive, omega=omega,
-                             normalised=options.get("memory") == "normalised")
+                             normalised=options.get("memory") == "normalised",
+                             mean=options.get("readout") == "mean")
     torch.testing.assert_close(out, expected, atol=1e-10, rtol=0)
     torch.testing.assert_close(state.z[0], expected[-1], atol=1e-10, rtol=0)
     torch.testing.assert_close(state.time, ref_times[-1])
@@ -291,6 +293,10 @@ def test_memory_option_is_validated():
         freqnn.SFM(N, M, D, K, memory="average")
     with pytest.raises(ValueError, match="memory: expected 'paper'"):
         freqnn.ParallelSFM(N, M, D, K, memory="normalised")
+    with pytest.raises(ValueError, match=r"readout: expected one of \('sum', 'mean'\)"):
+        freqnn.SFM(N, M, D, K, readout="max")
+    with pytest.raises(ValueError, match="readout: expected 'sum'"):
+        freqnn.ParallelSFM(N, M, D, K, readout="mean")
     assert "memory='normalised'" in repr(freqnn.AdaptiveSFM(N, M, D, K, memory="normalised"))
 
 

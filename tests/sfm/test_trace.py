@@ -13,6 +13,8 @@ from freqnn.sfm.trace import trace
     lambda: SFM(3, 5, 4, 3, 2, batch_first=True, dtype=torch.float64),
     lambda: AdaptiveSFM(3, 5, 4, 3, 2, batch_first=True, dtype=torch.float64),
     lambda: AdaptiveSFM(3, 5, 4, 3, batch_first=True, phase="authors", dtype=torch.float64),
+    lambda: SFM(3, 5, 4, 3, batch_first=True, readout="mean", memory="normalised",
+                dtype=torch.float64),
 ])
 @pytest.mark.parametrize("padded", [False, True])
 def test_the_traced_read_out_gives_the_layer_output(make, padded: bool) -> None:
@@ -27,6 +29,8 @@ def test_the_traced_read_out_gives_the_layer_output(make, padded: bool) -> None:
     top = layers[-1]
     # z_t = sum_k o_t^k tanh(W_z^k A_t^k + b_z^k), from the traced o and read-out
     z = (top.o * torch.tanh(top.readout)).sum(-2).transpose(0, 1)
+    if sfm.cells[-1].readout == "mean":
+        z = z / sfm.num_freqs
     valid = torch.ones(2, 9, dtype=torch.bool) if lengths is None else (
         torch.arange(9) < lengths[:, None])
     torch.testing.assert_close(z[valid], out[valid], rtol=1e-12, atol=1e-12)

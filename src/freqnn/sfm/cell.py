@@ -26,6 +26,7 @@ __all__ = [
     "FORGET_INITS",
     "MEMORIES",
     "PHASE_RULES",
+    "READOUTS",
     "AdaptiveSFMCell",
     "PhaseOption",
     "SFMCell",
@@ -40,6 +41,8 @@ PHASE_RULES = ("accumulate", "authors")
 MEMORIES = ("paper", "normalised")
 #: initialisations of the forget-gate biases b_ste, b_fre (``SFM(..., forget_init=...)``)
 FORGET_INITS = ("uniform", "chrono")
+#: the read-out over the K frequencies (``SFM(..., readout=...)``): the paper's sum, or the mean
+READOUTS = ("sum", "mean")
 
 
 def check_phase(value: object) -> str:
@@ -107,6 +110,10 @@ class SFMCell(nn.Module):
         frequency k's window is its own period P_k (b_fre^k = log(P_k - 1), P_k clipped to
         [2, T_max]). Periods are in units of time, so the windows (in steps) assume about one
         sample per unit of time. Not part of the equations: ``reset_parameters`` applies it.
+    readout : {"sum", "mean"}
+        z_t over the K frequency read-outs: the paper's sum z_t = sum_k z_t^k (|z_t| <= K), or
+        their mean (1/K) sum_k z_t^k, bounded by 1 like an LSTM's h_t, which divides the gain
+        of the recurrence through z_{t-1} by K (``docs/sfm.md``, "Training SFM").
 
     Notes
     -----
@@ -131,6 +138,7 @@ class SFMCell(nn.Module):
         learn_frequencies: bool = False,
         memory: str = "paper",
         forget_init: str = "uniform",
+        readout: str = "sum",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -139,8 +147,11 @@ class SFMCell(nn.Module):
             fail("memory", f"one of {MEMORIES}", repr(memory))
         if not isinstance(forget_init, str) or forget_init not in FORGET_INITS:
             fail("forget_init", f"one of {FORGET_INITS}", repr(forget_init))
+        if not isinstance(readout, str) or readout not in READOUTS:
+            fail("readout", f"one of {READOUTS}", repr(readout))
         self.memory = memory
         self.forget_init = forget_init
+        self.readout = readout
         self.input_size = _check_size(input_size, "input_size")
         self.hidden_size = _check_size(hidden_size, "hidden_size")
         self.state_size = _check_size(state_size, "state_size")
@@ -287,6 +298,8 @@ class SFMCell(nn.Module):
             s += f", memory={self.memory!r}"
         if self.forget_init != "uniform":
             s += f", forget_init={self.forget_init!r}"
+        if self.readout != "sum":
+            s += f", readout={self.readout!r}"
         if not self.bias:
             s += ", bias=False"
         if self.adaptive:
@@ -369,7 +382,7 @@ class SFMCell(nn.Module):
             A_t = amplitude(re_new, im_new)
             if record is not None:
                 record.append((gates, A_t))
-            z_new = output(gates, A_t, self.weight_a, self.b_z)
+            z_new = output(gates, A_t, self.weight_a, self.b_z, self.readout == "mean")
             if mask is None:
                 z, re, im = z_new, re_new, im_new
                 phi = phi_new if self.adaptive else None
@@ -430,8 +443,8 @@ class AdaptiveSFMCell(PhaseOption, SFMCell):
     omega_t = W_omega_x x_t + W_omega_z z_{t-1} + b_omega.
 
     Takes the arguments of :class:`SFMCell` (``input_size, hidden_size, state_size, num_freqs,
-    *, bias, frequencies, learn_frequencies, memory, forget_init, device, dtype``) and
-    ``phase``.
+    *, bias, frequencies, learn_frequencies, memory, forget_init, readout, device, dtype``)
+    and ``phase``.
 
     Parameters
     ----------

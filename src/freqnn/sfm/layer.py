@@ -48,6 +48,9 @@ class SFM(nn.Module):
     forget_init : {"uniform", "chrono"}
         The forget-gate biases at initialisation: ``nn.LSTM``'s uniform rule, or windows from
         the periods of the frequency grid (:class:`SFMCell`).
+    readout : {"sum", "mean"}
+        z_t as the paper's sum of the K frequency read-outs, or their mean (bounded by 1;
+        :class:`SFMCell`).
 
     Notes
     -----
@@ -82,6 +85,7 @@ class SFM(nn.Module):
         learn_frequencies: bool = False,
         memory: str = "paper",
         forget_init: str = "uniform",
+        readout: str = "sum",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -108,6 +112,7 @@ class SFM(nn.Module):
                 learn_frequencies=learn_frequencies,
                 memory=memory,
                 forget_init=forget_init,
+                readout=readout,
                 device=device,
                 dtype=dtype,
             )
@@ -218,9 +223,9 @@ class AdaptiveSFM(PhaseOption, SFM):
 
     Same interface as :class:`SFM` (the same constructor arguments, ``input_size, hidden_size,
     state_size, num_freqs, num_layers=1, *, bias, batch_first, dropout, frequencies,
-    learn_frequencies, memory, forget_init, device, dtype``), plus the phase rule (equations in
-    ``docs/sfm.md`` and :class:`freqnn.AdaptiveSFMCell`). ``paper_parameters`` adds
-    ``W_omega_z``, ``W_omega_x``, ``b_omega`` (and has no ``omega``).
+    learn_frequencies, memory, forget_init, readout, device, dtype``), plus the phase rule
+    (equations in ``docs/sfm.md`` and :class:`freqnn.AdaptiveSFMCell`). ``paper_parameters``
+    adds ``W_omega_z``, ``W_omega_x``, ``b_omega`` (and has no ``omega``).
 
     Parameters
     ----------

@@ -192,9 +192,10 @@ class ParallelSFMCell(SFMCell):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        if self.memory != "paper":
-            fail("memory", "'paper' (ParallelSFM has the paper's memory only)",
-                 repr(self.memory))
+        for key, paper in (("memory", "paper"), ("readout", "sum")):
+            if getattr(self, key) != paper:
+                fail(key, f"{paper!r} (ParallelSFM has the paper's equations only)",
+                     repr(getattr(self, key)))
         del self.weight_hh  # no z_{t-1} weights (reset_parameters draws over parameters())
 
     def paper_parameters(self) -> dict[str, Tensor]:

@@ -85,8 +85,11 @@ def memory_update(
     return re, im
 
 
-def output(gates: Gates, A: Tensor, weight_a: Tensor, b_z: Tensor | None) -> Tensor:
-    """z_t = sum_k o_t^k * tanh(W_z^k A_t^k + b_z^k), o_t^k = sigmoid(U_o^k A_t^k + pre_o^k).
+def output(
+    gates: Gates, A: Tensor, weight_a: Tensor, b_z: Tensor | None, mean: bool = False
+) -> Tensor:
+    """z_t = sum_k o_t^k * tanh(W_z^k A_t^k + b_z^k), o_t^k = sigmoid(U_o^k A_t^k + pre_o^k);
+    with ``mean`` (``readout="mean"``) the mean over k instead of the sum, so |z_t| <= 1.
 
     Parameters
     ----------
@@ -104,7 +107,8 @@ def output(gates: Gates, A: Tensor, weight_a: Tensor, b_z: Tensor | None) -> Ten
     proj = torch.bmm(A.permute(2, 0, 1), weight_a.transpose(1, 2)).transpose(0, 1)
     o_t = torch.sigmoid(proj[..., :M] + gates.o)
     cand = proj[..., M:] if b_z is None else proj[..., M:] + b_z
-    return (o_t * torch.tanh(cand)).sum(dim=-2)
+    z = (o_t * torch.tanh(cand)).sum(dim=-2)
+    return z / gates.o.shape[-2] if mean else z
 
 
 def advance_phase(phase: Tensor, omega_t: Tensor, dt: Tensor) -> Tensor:

@@ -44,9 +44,16 @@ DEFAULTS: dict[str, Any] = {
     "frequencies": "log",
     "min_period": 10.0,
     "max_period": 100.0,
+    # SFM / A-SFM: windows from the waves' periods (chrono), the normalised memory and the mean
+    # read-out, which keep the recurrence from diverging (docs/sfm.md, "Training SFM"; chosen
+    # on validation, docs/results/signal_type.md)
+    "memory": "normalised",
+    "forget_init": "chrono",
+    "readout": "mean",
     "epochs": 15,
     "batch_size": 32,
-    "lr": 5e-3,
+    # the LSTM / GRU pilot's rate; also SFM's with the mean read-out (docs/results/signal_type.md)
+    "lr": 1e-2,
     "patience": 5,
     # one thread: these small recurrences gain nothing from intra-op threads, and on a busy
     # 2-core machine two threads made an LSTM step 100x slower (spinning OpenMP workers)

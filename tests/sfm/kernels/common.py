@@ -32,22 +32,24 @@ class AuthorsASFMCell(freqnn.AdaptiveSFMCell):
         super().__init__(*args, phase="authors", **kwargs)
 
 
-class NormalisedSFM(freqnn.SFM):
-    """SFM with the normalised memory (``memory="normalised"``)."""
+class NormalisedMeanSFM(freqnn.SFM):
+    """SFM with the normalised memory and the mean read-out (``memory="normalised"``,
+    ``readout="mean"``)."""
 
     def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, memory="normalised", **kwargs)
+        super().__init__(*args, memory="normalised", readout="mean", **kwargs)
 
 
-class NormalisedAuthorsASFMCell(AuthorsASFMCell):
-    """An A-SFM cell under the authors' phase rule with the normalised memory."""
+class NormalisedMeanAuthorsASFMCell(AuthorsASFMCell):
+    """An A-SFM cell under the authors' phase rule with the normalised memory and the mean
+    read-out."""
 
     def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, memory="normalised", **kwargs)
+        super().__init__(*args, memory="normalised", readout="mean", **kwargs)
 
 
-CLASSES = [freqnn.SFM, freqnn.AdaptiveSFM, AuthorsASFM, NormalisedSFM]
-CELLS = [freqnn.SFMCell, freqnn.AdaptiveSFMCell, AuthorsASFMCell, NormalisedAuthorsASFMCell]
+CLASSES = [freqnn.SFM, freqnn.AdaptiveSFM, AuthorsASFM, NormalisedMeanSFM]
+CELLS = [freqnn.SFMCell, freqnn.AdaptiveSFMCell, AuthorsASFMCell, NormalisedMeanAuthorsASFMCell]
 FAST = ["compiled", "pytorch"]
 TOL = {"atol": 1e-10, "rtol": 0}
 #: ``assert_float32_accurate``'s factor C (its docstring says why 64)

@@ -114,7 +114,8 @@ def scan(
         else:
             omega = cell.frequencies()
     args = (gx, z, re, im, phi, cos, sin, omega, times, time0, mask, weight, cell.weight_a,
-            cell.b_z, cell.carries_omega, cell.memory == "normalised", grad)  # fmt: skip
+            cell.b_z, cell.carries_omega, cell.memory == "normalised", cell.readout == "mean",
+            grad)  # fmt: skip
     if grad:
         result = op.ScanFunction.apply(*args)
     elif gx.device.type == "cpu" and not torch.compiler.is_compiling():
@@ -203,3 +204,4 @@ def step(
     if unbatched:
         return out[0, 0], map_batch_axis(new, 0, squeeze=True)
     return out[0], new
+        cell.readout == "mean",

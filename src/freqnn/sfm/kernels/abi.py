@@ -40,9 +40,10 @@ __all__ = [
 #: the kernel may use (blocks of sequences; the workspace holds THREADS blocks' fixed parts),
 #: AUTHORS a 0/1 flag: A-SFM's phase rule is the authors' (the phi arrays carry omega_t and
 #: step t uses the phase omega_{t-1} * times[t]; otherwise the accumulated phase), NORMALISED a
-#: 0/1 flag: the normalised memory (the write weighted by 1 - f_t)
+#: 0/1 flag: the normalised memory (the write weighted by 1 - f_t), MEAN a 0/1 flag: z_t is the
+#: mean of the K read-outs (not their sum)
 DIMS = ("T", "B", "D", "K", "M", "G", "ADAPTIVE", "KEEP", "CHUNK", "N", "THREADS", "AUTHORS",
-        "NORMALISED")
+        "NORMALISED", "MEAN")
 
 #: forward arrays: inputs, then outputs and workspace
 FORWARD = (

@@ -237,7 +237,7 @@ def forward_compiled(
         phif=final[3],
     )
     dims = (T, B, D, K, M, G, int(adaptive), int(keep), 0, N, threads, int(p.authors),
-            int(p.normalised))
+            int(p.normalised), int(p.mean_readout))
     abi.call(_entry(lib, "forward", like.dtype), dims, abi.FORWARD, arrays)
     if status[0]:
         return None
@@ -299,7 +299,7 @@ def backward_compiled(
         ),
     }
     dims = (T, B, D, K, M, G, int(p.adaptive), 1, tc, 0, threads, int(p.authors),
-            int(p.normalised))
+            int(p.normalised), int(p.mean_readout))
     abi.call(_entry(lib, "backward", s.zs.dtype), dims, abi.BACKWARD, arrays)
     return Grads(
         gx=arrays["dgx"],
@@ -316,8 +316,9 @@ def backward_compiled(
 
 
 def self_test(lib: ctypes.CDLL) -> None:
-    """A small problem through both float types, both A-SFM phase rules and both memories must
-    match the PyTorch algorithm (catches a BLAS with another integer width or a broken build)."""
+    """A small problem through both float types, both A-SFM phase rules, both memories and both
+    read-outs must match the PyTorch algorithm (catches a BLAS with another integer width or a
+    broken build)."""
     gen = torch.Generator().manual_seed(0)
     for dtype, authors in itertools.product((torch.float32, torch.float64), (False, True)):
         T, B, D, K, M = 3, 2, 3, 2, 4
@@ -342,7 +343,8 @@ def self_test(lib: ctypes.CDLL) -> None:
             weight_a=rand(K, 2 * M, D),
             b_z=rand(K, M),
             authors=authors,
-            normalised=authors,  # both flags off, then both on
+            normalised=authors,  # every flag off, then every flag on
+            mean_readout=authors,
         )
         got, _, _ = forward_compiled(lib, p, keep=True)
         want, _ = forward_torch(p, keep=True)

@@ -16,13 +16,13 @@ so autograd (and AOTAutograd under ``torch.compile``) keeps them alive for the b
 
 Inputs (see :class:`freqnn.sfm.kernels.pytorch.Inputs` for the shapes): ``gx, z0, re0, im0,
 phi0?, cos?, sin?, omega?, times, time0, mask?, weight_hh, weight_a, b_z?, authors, normalised,
-keep``. An SFM
+mean_readout, keep``. An SFM
 passes either ``cos`` / ``sin`` (differentiable phases, training) or ``omega`` (phases computed
 inside from the float64 times); an A-SFM passes ``phi0``, and ``authors`` selects its phase rule
 (False: the accumulated phase, ``phi0`` the initial phase; True: the authors' rule, ``phi0`` the
 omega the first step uses); ``normalised`` selects the normalised memory (its write weighted by
-1 - f_t). With ``keep`` (needed for a backward) the histories are returned,
-else empty tensors.
+1 - f_t), ``mean_readout`` the mean of the K read-outs as z_t. With ``keep`` (needed for a
+backward) the histories are returned, else empty tensors.
 
 Outputs: ``out`` (T, B, M), the final ``z`` (B, M), ``re``, ``im`` (B, D, K), ``phi`` (B, K) (the
 final phase, or under the authors' rule the final omega; empty for SFM), and ``saved``: the
@@ -61,7 +61,8 @@ def cpu_library(dtype: torch.dtype) -> ctypes.CDLL | None:
 
 
 _BACKWARD_ARGS = ("gout", "gz", "gre", "gim", "gphi", "cos", "sin", "times", "time0", "mask",
-                  "weight_hh", "weight_a", "b_z", "authors", "normalised", "saved")
+                  "weight_hh", "weight_a", "b_z", "authors", "normalised",
+                  "mean_readout", "saved")
 
 
 def _forward(lib: ctypes.CDLL | None, p: Inputs, keep: bool) -> _Six:
@@ -94,11 +95,12 @@ def sfm_scan(
     b_z: Tensor | None,
     authors: bool,
     normalised: bool,
+    mean_readout: bool,
     keep: bool,
 ) -> _Six:
     """One layer's SFM / A-SFM recurrence (default kernel: the PyTorch algorithm)."""
     p = Inputs(gx, z0, re0, im0, phi0, cos, sin, omega, times, time0, mask, weight_hh,
-               weight_a, b_z, authors, normalised)  # fmt: skip
+               weight_a, b_z, authors, normalised, mean_readout)  # fmt: skip
     return _forward(None, p, keep)
 
 
@@ -113,10 +115,11 @@ def scan_cpu(*args: Tensor | bool | None) -> _Six:
 @sfm_scan.register_fake
 def _sfm_scan_fake(
     gx, z0, re0, im0, phi0, cos, sin, omega, times, time0, mask, weight_hh, weight_a, b_z,
-    authors, normalised, keep,
+    authors, normalised, mean_readout, keep,
 ):  # type: ignore[no-untyped-def]
     abi.check_placement(Inputs._fields, (gx, z0, re0, im0, phi0, cos, sin, omega, times, time0,
-                                      mask, weight_hh, weight_a, b_z, authors, normalised))
+                                      mask, weight_hh, weight_a, b_z, authors, normalised,
+                                      mean_readout))
     T, B, _ = gx.shape
     D, K = re0.shape[-2:]
     M = z0.shape[-1]
@@ -145,14 +148,15 @@ def sfm_scan_backward(
     b_z: Tensor | None,
     authors: bool,
     normalised: bool,
+    mean_readout: bool,
     saved: Tensor,
 ) -> _Ten:
     """Gradients of ``freqnn::sfm_scan`` (default kernel: the PyTorch algorithm): those of gx,
     z0, re0, im0, phi0, cos, sin, weight_hh, weight_a, b_z (empty where absent). ``gphi`` is
-    given for an A-SFM (None for SFM); ``authors`` and ``normalised`` are the forward's flags;
-    ``saved`` is the forward's history buffer."""
+    given for an A-SFM (None for SFM); ``authors``, ``normalised`` and ``mean_readout`` are
+    the forward's flags; ``saved`` is the forward's history buffer."""
     args = (gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z)
-    return _backward(None, *args, authors, normalised, saved)
+    return _backward(None, *args, authors, normalised, mean_readout, saved)
 
 
 @sfm_scan_backward.register_kernel("cpu")
@@ -162,10 +166,11 @@ def _sfm_scan_backward_cpu(*args: Tensor | None) -> _Ten:
 
 def _backward(
     lib, gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z,
-    authors, normalised, saved,
+    authors, normalised, mean_readout, saved,
 ) -> _Ten:  # type: ignore[no-untyped-def]
     abi.check_placement(_BACKWARD_ARGS, (gout, gz, gre, gim, gphi, cos, sin, times, time0, mask,
-                                      weight_hh, weight_a, b_z, authors, normalised, saved))
+                                      weight_hh, weight_a, b_z, authors, normalised,
+                                      mean_readout, saved))
     adaptive = gphi is not None
     T, B, M = gout.shape
     D, K = gre.shape[-2:]
@@ -187,6 +192,7 @@ def _backward(
         b_z=b_z,
         authors=authors,
         normalised=normalised,
+        mean_readout=mean_readout,
     )
     s = Saved.carve(saved, T, B, D, K, M, adaptive, True)
     shape = (T, B, D, K, M, G)
@@ -201,10 +207,11 @@ def _backward(
 @sfm_scan_backward.register_fake
 def _sfm_scan_backward_fake(
     gout, gz, gre, gim, gphi, cos, sin, times, time0, mask, weight_hh, weight_a, b_z, authors,
-    normalised, saved,
+    normalised, mean_readout, saved,
 ):  # type: ignore[no-untyped-def]
     abi.check_placement(_BACKWARD_ARGS, (gout, gz, gre, gim, gphi, cos, sin, times, time0, mask,
-                                      weight_hh, weight_a, b_z, authors, normalised, saved))
+                                      weight_hh, weight_a, b_z, authors, normalised,
+                                      mean_readout, saved))
     T, B, _ = gout.shape
     K = weight_a.shape[0]
     new = gout.new_empty
@@ -251,6 +258,7 @@ def _setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
     ctx.adaptive = p.adaptive
     ctx.authors = p.authors
     ctx.normalised = p.normalised
+    ctx.mean_readout = p.mean_readout
     ctx.has_bz = p.b_z is not None
     ctx.keep = inputs[-1]
     saved = output[5]
@@ -283,7 +291,7 @@ def _scan_backward(ctx, *grads):  # type: ignore[no-untyped-def]
     )
     g = backward(
         gout, gz, gre, gim, gphi if ctx.adaptive else None, cos, sin, times, time0, mask,
-        whh, wa, b_z, ctx.authors, ctx.normalised, saved,
+        whh, wa, b_z, ctx.authors, ctx.normalised, ctx.mean_readout, saved,
     )  # fmt: skip
     dgx, dz0, dre0, dim0, dphi0, dcos, dsin, dwhh, dwa, dbz = g
     adaptive = ctx.adaptive
@@ -304,6 +312,7 @@ def _scan_backward(ctx, *grads):  # type: ignore[no-untyped-def]
         dbz if ctx.has_bz else None,
         None,  # authors
         None,  # normalised
+        None,  # mean_readout
         None,  # keep
     )
 

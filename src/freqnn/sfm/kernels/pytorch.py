@@ -55,7 +55,8 @@ class Inputs(NamedTuple):
     bool or None; weight_hh (G, M); weight_a (K, 2M, D); b_z (K, M) or None; authors: A-SFM's
     phase rule is the authors' (``phi0`` then holds omega_0, the slot carries omega_t);
     normalised: the normalised memory, whose write is weighted by 1 - f_t
-    (:func:`freqnn.sfm.step.memory_update`).
+    (:func:`freqnn.sfm.step.memory_update`); mean_readout: z_t is the mean of the K read-outs,
+    not their sum (:func:`freqnn.sfm.step.output`).
     """
 
     gx: Tensor
@@ -72,6 +73,7 @@ class Inputs(NamedTuple):
     weight_hh: Tensor
     weight_a: Tensor
     b_z: Tensor | None
+    mean_readout: bool = False
     authors: bool = False
     normalised: bool = False
 
@@ -235,6 +237,8 @@ def forward_torch(p: Inputs, keep: bool) -> tuple[Tensor, Saved]:
         o = torch.sigmoid(proj[..., :M].transpose(0, 1) + pre[:, ob:wb].unflatten(1, (K, M)))
         cand = proj[..., M:].transpose(0, 1)
         c = torch.tanh(cand if p.b_z is None else cand + p.b_z)
+        if p.mean_readout:
+            z = z / K
         O[sa], C[sa] = o, c
         z = (o * c).sum(1)
         if mask is None:
@@ -286,6 +290,8 @@ def backward_torch(
             dzn = gout[t] + dz
         else:
             m = mask[t].unsqueeze(1)
+        if p.mean_readout:  # z = (1 / K) sum_k o c
+            dzn = dzn / K
             dzn = (gout[t] + dz) * m
             dz = dz * (1 - m)
         dpo = dzn.unsqueeze(1) * c * o * (1 - o)

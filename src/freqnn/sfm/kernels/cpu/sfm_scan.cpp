@@ -26,7 +26,8 @@ namespace {
 // (in double, as freqnn.frequencies.phase) and F_PHI carries omega_t to the next step (kept at
 // a padded step).
 // The normalised memory (DIM_NORMALISED) weights the write by 1 - f: S_t = f S_{t-1} +
-// (1 - f) g i e^{j phase} (freqnn.sfm.step.memory_update).
+// (1 - f) g i e^{j phase} (freqnn.sfm.step.memory_update). The mean read-out (DIM_MEAN) makes z_t
+// the mean of the K read-outs o * c instead of their sum.
 // The initial re0, im0 come (B, D, K) as the library's state; F_ZF, F_REF, F_IMF, F_PHIF
 // receive the final state, re / im in that layout too.
 
@@ -73,6 +74,7 @@ void forward_block(const i64* dim, void* const* ptr, i64 b0, i64 b1, i64 j) {
   const i64 G = dim[DIM_G], nb = b1 - b0;
   const bool adaptive = dim[DIM_ADAPTIVE] != 0, keep = dim[DIM_KEEP] != 0;
   const bool authors = dim[DIM_AUTHORS] != 0, normalised = dim[DIM_NORMALISED] != 0;
+  const S zscale = dim[DIM_MEAN] != 0 ? S(1) / S(dim[DIM_K]) : S(1);  // mean read-out: 1 / K
   const i64 A = 3 * D + K, OB = 3 * D + K, WB = OB + K * M, M2 = 2 * M;
   const S* gx = (const S*)ptr[F_GX];
   const S* whh = (const S*)ptr[F_WHH];
@@ -214,6 +216,8 @@ void forward_block(const i64* dim, void* const* ptr, i64 b0, i64 b1, i64 j) {
           zb[m] += o * c;
         }
       }
+      if (zscale != S(1))
+        for (i64 m = 0; m < M; ++m) zb[m] *= zscale;
       std::memcpy(ob, zb, sizeof(S) * M);
     }
   }
@@ -273,6 +277,7 @@ void backward_block(const i64* dim, void* const* ptr, i64 b0, i64 b1, i64 j) {
   const i64 G = dim[DIM_G], TC = dim[DIM_CHUNK], nb = b1 - b0;
   const bool adaptive = dim[DIM_ADAPTIVE] != 0, authors = dim[DIM_AUTHORS] != 0;
   const bool normalised = dim[DIM_NORMALISED] != 0;
+  const S zscale = dim[DIM_MEAN] != 0 ? S(1) / S(dim[DIM_K]) : S(1);  // mean read-out: 1 / K
   const i64 A = 3 * D + K, OB = 3 * D + K, WB = OB + K * M, M2 = 2 * M;
   const S* whh = (const S*)ptr[B_WHH];
   const S* wa = (const S*)ptr[B_WA];
@@ -330,7 +335,7 @@ void backward_block(const i64* dim, void* const* ptr, i64 b0, i64 b1, i64 j) {
       const S* gb = gout + (t * B + b) * M;
       S* dzb = dz + b * M;
       for (i64 m = 0; m < M; ++m) {
-        zb[m] = gb[m] + dzb[m];
+        zb[m] = (gb[m] + dzb[m]) * zscale;
         dzb[m] = S(0);
       }
       for (i64 k = 0; k < K; ++k) {
