@@ -4,8 +4,9 @@
 trains the signal-type SFM (seed 0, the task's defaults otherwise) twice with the runner's
 diagnostics on (``diagnostics: true``, traced every step):
 
-* ``paper``: the paper's memory with the chrono forget-gate initialisation (long windows);
-* ``normalised``: the same with ``memory="normalised"`` (the task's default).
+* ``paper``: the paper's memory with the chrono forget-gate initialisation (long windows), the
+  paper's sum read-out and lr 5e-3 (the task's settings before the fix);
+* ``normalised``: the same with ``memory="normalised"``.
 
 It writes ``training_paper_vs_normalised.png`` (per optimiser step: training loss, gradient
 norm before clipping, mean joint forget factor, largest |S|, fraction of saturated read-out
@@ -115,7 +116,9 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    common = {"forget_init": "chrono", "epochs": args.epochs}
+    # the settings before the fix, but for the memory: the chrono windows, the paper's sum
+    # read-out and lr 5e-3
+    common = {"forget_init": "chrono", "readout": "sum", "lr": 5e-3, "epochs": args.epochs}
     spike = FirstSpike()
     with tempfile.TemporaryDirectory() as tmp:
         runs = {"paper": Path(tmp) / "paper", "normalised": Path(tmp) / "normalised"}
