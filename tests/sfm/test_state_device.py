@@ -116,11 +116,11 @@ def test_sfm_scan_backward_argument_on_the_meta_device():
     phases = p.times[..., None] * p.omega
     p = p._replace(cos=phases.cos(), sin=phases.sin(), omega=None)
     out = torch.ops.freqnn.sfm_scan(*p, True)
-    args = dict(gout=torch.ones_like(out[0]), gz=torch.ones_like(out[1]),
-                gre=torch.ones_like(out[2]), gim=torch.ones_like(out[3]), gphi=None, cos=p.cos,
-                sin=p.sin, times=p.times, time0=p.time0, mask=p.mask, weight_hh=p.weight_hh,
-                weight_a=p.weight_a, b_z=p.b_z, authors=False, normalised=False,
-                saved=out[5])
+    given = {**p._asdict(), "gout": torch.ones_like(out[0]), "gz": torch.ones_like(out[1]),
+             "gre": torch.ones_like(out[2]), "gim": torch.ones_like(out[3]), "gphi": None,
+             "saved": out[5]}
+    schema = torch.ops.freqnn.sfm_scan_backward.default._schema
+    args = {a.name: given[a.name] for a in schema.arguments}  # the op's order and flags
     torch.ops.freqnn.sfm_scan_backward(*args.values())  # as given, it runs
     for name in ("gz", "saved", "weight_a"):
         bad = {**args, name: args[name].to("meta")}

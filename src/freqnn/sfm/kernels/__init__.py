@@ -25,6 +25,8 @@ Limitations: first derivatives only (``create_graph=True`` raises; use the refer
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -38,6 +40,7 @@ from .path import PATHS, get_path, set_path, use_path, use_reference
 
 __all__ = [
     "PATHS",
+    "authors_time_bound",
     "compiled_available",
     "compiled_status",
     "empty_cache",
@@ -48,7 +51,35 @@ __all__ = [
     "step",
     "use_path",
     "use_reference",
+    "warn_authors_times",
 ]
+
+
+_authors_warned: set[torch.dtype] = set()
+
+
+def authors_time_bound(dtype: torch.dtype) -> float:
+    """The largest |t| at which the authors' A-SFM phase omega_{t-1} * t of a unit frequency
+    moves by at most 1e-3 rad when omega_{t-1} changes by one rounding (eps of ``dtype``):
+    about 8.4e3 in float32, 4.5e12 in float64 (docs/sfm.md, "Accuracy at large times")."""
+    return 1e-3 / torch.finfo(dtype).eps
+
+
+def warn_authors_times(times: Tensor, dtype: torch.dtype) -> None:
+    """Warn once per dtype and process when the authors' phase rule meets timestamps beyond
+    :func:`authors_time_bound`: there its outputs depend on how omega_t was rounded (the path,
+    streaming or one pass), and the recurrence compounds the difference."""
+    if dtype in _authors_warned or times.is_meta or torch.compiler.is_compiling():
+        return
+    bound = authors_time_bound(dtype)
+    if times.numel() and times.abs().max().item() > bound:
+        _authors_warned.add(dtype)
+        warnings.warn(
+            f"freqnn: A-SFM with phase='authors' at timestamps beyond |t| = {bound:.3g} in "
+            f"{dtype}: its phase omega_{{t-1}} * t turns one rounding of omega into more than "
+            "1e-3 rad, so outputs differ between paths and between streaming and one pass "
+            "(use phase='accumulate', or smaller times: time='normalised')",
+            RuntimeWarning, stacklevel=3)
 
 
 def scan(
@@ -75,6 +106,8 @@ def scan(
         does not apply (the reference path is selected, ONNX export, or an A-SFM differentiated
         with respect to ``times``): the caller runs the reference.
     """
+    if cell.adaptive and cell.carries_omega:
+        warn_authors_times(times, cell.weight_hh.dtype)  # on every path (the reference's too)
     path = get_path()
     if path == "reference":
         return None
@@ -187,10 +220,13 @@ def step(
     else:
         return None
     adaptive = cell.adaptive
+    if adaptive and cell.carries_omega:
+        warn_authors_times(times, x.dtype)
     p = pytorch.Inputs(
         None, state.z, state.re, state.im, state.phase, None, None,
         None if adaptive else cell.frequencies(), times, state.time, None,
         cell.weight_hh, cell.weight_a, cell.b_z, cell.carries_omega, cell.memory == "normalised",
+        cell.readout == "mean",
     )  # fmt: skip
     # the projection's bias: bias_ih on the gate rows, b_omega on A-SFM's omega rows
     projection = compiled.Projection(
@@ -204,4 +240,3 @@ def step(
     if unbatched:
         return out[0, 0], map_batch_axis(new, 0, squeeze=True)
     return out[0], new
-        cell.readout == "mean",

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ...frequencies import phase
+from ...frequencies import phase, wrap_phase
 
 __all__ = [
     "Grads",
@@ -42,8 +42,6 @@ __all__ = [
     "phases",
     "sizes",
 ]
-
-TWO_PI = 2.0 * math.pi
 
 
 class Inputs(NamedTuple):
@@ -73,9 +71,9 @@ class Inputs(NamedTuple):
     weight_hh: Tensor
     weight_a: Tensor
     b_z: Tensor | None
-    mean_readout: bool = False
     authors: bool = False
     normalised: bool = False
+    mean_readout: bool = False
 
     @property
     def adaptive(self) -> bool:
@@ -221,7 +219,7 @@ def forward_torch(p: Inputs, keep: bool) -> tuple[Tensor, Saved]:
             new_phi = pre[:, wb:]
         elif phi is not None:
             new_phi = pre[:, wb:] * dt[t].unsqueeze(1) + phi[sp]
-            new_phi = new_phi - TWO_PI * torch.floor(new_phi / TWO_PI)
+            new_phi = wrap_phase(new_phi)
             cos_t, sin_t = torch.cos(new_phi), torch.sin(new_phi)
         else:
             cos_t, sin_t = cos[t], sin[t]
@@ -237,10 +235,10 @@ def forward_torch(p: Inputs, keep: bool) -> tuple[Tensor, Saved]:
         o = torch.sigmoid(proj[..., :M].transpose(0, 1) + pre[:, ob:wb].unflatten(1, (K, M)))
         cand = proj[..., M:].transpose(0, 1)
         c = torch.tanh(cand if p.b_z is None else cand + p.b_z)
-        if p.mean_readout:
-            z = z / K
         O[sa], C[sa] = o, c
         z = (o * c).sum(1)
+        if p.mean_readout:
+            z = z / K
         if mask is None:
             zs[sn], re[sn], im[sn], out[t] = z, r, s, z
             if phi is not None:
@@ -290,10 +288,10 @@ def backward_torch(
             dzn = gout[t] + dz
         else:
             m = mask[t].unsqueeze(1)
-        if p.mean_readout:  # z = (1 / K) sum_k o c
-            dzn = dzn / K
             dzn = (gout[t] + dz) * m
             dz = dz * (1 - m)
+        if p.mean_readout:  # z = (1 / K) sum_k o c
+            dzn = dzn / K
         dpo = dzn.unsqueeze(1) * c * o * (1 - o)
         dcand = dzn.unsqueeze(1) * o * (1 - c * c)
         dpj = dproj[t]

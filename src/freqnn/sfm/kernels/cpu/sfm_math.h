@@ -71,9 +71,12 @@ template <class S> inline S sigm(S x) { return S(1) / (S(1) + fexp(-x)); }
 // tanh x = 2 sigmoid(2x) - 1: absolute error of a few ulp of 1
 template <class S> inline S ftanh(S x) { return S(2) / (S(1) + fexp(S(-2) * x)) - S(1); }
 
-template <class S> inline S wrap(S p) {  // as freqnn.frequencies.wrap_phase
+// as freqnn.frequencies.wrap_phase: the exact remainder (fmod), so that no rounding of a product
+// (nor a fused multiply-add the compiler may form) makes paths disagree at large phases
+template <class S> inline S wrap(S p) {
   const S two_pi = S(6.283185307179586);
-  return p - two_pi * std::floor(p / two_pi);
+  const S rest = std::fmod(p, two_pi);
+  return rest < S(0) ? rest + two_pi : rest;
 }
 
 // ------------------------------------------------------------------------------- checks
