@@ -67,7 +67,16 @@ inline float fexp(float x) {
   return p * scale;
 }
 
-template <class S> inline S sigm(S x) { return S(1) / (S(1) + fexp(-x)); }
+// Below the clamp of fexp, sigmoid is 0 (as torch's, which underflows there): the clamped value,
+// about 1e-38 in float32, would give a saturated gate a derivative that an input of 1e38 turns
+// into an O(1) weight gradient where the reference's is 0 (a select: still vectorises).
+template <class S> inline S sigm_floor();
+template <> inline float sigm_floor<float>() { return -88.0f; }
+template <> inline double sigm_floor<double>() { return -709.0; }
+template <class S> inline S sigm(S x) {
+  const S s = S(1) / (S(1) + fexp(-x));
+  return x < sigm_floor<S>() ? S(0) : s;
+}
 // tanh x = 2 sigmoid(2x) - 1: absolute error of a few ulp of 1
 template <class S> inline S ftanh(S x) { return S(2) / (S(1) + fexp(S(-2) * x)) - S(1); }
 
