@@ -419,7 +419,7 @@ class SFMCell(nn.Module):
                 (), batch, *dims, dtype=x.dtype, device=x.device, phase0=self.initial_phase()
             )
         else:
-            state = check_state(state, (), batch, *dims, dtype=x.dtype)
+            state = check_state(state, (), batch, *dims, dtype=x.dtype, device=x.device)
         if t is None:
             t = state.time + 1.0
         else:
