@@ -47,9 +47,9 @@ TUTORIAL_SEEDS = range(5)
 @pytest.mark.numerics
 def test_tutorial_runs(capsys: pytest.CaptureFixture) -> None:
     """Every seed reaches the accuracy the page promises, and its streamed prediction equals the
-    whole series'; the memory resolves the two rates: on average over the seeds (one start in
-    about seven does not), each class fills the frequencies near its own rate more than the
-    other class does."""
+    whole series'; the memory resolves the two rates: on average over the seeds (a single
+    start may not), each class fills the frequencies near its own rate more than the other
+    class does."""
     page = DOCS / "tutorial.md"
     code = _python_blocks(page)
     assert code.count("torch.manual_seed(0)") == 1
