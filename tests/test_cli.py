@@ -341,11 +341,17 @@ def test_bad_config_files_and_run_dirs(tmp_path: Path, capsys: pytest.CaptureFix
 @pytest.mark.parametrize(("setting", "expected"), [
     ("epochs=true", "epochs: expected an int >= 1, got bool True"),
     ("seed=1.5", "seed: expected an int >= 0, got float 1.5"),
-    ("clip=-1", "clip: expected a number >= 0, got int -1"),
+    ("clip=-1", "clip: expected a finite number >= 0, got int -1"),
     ("deterministic='no'", "deterministic: expected true or false, got str 'no'"),
     ("limit_train_batches=0", "limit_train_batches: expected an int >= 1, or null, got int 0"),
-    ("max_minutes=0", "max_minutes: expected a number > 0, or null, got int 0"),
-    ("max_minutes=-1.5", "max_minutes: expected a number > 0, or null, got float -1.5"),
+    ("max_minutes=0", "max_minutes: expected a finite number > 0, or null, got int 0"),
+    ("max_minutes=-1.5", "max_minutes: expected a finite number > 0, or null, got float -1.5"),
+    # issue 27 item 12: a non-finite lr trained to NaN test metrics with exit 0
+    ("lr=.inf", "lr: expected a finite number >= 0, got float inf"),
+    ("lr=.nan", "lr: expected a finite number >= 0, got float nan"),
+    ("weight_decay=.inf", "weight_decay: expected a finite number >= 0, got float inf"),
+    ("clip=.inf", "clip: expected a finite number >= 0, got float inf"),
+    ("max_minutes=.inf", "max_minutes: expected a finite number > 0, or null, got float inf"),
 ])
 def test_typed_configuration(setting: str, expected: str, tmp_path: Path,
                              capsys: pytest.CaptureFixture) -> None:

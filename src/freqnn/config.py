@@ -14,7 +14,7 @@ Validation is strict: an ``int`` key takes no ``true`` and no ``1.5``, a ``bool`
 ``1e-3`` is a number as in YAML 1.2, where PyYAML's YAML 1.1 reads a string). Every error names
 the key, what it expects and what it got::
 
-    clip: expected a number >= 0, got int -1
+    clip: expected a finite number >= 0, got int -1
 
 The same fields give the options of ``freqnn train TASK --help`` (:func:`add_options`) and the
 tables of ``docs/runner.md`` (:func:`markdown_tables`; ``python -m freqnn.config docs/runner.md``
@@ -108,7 +108,8 @@ class RunConfig(BaseModel):
     command-line spellings to the one derived from the key (``--num-threads``).
     """
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+    # allow_inf_nan=False: lr=.inf or clip=.nan trained to NaN metrics (issue 27 item 12)
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
     task: str = Field(description="the task (set by the runner from TASK)")
     model: Literal[ARCHS] = Field(description="the recurrent body")  # type: ignore[valid-type]
@@ -273,7 +274,7 @@ def _describe_type(annotation: Any, metadata: Sequence[Any]) -> str:
     elif base is bool:
         text = "true or false"
     elif base in (int, float):
-        text = "an int" if base is int else "a number"
+        text = "an int" if base is int else "a finite number"
         bounds = _range(metadata)
         text = f"{text} {bounds}" if bounds else text
     elif origin is Literal:
