@@ -362,6 +362,22 @@ def test_typed_configuration(setting: str, expected: str, tmp_path: Path,
     assert not run.exists()
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_eval_checkpoint_with_non_finite_weights(value: float, tiny_run: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    # issue 27 item 12: eval of a checkpoint with NaN weights printed NaN metrics with exit 0
+    ckpt = torch.load(tiny_run / "checkpoints" / "best.ckpt", weights_only=True)
+    name = next(k for k, v in ckpt["state_dict"].items() if v.is_floating_point())
+    ckpt["state_dict"][name].view(-1)[0] = value
+    path = tmp_path / "bad.ckpt"
+    torch.save(ckpt, path)
+    assert cli.main(["eval", str(path)]) == 2
+    assert _error_line(capsys) == (
+        f"freqnn: error: {path}: {name}: expected finite values, got 1 NaN or infinite "
+        f"element(s) in tensor of shape {tuple(ckpt['state_dict'][name].shape)} and dtype "
+        f"{ckpt['state_dict'][name].dtype}")
+
+
 def test_eval_data_that_is_not_an_npz_archive(tiny_run: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture) -> None:
     renamed = tmp_path / "renamed.npz"

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from .checks import check_finite
 from .config import DEFAULTS, read_yaml
 from .models import build_model, count_parameters
 from .tasks import Batch, Task, collate, get_task, task_for
@@ -314,6 +315,16 @@ class TaskModel(nn.Module):
         return forward_batch(self.model, batch, self.facts)
 
 
+def _check_finite_weights(state_dict: Any, path: str | os.PathLike[str]) -> None:
+    """Refuse a checkpoint with NaN or infinite weights (issue 27 item 12: ``eval`` of one
+    printed NaN metrics with exit 0); the message names the file and the parameter."""
+    if not isinstance(state_dict, dict):
+        return  # load_state_dict names a state_dict of the wrong structure
+    for name, value in state_dict.items():
+        if isinstance(value, Tensor) and value.is_floating_point():
+            check_finite(value, f"{path}: {name}")
+
+
 def model_from_checkpoint(path: str | os.PathLike[str]) -> TaskModel:
     """Rebuild the model of a checkpoint file (weights included), in evaluation mode on the CPU.
 
@@ -328,6 +339,7 @@ def model_from_checkpoint(path: str | os.PathLike[str]) -> TaskModel:
     if run_dir is not None:
         check_checkpoint_matches(ckpt, load_run_config(run_dir), path)
     state = ckpt["freqnn"]
+    _check_finite_weights(ckpt["state_dict"], path)
     module = TaskModel(_with_runner_defaults(state["config"]), state["facts"])
     module.load_state_dict(ckpt["state_dict"])
     module.history = list(state["history"])
