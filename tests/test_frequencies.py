@@ -80,6 +80,10 @@ def test_log_grid_with_one_frequency_is_the_geometric_mean_period():
         ({"min_period": 10.0, "max_period": 10.0}, r"max_period: expected > min_period = 10\.0"),
         ({"min_period": 10.0, "max_period": 2.0}, r"max_period: expected > min_period"),
         ({"min_period": True, "max_period": 2.0}, r"min_period: .*got True"),
+        # issue 27 item 12: 2*pi / 1e-320 is inf
+        ({"min_period": 1e-320, "max_period": 1.0},
+         r"min_period: expected a period >= 2\*pi/2\*\*53 = 6.976e-16 .*got 1e-320"),
+        ({"min_period": 1e-16, "max_period": 1.0}, r"min_period: .*got 1e-16"),
     ],
 )
 def test_log_grid_errors_name_the_argument(kwargs, match):
@@ -91,6 +95,32 @@ def test_log_grid_errors_name_the_argument(kwargs, match):
 def test_periods_are_refused_for_the_other_grids(spec):
     with pytest.raises(ValueError, match=r"min_period: expected None \(periods define only"):
         frequency_grid(spec, 4, min_period=3.0)
+
+
+@pytest.mark.parametrize("value", [1e308, -1e308, 2.0**53 * 1.01, math.nan, math.inf])
+def test_frequencies_beyond_the_bound_are_refused(value):
+    # issue 27 item 12: SFM(..., frequencies=torch.full((3,), 1e308)) gave all-NaN outputs
+    import freqnn
+
+    spec = torch.full((3,), value, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^frequencies: expected (values in \[-9.0072e\+15, "
+                       r"9.0072e\+15\]|finite values), got"):
+        frequency_grid(spec, 3)
+    with pytest.raises(ValueError, match=r"^frequencies: expected"):
+        freqnn.SFM(3, 4, 2, 3, frequencies=spec)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_frequencies_at_the_bound_give_finite_outputs(dtype):
+    import freqnn
+    from freqnn.frequencies import MAX_FREQUENCY
+
+    layer = freqnn.SFM(3, 4, 2, 3, frequencies=torch.full((3,), MAX_FREQUENCY), dtype=dtype)
+    x = torch.randn(5, 2, 3, dtype=dtype)
+    times = torch.tensor([0.0, 1.0, 2.0**40, 2.0**52, 2.0**53], dtype=torch.float64)
+    assert bool(torch.isfinite(layer(x, times=times)[0]).all())
+    with torch.no_grad():
+        assert bool(torch.isfinite(layer(x, times=times)[0]).all())
 
 
 def test_num_freqs_is_checked():

@@ -18,6 +18,10 @@ where the data's periods are.
 
 Phases ``omega * t`` are computed in float64 and reduced modulo 2*pi before they are cast to the
 model's dtype: in float32 ``cos(omega * t)`` at t = 1e7 has lost all phase information.
+
+Frequencies are bounded by :data:`MAX_FREQUENCY` = 2**53 in magnitude: with timestamps of
+magnitude at most 2**53 (:data:`freqnn.checks.MAX_TIME`), every phase ``omega * t`` is then
+finite (at most 2**106); ``frequencies=torch.full((3,), 1e308)`` made every output NaN.
 """
 
 from __future__ import annotations
@@ -27,12 +31,17 @@ import math
 import torch
 from torch import Tensor
 
-from .checks import check_finite, check_floating, check_shape, fail
+from .checks import MAX_TIME, check_finite, check_floating, check_range, check_shape, fail
 
-__all__ = ["GRIDS", "fold_frequency", "frequency_grid", "phase", "wrap_phase"]
+__all__ = ["GRIDS", "MAX_FREQUENCY", "fold_frequency", "frequency_grid", "phase", "wrap_phase"]
 
 TWO_PI = 2.0 * math.pi
 GRIDS = ("paper", "half", "dct", "log")
+#: The largest accepted frequency magnitude, 2**53 rad per unit of time: with |t| <= 2**53 every
+#: phase omega * t stays finite (at most 2**106) in float64 and float32.
+MAX_FREQUENCY = MAX_TIME
+#: The shortest period of the 'log' grid, 2*pi / MAX_FREQUENCY (about 7e-16 units of time).
+MIN_PERIOD = TWO_PI / MAX_FREQUENCY
 
 
 def frequency_grid(
@@ -83,6 +92,7 @@ def frequency_grid(
         check_floating(spec, "frequencies")
         check_shape(spec, "frequencies", (num_freqs,), "(one frequency per num_freqs)")
         check_finite(spec, "frequencies")
+        check_range(spec, "frequencies", -MAX_FREQUENCY, MAX_FREQUENCY)
         grid = spec.detach().to(torch.float64).cpu()
     elif spec == "paper":
         grid = TWO_PI * k / num_freqs
@@ -105,6 +115,9 @@ def _log_periods(num_freqs: int, min_period: float | None, max_period: float | N
             fail(name, "a finite period > 0 (in units of time) for the 'log' grid; build it with "
                  "freqnn.frequency_grid('log', K, min_period=..., max_period=...) and pass the "
                  "tensor as frequencies=", repr(value))
+    if min_period < MIN_PERIOD:  # type: ignore[operator]
+        fail("min_period", f"a period >= 2*pi/2**53 = {MIN_PERIOD:.4g} (frequencies 2*pi/P at "
+             "most 2**53, so that phases stay finite)", repr(min_period))
     if num_freqs == 1:
         if max_period < min_period:
             fail("max_period", f">= min_period = {min_period}", repr(max_period))
@@ -113,7 +126,11 @@ def _log_periods(num_freqs: int, min_period: float | None, max_period: float | N
         fail("max_period", f"> min_period = {min_period} (K = {num_freqs} distinct periods)",
              repr(max_period))
     k = torch.arange(num_freqs, dtype=torch.float64)
-    return max_period * (min_period / max_period) ** (k / (num_freqs - 1))
+    periods = max_period * (min_period / max_period) ** (k / (num_freqs - 1))
+    if not bool((periods >= MIN_PERIOD).all()):  # min_period / max_period underflowed
+        fail("max_period", f"a period whose ratio to min_period = {min_period} does not "
+             "underflow float64", repr(max_period))
+    return periods
 
 
 def wrap_phase(phi: Tensor) -> Tensor:
