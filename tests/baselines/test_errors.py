@@ -165,11 +165,31 @@ def test_phased_times_and_state_time() -> None:
     (AssociativeLSTM, {"copies": 0}, ValueError, "copies: expected a positive int, got 0"),
     (ACTRNN, {"max_ponder": 0}, ValueError, "max_ponder: expected a positive int, got 0"),
     (ACTRNN, {"time_penalty": -0.1}, ValueError,
-     "time_penalty: expected a non-negative float, got -0.1"),
+     "time_penalty: expected a finite non-negative float, got -0.1"),
     (PhasedLSTM, {"r_on": 0.0}, ValueError, "r_on: expected a float in (0, 1], got 0.0"),
-    (PhasedLSTM, {"alpha": -1e-3}, ValueError, "alpha: expected a non-negative float, got -0.001"),
+    (PhasedLSTM, {"alpha": -1e-3}, ValueError,
+     "alpha: expected a finite non-negative float, got -0.001"),
     (PhasedLSTM, {"period_range": (5.0, 1.0)}, ValueError,
-     "period_range: expected (low, high) with 0 < low <= high, got (5.0, 1.0)"),
+     "period_range: expected (low, high) with 2**-53 <= low <= high <= 2**53, got (5.0, 1.0)"),
+    # issue 27: non-finite or overflowing values were accepted
+    (PhasedLSTM, {"period_range": (1, 1e308)}, ValueError,
+     "period_range: expected (low, high) with 2**-53 <= low <= high <= 2**53, got (1, 1e+308)"),
+    (PhasedLSTM, {"period_range": (1e-320, 1)}, ValueError,
+     "period_range: expected (low, high) with 2**-53 <= low <= high <= 2**53, got (1e-320, 1)"),
+    (PhasedLSTM, {"alpha": math.nan}, ValueError,
+     "alpha: expected a finite non-negative float, got nan"),
+    (PhasedLSTM, {"alpha": math.inf}, ValueError,
+     "alpha: expected a finite non-negative float, got inf"),
+    (PhasedLSTM, {"eval_alpha": math.nan}, ValueError,
+     "eval_alpha: expected a finite non-negative float, got nan"),
+    (ACTRNN, {"time_penalty": math.inf}, ValueError,
+     "time_penalty: expected a finite non-negative float, got inf"),
+    (ACTRNN, {"time_penalty": math.nan}, ValueError,
+     "time_penalty: expected a finite non-negative float, got nan"),
+    (ClockworkRNN, {"periods": 64, "hidden_size": 64}, ValueError, "periods: expected module "
+     "periods at most 2**62 (int64 step counters; an int g <= 63), got 64"),
+    (ClockworkRNN, {"periods": (1, 2**63)}, ValueError, "periods: expected module "
+     "periods at most 2**62 (int64 step counters; an int g <= 63), got (1, 9223372036854775808)"),
 ])
 def test_constructor_arguments(cls: type, kwargs: dict, error: type, message: str) -> None:
     name = next(key for key, (c, _) in TINY.items() if c is cls)
@@ -182,5 +202,5 @@ def test_phased_alpha_attribute_is_checked() -> None:
     model = build("plstm", num_layers=2)
     model.alpha = 0
     assert model.alpha == 0.0 and all(cell.alpha == 0.0 for cell in model.cells)
-    with raises(ValueError, "alpha: expected a non-negative float, got -1"):
+    with raises(ValueError, "alpha: expected a finite non-negative float, got -1"):
         model.alpha = -1

@@ -183,5 +183,6 @@ def test_eval_alpha_is_the_closed_leak_in_eval_mode() -> None:
     assert not torch.allclose(model(x)[0], train_out)
     model.eval_alpha = None
     torch.testing.assert_close(model(x)[0], train_out, rtol=0, atol=0)
-    with pytest.raises(ValueError, match="eval_alpha: expected a non-negative float, got -1"):
+    with pytest.raises(ValueError,
+                       match="eval_alpha: expected a finite non-negative float, got -1"):
         model.eval_alpha = -1

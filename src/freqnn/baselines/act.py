@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import torch
@@ -180,8 +181,8 @@ class ACTRNN(RecurrentLayer):
                          dropout=dropout)
         self.max_ponder = check_positive_int("max_ponder", max_ponder)
         if (isinstance(time_penalty, bool) or not isinstance(time_penalty, (int, float))
-                or time_penalty < 0):
-            fail("time_penalty", "a non-negative float", repr(time_penalty))
+                or not 0 <= time_penalty < math.inf):  # NaN fails too
+            fail("time_penalty", "a finite non-negative float", repr(time_penalty))
         self.time_penalty = float(time_penalty)
         self.ponder_cost: Tensor | None = None
         self.cells = nn.ModuleList(

@@ -31,6 +31,10 @@ class CWRNNState(NamedTuple):
     step: Tensor
 
 
+#: The longest module period (the clock counts steps in int64).
+MAX_PERIOD = 2**62
+
+
 def _periods(periods: int | Sequence[int]) -> tuple[int, ...]:
     """The module periods from the ``periods`` argument (see :class:`ClockworkRNN`)."""
     values: object = periods
@@ -44,6 +48,10 @@ def _periods(periods: int | Sequence[int]) -> tuple[int, ...]:
     )
     if not valid:
         fail("periods", "a positive int g or a strictly increasing sequence of positive ints",
+             repr(periods))
+    if max(values) > MAX_PERIOD:  # type: ignore[call-overload]
+        # ClockworkRNN(periods=64) failed with "Overflow when unpacking long long"
+        fail("periods", "module periods at most 2**62 (int64 step counters; an int g <= 63)",
              repr(periods))
     return tuple(values)  # type: ignore[arg-type]
 

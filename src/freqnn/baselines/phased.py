@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checks import check_step_times, fail
+from ..checks import MAX_TIME, check_step_times, fail
 from ..sfm.state import last_time
 from ._base import Carry, RecurrentCell, RecurrentLayer, init_uniform
 
@@ -67,9 +67,16 @@ def time_gate(times: Tensor, period: Tensor, shift: Tensor, r_on: float, alpha: 
     return k.to(period.dtype)
 
 
+#: The bounds of ``period_range``: periods between 2**-53 and 2**53 time units (the largest
+#: accepted timestamp, freqnn.checks.MAX_TIME); both are normal float32 numbers.
+MAX_PERIOD = MAX_TIME
+MIN_PERIOD = 1.0 / MAX_TIME
+
+
 def _leak(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        fail(name, "a non-negative float", repr(value))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 0 <= value < math.inf:  # NaN fails too
+        fail(name, "a finite non-negative float", repr(value))
     return float(value)  # type: ignore[arg-type]
 
 
@@ -168,7 +175,8 @@ class PhasedLSTM(RecurrentLayer):
         code (``public_plstm``: ``off_slope = 0`` when deterministic); None uses ``alpha``
         in both modes. Also a plain attribute.
     period_range : (float, float)
-        tau is initialised log-uniform in this range (default (1, 1000) time units).
+        tau is initialised log-uniform in this range (default (1, 1000) time units), with
+        2**-53 <= low <= high <= 2**53.
     batch_first, dropout, device, dtype :
         As :class:`torch.nn.LSTM`.
 
@@ -222,10 +230,14 @@ class PhasedLSTM(RecurrentLayer):
         if (
             not isinstance(period_range, (tuple, list))
             or len(period_range) != 2
-            or not all(isinstance(v, (int, float)) and v > 0 for v in period_range)
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and MIN_PERIOD <= v <= MAX_PERIOD for v in period_range)
             or period_range[0] > period_range[1]
         ):
-            fail("period_range", "(low, high) with 0 < low <= high", repr(period_range))
+            # bounded so that the log-uniform init gives finite periods in float32 and float64
+            # (period_range=(1, 1e308) gave all-NaN outputs)
+            fail("period_range", "(low, high) with 2**-53 <= low <= high <= 2**53",
+                 repr(period_range))
         self.r_on = float(r_on)
         self.period_range = (float(period_range[0]), float(period_range[1]))
         self.cells = nn.ModuleList(
