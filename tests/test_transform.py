@@ -406,3 +406,59 @@ def test_every_constructor_argument_is_documented() -> None:
         for name in inspect.signature(cls.__init__).parameters:
             if name != "self":
                 assert f"\n    {name}" in doc or f", {name}" in doc, f"{cls.__name__}: {name}"
+
+
+# issue 27 item 12: the transforms passed NaN and inf through (the layers refuse them)
+_NON_FINITE = [
+    ("dct", lambda x: Fn.dct(x), "x"),
+    ("idct", lambda x: Fn.idct(x), "X"),
+    ("dct_backward", lambda x: Fn.dct(x, norm="backward"), "x"),
+    ("forward", lambda x: CosineTransform(8)(x), "x"),
+    ("inverse", lambda x: CosineTransform(8).inverse(x), "X"),
+    ("inverse_exact", lambda x: CosineTransform(8).inverse(x, exact=True), "X"),
+    ("framed", lambda x: FramedTransform(CosineTransform(8), "block")(x), "x"),
+]
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize(("call", "name"), [case[1:] for case in _NON_FINITE],
+                         ids=[case[0] for case in _NON_FINITE])
+def test_non_finite_input_is_refused(call, name: str, value: float) -> None:
+    x = torch.randn(3, 8, dtype=torch.float64)
+    x[1, 2] = value
+    with pytest.raises(ValueError, match=re.escape(
+            f"{name}: expected finite values, got 1 NaN or infinite element(s) in tensor of "
+            "shape (3, 8) and dtype torch.float64")):
+        call(x)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_framed_window_must_be_finite(value: float) -> None:
+    window = torch.ones(8, dtype=torch.float64)
+    window[0] = value
+    with pytest.raises(ValueError, match=re.escape(
+            "window: expected finite values, got 1 NaN or infinite element(s) in tensor of "
+            "shape (8,) and dtype torch.float64")):
+        FramedTransform(CosineTransform(8), "half", window=window)
+
+
+# Layer API: CosineTransform(8)(torch.randn(0, 8)) raised an MKL FFT error
+_EMPTY = [
+    ("dct", lambda x: Fn.dct(x), (0, 8)),
+    ("idct", lambda x: Fn.idct(x), (0, 8)),
+    ("forward", lambda x: CosineTransform(8)(x), (0, 8)),
+    ("forward_m", lambda x: CosineTransform(8, 4)(x), (0, 4)),
+    ("inverse", lambda x: CosineTransform(8).inverse(x), (0, 8)),
+    ("inverse_exact", lambda x: CosineTransform(8).inverse(x, exact=True), (0, 8)),
+    ("framed", lambda x: FramedTransform(CosineTransform(8), "block")(x), (0, 1, 8)),
+]
+
+
+@pytest.mark.parametrize(("call", "shape"), [case[1:] for case in _EMPTY],
+                         ids=[case[0] for case in _EMPTY])
+def test_empty_batch_gives_an_empty_result(call, shape: tuple[int, ...]) -> None:
+    x = torch.randn(0, 8, requires_grad=True)
+    out = call(x)
+    assert out.shape == shape and out.dtype == x.dtype
+    out.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape

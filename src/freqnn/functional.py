@@ -25,7 +25,7 @@ import math
 import torch
 from torch import Tensor
 
-from .checks import check_floating, describe, fail
+from .checks import check_finite, check_floating, describe, fail
 
 __all__ = [
     "cosine_analysis",
@@ -66,7 +66,14 @@ def _check_signal(x: object, name: str) -> Tensor:
         fail(name, "a tensor with at least 1 dimension (..., N)", describe(x))
     if x.shape[-1] == 0:
         fail(name, "a non-empty last dimension (..., N) with N >= 1", describe(x))
+    check_finite(x, name)  # NaN and inf passed through (issue 27 item 12)
     return x
+
+
+def _empty(x: Tensor, size: int) -> Tensor:
+    """The (..., size) result of a transform of an empty batch ``x`` (MKL's FFT refuses it),
+    still attached to ``x``'s graph."""
+    return x.new_zeros((*x.shape[:-1], size)) + x.sum() * 0
 
 
 def _check_norm(norm: str) -> None:
@@ -178,6 +185,8 @@ def dct(x: Tensor, norm: str = "ortho") -> Tensor:
     """
     x = _check_signal(x, "x")
     _check_norm(norm)
+    if x.numel() == 0:
+        return _empty(x, x.shape[-1])
     work = x.to(_compute_dtype(x))
     n = x.shape[-1]
     if norm == "ortho":
@@ -206,6 +215,8 @@ def idct(X: Tensor, norm: str = "ortho") -> Tensor:
     """
     X = _check_signal(X, "X")
     _check_norm(norm)
+    if X.numel() == 0:
+        return _empty(X, X.shape[-1])
     work = X.to(_compute_dtype(X))
     n = X.shape[-1]
     if norm == "ortho":  # S_k = X_k / s_k

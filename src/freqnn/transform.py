@@ -311,6 +311,7 @@ class CosineTransform(nn.Module):
         x = check_floating(x, name)
         if x.dim() == 0 or x.shape[-1] != size:
             fail(name, f"a tensor of shape (..., {size}) ({meaning})", describe(x))
+        check_finite(x, name)  # NaN and inf passed through (issue 27 item 12)
         return x
 
     def forward(self, x: Tensor) -> Tensor:
@@ -325,6 +326,8 @@ class CosineTransform(nn.Module):
         Tensor [shape=(..., M)], dtype of ``x``.
         """
         x = self._check_input(x, "x", self.n, "N samples per block")
+        if x.numel() == 0:  # an empty batch (MKL's FFT refuses it)
+            return Fn._empty(x, self.m)
         fft = self.uses_fft("analysis")
         basis = None if fft else self._basis("analysis", self.w_offset, Fn._compute_dtype(x))
         return Fn.cosine_analysis(x, self.w_offset, self.a1, self.a2, grid=self.grid, fft=fft,
@@ -347,6 +350,8 @@ class CosineTransform(nn.Module):
         """
         X = self._check_input(X, "X", self.m, "M coefficients")
         _check_bool(exact, "exact")
+        if X.numel() == 0:  # an empty batch
+            return Fn._empty(X, self.n)
         if exact:
             return self._exact_inverse(X)
         offset = self._synthesis_offset()
@@ -490,6 +495,7 @@ class FramedTransform(nn.Module):
             check_floating(window, "window")
             if tuple(window.shape) != (n,):
                 fail("window", f"a tensor of shape ({n},)", describe(window))
+            check_finite(window, "window")
             self.register_buffer("window", window.detach().clone())
         else:
             if window is not None:
@@ -521,6 +527,7 @@ class FramedTransform(nn.Module):
         x = check_floating(x, "x")
         if x.dim() == 0 or x.shape[-1] == 0:
             fail("x", "a tensor of shape (..., T) with T >= 1", describe(x))
+        check_finite(x, "x")
         length = x.shape[-1]
         count = self.num_frames(length)
         total = (count - 1) * self.hop + self.transform.n
@@ -546,6 +553,7 @@ class FramedTransform(nn.Module):
         X = check_floating(X, "X")
         if X.dim() < 2:
             fail("X", "a tensor of shape (..., F, M)", describe(X))
+        check_finite(X, "X")
         count = X.shape[-2]
         longest = count * self.hop if self.mode == "block" else (count - 1) * self.hop
         if length is None:
