@@ -176,6 +176,11 @@ def test_newest_first_file_is_reversed(tmp_path: Path) -> None:
         (HEADER + _row("2020-01-02", "inf"), "finite price > 0"),
         (HEADER + _row("2020-01-02", "-3"), "finite price > 0"),
         (HEADER + _row("2020-01-02", "0"), "finite price > 0"),
+        # issue 27 item 12: prices near 1e308 overflowed in the scaling
+        (HEADER + _row("2020-01-02", "1") + _row("2020-01-03", "1e308"),
+         r"line 3: 'Open' must be a price <= 1e\+30 .*got '1e308'"),
+        (HEADER + _row("2020-01-02", "1.7976931348623157e308"), r"line 2: .*price <= 1e\+30"),
+        (HEADER + _row("2020-01-02", "2e30"), r"line 2: .*price <= 1e\+30"),
         (
             HEADER + _row("2020-01-02", "1") + _row("2020-01-02", "2"),
             "line 3: dates must be strictly increasing",

@@ -28,7 +28,8 @@ CSV files (:func:`read_price_csv`, :func:`load_csv`) follow Yahoo Finance's layo
 ``ValueError`` naming the file and line:
 
 * empty file, no header, header without ``Date`` or the chosen column, rows of the wrong length,
-  unparsable dates (ISO ``YYYY-MM-DD`` only) or numbers, infinite or non-positive prices;
+  unparsable dates (ISO ``YYYY-MM-DD`` only) or numbers, infinite or non-positive prices, and
+  prices above :data:`MAX_PRICE` (1e30; near 1e308 the scaling overflowed);
 * dates must be strictly increasing; a file strictly *decreasing* throughout (the older Yahoo
   export, newest first, which the paper's build script reversed) is reversed, any other order
   (duplicates, a row out of place) is an error;
@@ -408,6 +409,11 @@ def download(
 # CSV price files (Yahoo Finance layout)
 
 
+#: The largest price a CSV file may hold: far beyond any share price, and small enough that the
+#: min-max scaling (2 x - (hi + lo)) / (hi - lo) and the float32 model inputs stay finite.
+MAX_PRICE = 1e30
+
+
 def _bad(path: Path, line: int | None, message: str) -> ValueError:
     where = f"{path}" if line is None else f"{path}, line {line}"
     return ValueError(f"{where}: {message}")
@@ -489,6 +495,9 @@ def read_price_csv(
             raise _bad(path, line, f"unparsable {column!r} value {cell!r}") from None
         if not math.isfinite(value) or value <= 0.0:
             raise _bad(path, line, f"{column!r} must be a finite price > 0, got {cell!r}")
+        if value > MAX_PRICE:  # prices near 1e308 overflowed in the scaling (issue 27 item 12)
+            raise _bad(path, line, f"{column!r} must be a price <= {MAX_PRICE:g} (larger ones "
+                       f"overflow the scaling and float32 inputs), got {cell!r}")
         dates.append(day)
         prices.append(value)
         lines.append(line)
