@@ -378,6 +378,29 @@ def test_eval_checkpoint_with_non_finite_weights(value: float, tiny_run: Path, t
         f"{ckpt['state_dict'][name].dtype}")
 
 
+def test_training_that_diverges_stops_with_an_error(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    # issue 27 item 12: a run whose loss became NaN printed NaN test metrics with exit 0
+    from freqnn.train import TaskModule
+
+    original = TaskModule.training_step
+
+    def nan_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        loss = original(self, batch, batch_idx)
+        self._train_sum[-1] = self._train_sum[-1] * float("nan")
+        return loss * float("nan")
+
+    monkeypatch.setattr(TaskModule, "training_step", nan_step)
+    run = tmp_path / "run"
+    assert cli.main(["train", "signal_type", "--model", "lstm", *TINY, "--run-dir",
+                     str(run)]) == 2
+    assert _error_line(capsys).startswith(
+        "freqnn: error: train_loss: expected finite values, got nan at epoch 0 (the run "
+        "diverged")
+    assert not (run / "results.json").exists()
+
+
 def test_eval_data_that_is_not_an_npz_archive(tiny_run: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture) -> None:
     renamed = tmp_path / "renamed.npz"

@@ -393,6 +393,13 @@ class TaskModule(L.LightningModule):
             record["train_loss"] = float(self.trainer.strategy.reduce(mean, reduce_op="mean"))
         record.update(metrics)
         record["time_s"] = self.elapsed + time.perf_counter() - self._start
+        if not math.isfinite(record.get("train_loss", 0.0)):
+            # a diverged run stops here, before this epoch's checkpoints, instead of training
+            # on and reporting NaN test metrics with exit 0 (issue 27 item 12)
+            raise TrainingDivergedError(
+                f"train_loss: expected finite values, got {record['train_loss']} at epoch "
+                f"{self.current_epoch} (the run diverged; the checkpoints of earlier epochs are "
+                "kept: lower lr, set clip, or try memory='normalised')")
         self.history.append(record)
         for key, value in metrics.items():
             self.log(key, value, prog_bar=True, sync_dist=False, rank_zero_only=False)
@@ -509,6 +516,10 @@ def _quiet_lightning() -> None:
 RUN_FILES = (CONFIG_FILE, RESULTS_FILE, HISTORY_FILE)
 #: The lock file a training process holds in its run directory (:func:`train`).
 LOCK_FILE = ".freqnn.lock"
+
+
+class TrainingDivergedError(ValueError):
+    """The training loss became NaN or infinite; the run stops with this error."""
 
 
 class RunDirLockedError(OSError):
