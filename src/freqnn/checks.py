@@ -38,10 +38,24 @@ __all__ = [
 
 
 def describe(x: object) -> str:
-    """Short description of a value for error messages (shape and dtype for tensors)."""
+    """Short description of a value for error messages (shape and dtype for tensors; a container
+    of tensors, such as a state passed as a dict or a tuple of the wrong length, by the shapes of
+    its items instead of their values)."""
     if isinstance(x, Tensor):
         return f"tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
+    if isinstance(x, dict) and any(isinstance(v, Tensor) for v in x.values()):
+        items = ", ".join(f"{k!r}: {_brief(v)}" for k, v in x.items())
+        return f"dict of {len(x)} item(s) {{{items}}}"
+    if isinstance(x, (tuple, list)) and any(isinstance(v, Tensor) for v in x):
+        return f"{type(x).__name__} of {len(x)} item(s) ({', '.join(map(_brief, x))})"
     return f"{type(x).__name__} {x!r}"
+
+
+def _brief(x: object) -> str:
+    """An item of a container in :func:`describe`: a tensor by its shape only."""
+    if isinstance(x, Tensor):
+        return f"tensor of shape {tuple(x.shape)}"
+    return type(x).__name__ if isinstance(x, (tuple, list, dict)) else repr(x)
 
 
 def fail(name: str, expected: str, got: str, error: type[Exception] = ValueError) -> None:
@@ -178,8 +192,9 @@ def check_lengths(lengths: object, steps: int, batch: int, device: torch.device)
 def check_sequence(x: object, input_size: int, batch_first: bool, dtype: torch.dtype) -> Tensor:
     """Validate a recurrent layer's input ``x``: (T, B, N), (B, T, N) or unbatched (T, N).
 
-    ``x`` must be a finite floating tensor of the layer's ``dtype`` with ``N = input_size`` and
-    at least one time step.
+    ``x`` must be a finite floating tensor of the layer's ``dtype`` with ``N = input_size``, at
+    least one time step and, batched, at least one sequence (B = 0 failed inside the kernels'
+    autograd and reshapes).
     """
     x = check_floating(x, "x", dtype)
     layout = "(batch, time, input_size)" if batch_first else "(time, batch, input_size)"
@@ -188,5 +203,7 @@ def check_sequence(x: object, input_size: int, batch_first: bool, dtype: torch.d
         fail("x", f"last dimension input_size={input_size}", describe(x))
     if x.shape[-2 if x.dim() == 2 or batch_first else 0] == 0:
         fail("x", "at least one time step", describe(x))
+    if x.dim() == 3 and x.shape[0 if batch_first else 1] == 0:
+        fail("x", "a batch of at least one sequence (B >= 1)", describe(x))
     check_finite(x, "x")
     return x

@@ -57,6 +57,26 @@ def test_x_without_steps(name: str) -> None:
         build(name)(x(T=0))
 
 
+def test_x_with_an_empty_batch(name: str) -> None:
+    # issue 27, Layer API: B = 0 is refused as for SFM (the SFM kernels failed on it)
+    with raises(ValueError, "x: expected a batch of at least one sequence (B >= 1), got tensor "
+                f"of shape (5, 0, {N}) and {F64}"):
+        build(name)(x(B=0))
+
+
+def test_state_as_a_dict_is_described_briefly(name: str) -> None:
+    # issue 27, Layer API: the message dumped whole tensor reprs
+    model = build(name)
+    _, state = model(x())
+    with pytest.raises(TypeError) as info:
+        model(x(), state._asdict())
+    assert "tensor([" not in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(TypeError) as info:
+        model(x(), (*state, state[0]))
+    assert "tensor([" not in str(info.value) and "\n" not in str(info.value)
+    assert f"got tuple of {len(state) + 1} item(s) (" in str(info.value)
+
+
 @pytest.mark.parametrize("bad", [math.nan, -math.inf])
 def test_x_not_finite(name: str, bad: float) -> None:
     data = x()

@@ -157,6 +157,9 @@ def test_cell_wrong_t_shape():
         ({"dropout": 1.5}, r"dropout: expected a float in \[0, 1\], got 1.5"),
         ({"frequencies": "fourier"}, r"frequencies: expected one of \('paper', 'half', 'dct'"),
         ({"frequencies": torch.ones(2)}, r"frequencies: expected shape \(3,\)"),
+        # issue 27, Layer API: dropout=True became 1.0
+        ({"dropout": True}, r"dropout: expected a float in \[0, 1\], got True"),
+        ({"dropout": math.nan}, r"dropout: expected a float in \[0, 1\], got nan"),
     ],
 )
 def test_constructor_arguments(kwargs, message):
@@ -168,3 +171,86 @@ def test_constructor_arguments(kwargs, message):
 def test_paper_parameters_layer_out_of_range(module):
     with pytest.raises(ValueError, match=r"layer: expected an int in \[0, 1\], got 2"):
         module.paper_parameters(2)
+
+
+# issue 27, Layer API: B = 0 failed in the custom op's autograd (pytorch path, grad mode) and in
+# the cells' reshapes; it is refused on every path
+LAYERS = [freqnn.SFM, freqnn.AdaptiveSFM, freqnn.ParallelSFM]
+CELLS = [freqnn.SFMCell, freqnn.AdaptiveSFMCell, freqnn.sfm.ParallelSFMCell]
+PATHS = ["fast", "pytorch", "compiled", "reference"]
+
+
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("cls", LAYERS)
+def test_empty_batch_is_refused(cls, path, grad):
+    from freqnn.sfm.kernels.path import use_path
+
+    layer = cls(N, M, D, K)
+    with use_path(path), torch.set_grad_enabled(grad), pytest.raises(
+            ValueError, match=r"^x: expected a batch of at least one sequence \(B >= 1\), got "
+            r"tensor of shape \(5, 0, 3\)"):
+        layer(torch.randn(5, 0, N))
+
+
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("cls", CELLS)
+def test_cell_empty_batch_is_refused(cls, path, grad):
+    from freqnn.sfm.kernels.path import use_path
+
+    cell = cls(N, M, D, K)
+    with use_path(path), torch.set_grad_enabled(grad), pytest.raises(
+            ValueError, match=r"^x: expected a batch of at least one sequence \(B >= 1\), got "
+            r"tensor of shape \(0, 3\)"):
+        cell(torch.randn(0, N))
+
+
+# issue 27, Layer API: a complex t lost its imaginary part, a bool was a time, a str or a meta
+# tensor gave torch's errors
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+@pytest.mark.parametrize(("t", "error", "message"), [
+    (torch.tensor(1 + 2j), TypeError, r"t: expected a real number or a real-valued tensor of "
+     r"shape \(\) or \(batch,\), got tensor of shape \(\) and dtype torch.complex64"),
+    ("1", TypeError, r"t: expected a real number .*, got str '1'"),
+    (True, TypeError, r"t: expected a real number .*, got bool True"),
+    (torch.tensor([True, False]), TypeError, r"t: expected a real number .*dtype torch.bool"),
+    (torch.ones((), device="meta"), ValueError,
+     r"t: expected a strided tensor on cpu .* on meta"),
+    (torch.ones(2, device="meta"), ValueError, r"t: expected a strided tensor on cpu .* on meta"),
+], ids=["complex", "str", "bool", "bool_tensor", "meta", "meta_batch"])
+@pytest.mark.parametrize("cls", [freqnn.SFMCell, freqnn.AdaptiveSFMCell])
+def test_cell_t_of_wrong_kind(cls, t, error, message, grad):
+    cell = cls(N, M, D, K)
+    with torch.set_grad_enabled(grad), pytest.raises(error, match=f"^{message}"):
+        cell(torch.randn(2, N), None, t)
+
+
+# issue 27, Layer API: a state of the wrong kind was described by whole tensor reprs
+@pytest.mark.parametrize("kind", ["dict", "extra", "short"])
+@pytest.mark.parametrize("cls", [freqnn.SFM, freqnn.SFMCell])
+def test_state_of_the_wrong_kind_is_described_briefly(cls, kind):
+    layer = cls(N, M, D, K)
+    data = x() if cls is freqnn.SFM else torch.randn(2, N)
+    _, state = layer(data)
+    bad = {"dict": state._asdict(), "extra": (*state, state.z), "short": tuple(state)[:4]}[kind]
+    with pytest.raises(TypeError) as info:
+        layer(data, bad)
+    message = str(info.value)
+    assert message.startswith("state: expected an SFMState (z, re, im, time, phase) or None, "
+                              "got ")
+    assert "\n" not in message and "tensor([" not in message and len(message) < 400, message
+    lead = (1,) if cls is freqnn.SFM else ()
+    assert f"tensor of shape {(*lead, 2, M)}" in message
+
+
+# issue 27, Layer API: ParallelSFM.cells[0].chunk_size = 0 raised ZeroDivisionError
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+@pytest.mark.parametrize(("key", "value"), [("chunk_size", 0), ("chunk_size", -1),
+                                            ("chunk_size", 2.0), ("block_size", 0)])
+def test_parallel_chunk_sizes_are_checked(key, value, grad):
+    layer = freqnn.ParallelSFM(N, M, D, K)
+    setattr(layer.cells[0], key, value)
+    with torch.set_grad_enabled(grad), pytest.raises(
+            ValueError, match=rf"^{key}: expected an int >= 1, got {value}$"):
+        layer(x())

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import (
+    check_device,
     check_finite,
     check_floating,
     check_rank,
@@ -411,6 +412,8 @@ class SFMCell(nn.Module):
         check_rank(x, "x", (1, 2), "of shape (batch, input_size) or (input_size,)")
         if x.shape[-1] != self.input_size:
             fail("x", f"last dimension input_size={self.input_size}", describe(x))
+        if x.dim() == 2 and x.shape[0] == 0:
+            fail("x", "a batch of at least one sequence (B >= 1)", describe(x))
         check_finite(x, "x")
         batch = tuple(x.shape[:-1])
         dims = (self.hidden_size, self.state_size, self.num_freqs, self.adaptive)
@@ -423,6 +426,7 @@ class SFMCell(nn.Module):
         if t is None:
             t = state.time + 1.0
         else:
+            _check_step_time(t, x)
             t = torch.as_tensor(t, dtype=torch.float64, device=x.device)
             if t.dim() != 0:
                 check_shape(t, "t", batch, "(a scalar or one timestamp per sequence)")
@@ -436,6 +440,17 @@ class SFMCell(nn.Module):
         if unbatched:
             state = map_batch_axis(state, 0, squeeze=True)
         return out[0, 0] if unbatched else out[0], state
+
+
+def _check_step_time(t: object, x: Tensor) -> None:
+    """A cell's ``t``: a real number or a real-valued tensor with values (a complex ``t`` lost its
+    imaginary part, a bool was taken as 0 or 1, a str or a meta tensor gave torch's errors)."""
+    real_tensor = isinstance(t, Tensor) and not (t.is_complex() or t.dtype == torch.bool)
+    if isinstance(t, bool) or not (isinstance(t, (int, float)) or real_tensor):
+        fail("t", "a real number or a real-valued tensor of shape () or (batch,)", describe(t),
+             TypeError)
+    if isinstance(t, Tensor) and t.is_meta and not x.is_meta:
+        check_device(t, "t", x.device)
 
 
 class AdaptiveSFMCell(PhaseOption, SFMCell):

@@ -92,7 +92,8 @@ class SFM(nn.Module):
         super().__init__()
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
             fail("num_layers", "a positive int", repr(num_layers))
-        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+                or not 0.0 <= dropout <= 1.0:  # dropout=True became 1.0
             fail("dropout", "a float in [0, 1]", repr(dropout))
         self.input_size = input_size
         self.hidden_size = hidden_size

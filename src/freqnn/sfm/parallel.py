@@ -251,6 +251,10 @@ class ParallelSFMCell(SFMCell):
         output : Tensor [shape=(T, B, M)], z_t (zeros at padded steps)
         state : SFMState at each sequence's last valid step
         """
+        for key in ("chunk_size", "block_size"):  # plain attributes, set by users: checked here
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                fail(key, "an int >= 1", repr(value))  # chunk_size = 0: ZeroDivisionError
         if self.block_size % self.chunk_size:
             fail("block_size", f"a multiple of chunk_size={self.chunk_size}", repr(self.block_size))
         check_placement(state, gx.device)  # the operator reads re and im

@@ -180,6 +180,7 @@ def step(
         or x.device.type != "cpu"
         or x.dim() not in (1, 2)
         or x.shape[-1] != cell.input_size
+        or (x.dim() == 2 and x.shape[0] == 0)  # the general path refuses B = 0
         or torch.compiler.is_compiling()
         or torch.jit.is_tracing()
         or get_path() not in ("fast", "compiled")
