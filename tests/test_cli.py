@@ -371,11 +371,18 @@ def test_eval_checkpoint_with_non_finite_weights(value: float, tiny_run: Path, t
     ckpt["state_dict"][name].view(-1)[0] = value
     path = tmp_path / "bad.ckpt"
     torch.save(ckpt, path)
+    expected = (f"{name}: expected finite values, got 1 NaN or infinite element(s) in tensor "
+                f"of shape {tuple(ckpt['state_dict'][name].shape)} and dtype "
+                f"{ckpt['state_dict'][name].dtype}")
     assert cli.main(["eval", str(path)]) == 2
-    assert _error_line(capsys) == (
-        f"freqnn: error: {path}: {name}: expected finite values, got 1 NaN or infinite "
-        f"element(s) in tensor of shape {tuple(ckpt['state_dict'][name].shape)} and dtype "
-        f"{ckpt['state_dict'][name].dtype}")
+    assert _error_line(capsys) == f"freqnn: error: {path}: {expected}"
+    # --resume from such a checkpoint is refused the same way
+    run = _copy_run(tiny_run, tmp_path / "run")
+    shutil.copy(path, run / "checkpoints" / "last.ckpt")
+    assert cli.main(["train", "--resume", "--run-dir", str(run), "--epochs", "2",
+                     "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # "resuming from ..." first
+    assert err[-1] == f"freqnn: error: {run / 'checkpoints' / 'last.ckpt'}: {expected}", err
 
 
 def test_training_that_diverges_stops_with_an_error(tmp_path: Path,

@@ -44,6 +44,7 @@ __all__ = [
     "build_task_model",
     "cast_batch",
     "check_checkpoint_matches",
+    "check_finite_weights",
     "epochs_text",
     "evaluate",
     "find_runs",
@@ -315,7 +316,7 @@ class TaskModel(nn.Module):
         return forward_batch(self.model, batch, self.facts)
 
 
-def _check_finite_weights(state_dict: Any, path: str | os.PathLike[str]) -> None:
+def check_finite_weights(state_dict: Any, path: str | os.PathLike[str]) -> None:
     """Refuse a checkpoint with NaN or infinite weights (issue 27 item 12: ``eval`` of one
     printed NaN metrics with exit 0); the message names the file and the parameter."""
     if not isinstance(state_dict, dict):
@@ -339,7 +340,7 @@ def model_from_checkpoint(path: str | os.PathLike[str]) -> TaskModel:
     if run_dir is not None:
         check_checkpoint_matches(ckpt, load_run_config(run_dir), path)
     state = ckpt["freqnn"]
-    _check_finite_weights(ckpt["state_dict"], path)
+    check_finite_weights(ckpt["state_dict"], path)
     module = TaskModel(_with_runner_defaults(state["config"]), state["facts"])
     module.load_state_dict(ckpt["state_dict"])
     module.history = list(state["history"])

@@ -81,6 +81,7 @@ from .checkpoint import (
     UnsafeCheckpointError,
     build_task_model,
     check_checkpoint_matches,
+    check_finite_weights,
     forward_batch,
     load_checkpoint,
 )
@@ -135,7 +136,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if weights_only is False:
             raise ValueError("weights_only: expected True or None (freqnn loads checkpoints "
                              "weights-only), got False")
-        return load_checkpoint(path)
+        ckpt = load_checkpoint(path)
+        check_finite_weights(ckpt["state_dict"], path)  # resuming NaN weights trains nothing
+        return ckpt
 
 
 class RunCheckpoint(ModelCheckpoint):
