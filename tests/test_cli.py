@@ -178,6 +178,27 @@ class Payload:
         return (open, (self.path, "w"))
 
 
+@pytest.mark.parametrize(("model", "option", "value", "saved"),
+                         [("lstm", "--hidden-size", "6", "4"), ("sfm", "--state-size", "3", "2")])
+def test_resume_with_changed_sizes_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                 model: str, option: str, value: str,
+                                                 saved: str) -> None:
+    """--resume after a changed hidden_size / state_size: one line naming the key (before, a
+    'size mismatch' traceback), and the run's config.yaml is left as it was."""
+    run = tmp_path / "run"
+    assert cli.main(["train", "signal_type", "--model", model, *TINY, "--run-dir",
+                     str(run)]) == 0
+    config = (run / "config.yaml").read_text()
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", "--run-dir", str(run), "--epochs", "2", option,
+                     value, "--no-progress"]) == 2
+    key = option[2:].replace("-", "_")
+    line = _error_line(capsys)
+    assert f"{key}: expected {int(value)!r} (this run's configuration), got a checkpoint of " \
+        f"{int(saved)!r}" in line, line
+    assert (run / "config.yaml").read_text() == config
+
+
 def test_hostile_checkpoint_runs_no_code_in_eval_or_resume(
         tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     marker = tmp_path / "marker"

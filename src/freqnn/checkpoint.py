@@ -349,6 +349,46 @@ def model_from_checkpoint(path: str | os.PathLike[str]) -> TaskModel:
     return module.eval()
 
 
+def _shapes(state_dict: Any) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(value.shape) for name, value in state_dict.items()
+            if isinstance(value, Tensor)}
+
+
+def check_weights_match(ckpt: dict[str, Any], cfg: dict[str, Any],
+                        path: str | os.PathLike[str]) -> None:
+    """Refuse to resume a checkpoint whose weights the configuration ``cfg`` cannot load: a
+    model built from ``cfg`` (with the checkpoint's data facts) must have the checkpoint's
+    parameter names and shapes. Checked before anything is written or loaded; the message
+    names the configuration key that changes them (``hidden_size``, ``state_size``...), its
+    value in the run and in the checkpoint, or else the first parameter that differs.
+
+    Raises
+    ------
+    ValueError
+        One line naming the file, the key (or parameter), expected and received.
+    """
+    saved_cfg = _with_runner_defaults(ckpt["freqnn"]["config"])
+    facts = ckpt["freqnn"]["facts"]
+    cfg = _with_runner_defaults(cfg)
+    got = _shapes(ckpt["state_dict"])
+    want = _shapes(TaskModel(cfg, facts).state_dict())
+    if want == got:
+        return
+    for key in sorted(k for k in set(cfg) | set(saved_cfg) if cfg.get(k) != saved_cfg.get(k)):
+        try:
+            changed = _shapes(TaskModel({**saved_cfg, key: cfg.get(key)}, facts).state_dict())
+        except Exception:  # this key alone makes no model: not the one to name
+            continue
+        if changed != got:
+            raise ValueError(f"{path}: {key}: expected {cfg.get(key)!r} (this run's "
+                             f"configuration), got a checkpoint of {saved_cfg.get(key)!r}, whose "
+                             f"weights have other shapes; refused (resume with {key}="
+                             f"{saved_cfg.get(key)!r}, or start a new run)")
+    name = next(n for n in sorted(set(want) | set(got)) if want.get(n) != got.get(n))
+    raise ValueError(f"{path}: {name}: expected a weight of shape {want.get(name)} (this "
+                     f"run's configuration), got {got.get(name)} in the checkpoint; refused")
+
+
 def cast_batch(batch: Batch, dtype: torch.dtype) -> Batch:
     """``batch`` with its floating-point inputs in ``dtype``; ``times`` stay float64 (phases)."""
     return {k: v.to(dtype) if v.is_floating_point() and k != "times" else v

@@ -82,6 +82,7 @@ from .checkpoint import (
     build_task_model,
     check_checkpoint_matches,
     check_finite_weights,
+    check_weights_match,
     forward_batch,
     load_checkpoint,
 )
@@ -726,6 +727,7 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool) -> dict[str, Any]:
     if ckpt_path is not None:
         state = load_checkpoint(ckpt_path)
         check_checkpoint_matches(state, cfg, ckpt_path)
+        check_weights_match(state, cfg, ckpt_path)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(run_dir / CONFIG_FILE, "w") as handle:
