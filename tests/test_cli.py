@@ -219,6 +219,77 @@ def test_hostile_checkpoint_runs_no_code_in_eval_or_resume(
     assert "last.ckpt: expected a freqnn checkpoint of weights" in _error_line(capsys)
 
 
+def _mutated_checkpoint(source: Path, change: str) -> object:
+    """The checkpoint at ``source`` with one part removed or of the wrong type."""
+    ckpt = torch.load(source, weights_only=True)
+    state = ckpt["freqnn"]
+    if change == "no history":
+        del state["history"]
+    elif change == "no facts":
+        del state["facts"]
+    elif change == "history a dict":
+        state["history"] = {"epoch": 0}
+    elif change == "history of numbers":
+        state["history"] = [1, 2]
+    elif change == "facts a list":
+        state["facts"] = [1, 2]
+    elif change == "input_size a str":
+        state["facts"]["input_size"] = "1"
+    elif change == "config a str":
+        state["config"] = "signal_type"
+    elif change == "no model":
+        del state["config"]["model"]
+    elif change == "freqnn a list":
+        ckpt["freqnn"] = [state]
+    elif change == "weights a list":
+        ckpt["state_dict"] = {k: v.tolist() for k, v in ckpt["state_dict"].items()}
+    elif change == "elapsed a str":
+        state["elapsed"] = "1"
+    elif change == "a weight missing":
+        ckpt["state_dict"].popitem()
+    elif change == "a list":
+        return [ckpt]
+    return ckpt
+
+
+NOT_A_CHECKPOINT = ["random bytes", "legacy format", "empty", "plain pickle", "no history",
+                    "no facts", "history a dict", "history of numbers", "facts a list",
+                    "input_size a str", "config a str", "no model", "freqnn a list",
+                    "weights a list", "elapsed a str", "a list"]
+
+
+@pytest.mark.parametrize("change", [*NOT_A_CHECKPOINT, "a weight missing"])
+def test_a_file_that_is_not_a_freqnn_checkpoint(tiny_run: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture,
+                                                change: str) -> None:
+    """Random, legacy and foreign files, and checkpoints missing freqnn.history / facts or of
+    the wrong structure: one line saying the file is not a freqnn checkpoint (before, a
+    KeyError / TypeError, or torch's multi-line text advising weights_only=False), from eval
+    and the Python API."""
+    from freqnn.checkpoint import model_from_checkpoint
+
+    bad = tmp_path / "bad.ckpt"
+    if change == "random bytes":
+        bad.write_bytes(np.random.default_rng(0).bytes(300))
+    elif change == "legacy format":
+        torch.save({"state_dict": {"w": torch.ones(2)}}, bad,
+                   _use_new_zipfile_serialization=False)
+    elif change == "empty":
+        bad.write_bytes(b"")
+    elif change == "plain pickle":
+        bad.write_bytes(pickle.dumps({"freqnn": {}, "state_dict": {}}, protocol=4))
+    else:
+        torch.save(_mutated_checkpoint(tiny_run / "checkpoints" / "best.ckpt", change), bad)
+    expected = ("expected a weight of shape" if change == "a weight missing" else
+                "expected a freqnn checkpoint, got a file that is not one")
+    assert cli.main(["eval", str(bad)]) == 2
+    line = _error_line(capsys)
+    assert f"{bad}: " in line and expected in line and "weights_only" not in line, line
+    with pytest.raises(ValueError, match=expected) as info:
+        model_from_checkpoint(bad)
+    assert "\n" not in str(info.value)
+
+
 def test_task_named_in_a_file_is_never_imported(
         tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture) -> None:

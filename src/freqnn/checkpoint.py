@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,51 @@ def _unsafe_globals(path: Path) -> list[str]:
         return []
 
 
+def _not_a_checkpoint(path: Path, reason: str) -> ValueError:
+    """The one-line refusal of a file that is not a freqnn checkpoint."""
+    return ValueError(f"{path}: expected a freqnn checkpoint, got a file that is not one "
+                      f"({reason})")
+
+
+_FACT_TYPES = {"input_size": int, "output_size": int, "has_times": bool}
+
+
+def _structure_problem(ckpt: Any) -> str | None:
+    """What makes a loaded checkpoint not a freqnn one (``None`` if nothing): the entries
+    every reader uses, with their types."""
+    if not isinstance(ckpt, dict):
+        return f"a {type(ckpt).__name__} instead of a mapping"
+    for key in ("freqnn", "state_dict"):
+        if not isinstance(ckpt.get(key), dict):
+            return f"{key} missing" if key not in ckpt else f"{key} is not a mapping"
+    if not all(isinstance(k, str) and isinstance(v, Tensor)
+               for k, v in ckpt["state_dict"].items()):
+        return "state_dict holds entries other than named tensors"
+    state = ckpt["freqnn"]
+    for key, kind in (("config", dict), ("facts", dict), ("history", list)):
+        if key not in state:
+            return f"freqnn.{key} missing"
+        if not isinstance(state[key], kind):
+            return f"freqnn.{key} is a {type(state[key]).__name__}, not a {kind.__name__}"
+    if not all(isinstance(record, dict) for record in state["history"]):
+        return "freqnn.history holds entries other than mappings"
+    for key in ("task", "model"):
+        if not isinstance(state["config"].get(key), str):
+            return f"freqnn.config.{key} missing or not a string"
+    for key, kind in _FACT_TYPES.items():
+        value = state["facts"].get(key)
+        if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or
+                                                            value < 1)):
+            what = "positive int" if kind is int else kind.__name__
+            return f"freqnn.facts.{key} missing or not a {what}"
+    for key in ("elapsed", "epoch", "global_step"):
+        where = state if key == "elapsed" else ckpt
+        if key in where and (isinstance(where[key], bool) or
+                             not isinstance(where[key], (int, float))):
+            return f"{'freqnn.' if key == 'elapsed' else ''}{key} is not a number"
+    return None
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a freqnn checkpoint on the CPU without running code from it.
 
@@ -168,8 +214,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: expected a checkpoint file, got nothing there")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
+        with warnings.catch_warnings():  # torch warns of pickle protocols it was not given
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
         unsafe = _unsafe_globals(path)
         if unsafe:
             raise UnsafeCheckpointError(
@@ -177,14 +225,16 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
                 f"that would build or call {', '.join(unsafe)} when loaded; refused, nothing "
                 "in it was run (load only checkpoints you trust, and never with "
                 "weights_only=False)") from None
-        raise ValueError(f"{path}: expected a freqnn checkpoint, got an unreadable file "
-                         f"({type(error).__name__}: {error})") from error
+        # torch's own text is several lines and advises unsafe loading: never shown
+        raise _not_a_checkpoint(path, "not a PyTorch weights file: random, legacy or "
+                                "another program's") from None
     except Exception as error:  # torch raises several types for truncated / foreign files
-        raise ValueError(f"{path}: expected a freqnn checkpoint, got an unreadable file "
-                         f"({type(error).__name__}: {error})") from error
-    if not isinstance(ckpt, dict) or "freqnn" not in ckpt or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: expected a freqnn checkpoint (with 'freqnn' and "
-                         "'state_dict'), got another kind of file")
+        reason = ("an empty file" if path.stat().st_size == 0 else
+                  f"unreadable: {type(error).__name__}, truncated or another program's")
+        raise _not_a_checkpoint(path, reason) from None
+    problem = _structure_problem(ckpt)
+    if problem is not None:
+        raise _not_a_checkpoint(path, problem)
     return ckpt
 
 
@@ -342,6 +392,11 @@ def model_from_checkpoint(path: str | os.PathLike[str]) -> TaskModel:
     state = ckpt["freqnn"]
     check_finite_weights(ckpt["state_dict"], path)
     module = TaskModel(_with_runner_defaults(state["config"]), state["facts"])
+    want, got = _shapes(module.state_dict()), _shapes(ckpt["state_dict"])
+    if want != got:  # load_state_dict's error is several lines
+        name = next(n for n in sorted(set(want) | set(got)) if want.get(n) != got.get(n))
+        raise ValueError(f"{path}: {name}: expected a weight of shape {want.get(name)} (the "
+                         f"checkpoint's configuration), got {got.get(name)}; refused")
     module.load_state_dict(ckpt["state_dict"])
     module.history = list(state["history"])
     if state["config"]["precision"] == "64":
