@@ -219,6 +219,19 @@ def test_hostile_checkpoint_runs_no_code_in_eval_or_resume(
     assert "last.ckpt: expected a freqnn checkpoint of weights" in _error_line(capsys)
 
 
+@pytest.mark.parametrize("setting", ["accelerator=gpu"])
+def test_gpu_accelerator_without_a_gpu(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                       monkeypatch: pytest.MonkeyPatch, setting: str) -> None:
+    """--set accelerator=gpu on a host without CUDA: one line (before, Lightning's
+    MisconfigurationException traceback); nothing is written."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = tmp_path / "run"
+    assert cli.main(["train", "signal_type", "--model", "lstm", *TINY, "--set", setting,
+                     "--run-dir", str(run)]) == 2
+    assert "accelerator: expected 'cpu' or 'auto' on this machine" in _error_line(capsys)
+    assert not run.exists()
+
+
 def _mutated_checkpoint(source: Path, change: str) -> object:
     """The checkpoint at ``source`` with one part removed or of the wrong type."""
     ckpt = torch.load(source, weights_only=True)

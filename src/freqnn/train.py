@@ -688,6 +688,9 @@ def train(cfg: dict[str, Any], *, resume: bool = False, overwrite: bool = False
         raise ValueError("overwrite: expected it without resume (--overwrite starts the run "
                          "afresh, --resume continues it), got both")
     _quiet_lightning()
+    if cfg.get("accelerator") == "gpu" and not torch.cuda.is_available():
+        raise ValueError("accelerator: expected 'cpu' or 'auto' on this machine, which has no "
+                         "CUDA GPU that PyTorch can use, got 'gpu'")
     if not cfg.get("run_dir"):
         raise ValueError("run_dir: expected a directory for the run, got None")
     run_dir = Path(cfg["run_dir"])
