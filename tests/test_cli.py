@@ -232,6 +232,59 @@ def test_gpu_accelerator_without_a_gpu(tmp_path: Path, capsys: pytest.CaptureFix
     assert not run.exists()
 
 
+@pytest.mark.parametrize("qpm", ["0", "-100", "nan", "inf"])
+def test_sample_refuses_a_tempo_that_is_not_positive(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture,
+                                                     qpm: str) -> None:
+    """freqnn sample --qpm 0 divided the frame length by zero (ZeroDivisionError)."""
+    assert cli.main(["sample", str(tmp_path / "run"), "--qpm", qpm]) == 2
+    assert "--qpm: expected a positive finite tempo" in _error_line(capsys)
+
+
+@pytest.mark.parametrize(("damage", "names"), [
+    ("corrupt", "results.json"), ("empty", "results.json"), ("a list", "results.json"),
+    ("invalid utf-8", "results.json"), ("no task", "results.json: task"),
+    ("no test", "results.json: test"), ("test a str", "results.json: test"),
+    ("a metric a str", "results.json: test.accuracy"),
+    ("no hardware.torch", "results.json: hardware.torch"),
+    ("history corrupt", "history.json"), ("history a dict", "history.json")])
+def test_report_names_a_corrupt_or_incomplete_results_file(
+        tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str,
+        names: str) -> None:
+    """freqnn report with a results.json missing keys or corrupt: one line naming the file
+    (was a KeyError, or a JSON message naming no file)."""
+    run = _copy_run(tiny_run, tmp_path / "run")
+    path = run / "results.json"
+    results = json.loads(path.read_text())
+    if damage == "corrupt":
+        path.write_text(path.read_text()[:40])
+    elif damage == "empty":
+        path.write_text("")
+    elif damage == "a list":
+        path.write_text("[1, 2]")
+    elif damage == "invalid utf-8":
+        path.write_bytes(b"{\"task\": \"\xff\"}")
+    elif damage == "history corrupt":
+        (run / "history.json").write_text("[{")
+    elif damage == "history a dict":
+        (run / "history.json").write_text("{}")
+    else:
+        if damage == "no task":
+            del results["task"]
+        elif damage == "no test":
+            del results["test"]
+        elif damage == "test a str":
+            results["test"] = "0.5"
+        elif damage == "a metric a str":
+            results["test"]["accuracy"] = "high"
+        elif damage == "no hardware.torch":
+            del results["hardware"]["torch"]
+        path.write_text(json.dumps(results))
+    assert cli.main(["report", str(run), "--out", str(tmp_path / "report")]) == 2
+    line = _error_line(capsys)
+    assert f"{run / names}" in line, line
+
+
 def _mutated_checkpoint(source: Path, change: str) -> object:
     """The checkpoint at ``source`` with one part removed or of the wrong type."""
     ckpt = torch.load(source, weights_only=True)

@@ -231,6 +231,58 @@ def _label(model: str, variant: str) -> str:
     return f"{name} ({variant})" if variant else name
 
 
+#: What ``freqnn report`` reads of a run's results.json, with the types it needs.
+_RESULTS_KEYS: dict[str, type | tuple[type, ...]] = {
+    "task": str, "model": str, "seed": int, "params": int, "sfm_params": int,
+    "hidden_size": int, "epochs_run": int, "best_epoch": int, "best_val": dict, "test": dict,
+    "train_wall_s": (int, float), "hardware": dict}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"a {type(value).__name__}"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: expected a JSON file written by freqnn train, got an "
+                         f"unreadable one ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''})") from None
+
+
+def _read_results(run: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A finished run's results.json and history.json, checked for what the report reads: a
+    corrupt or incomplete file is one ValueError naming it (was a KeyError naming no file)."""
+    path = run / "results.json"
+    results = _read_json(path)
+    if not isinstance(results, dict):
+        raise ValueError(f"{path}: expected a JSON object of results, got a "
+                         f"{type(results).__name__}")
+    for key, kind in _RESULTS_KEYS.items():
+        value = results.get(key)
+        if key not in results or isinstance(value, bool) or not isinstance(value, kind):
+            got = "nothing" if key not in results else _short(value)
+            raise ValueError(f"{path}: {key}: expected a value of the results freqnn train "
+                             f"writes, got {got}")
+    for key in ("cpu_count", "torch_threads", "torch", "platform"):
+        if key not in results["hardware"]:
+            raise ValueError(f"{path}: hardware.{key}: expected a value of the results freqnn "
+                             "train writes, got nothing")
+    for key in ("test", "best_val"):
+        for name, value in results[key].items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{path}: {key}.{name}: expected a number, got "
+                                 f"{_short(value)}")
+    history_path = run / "history.json"
+    history = _read_json(history_path)
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+        raise ValueError(f"{history_path}: expected a JSON list of per-epoch records, got "
+                         f"a {type(history).__name__} of other values")
+    return results, history
+
+
 def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "freqnn report",
                  amplitude: bool = True, notes: str = "") -> Path:
     """Summarise finished runs: ``report.md`` (table of test metrics, mean and sample std over
@@ -254,8 +306,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
     variants = _variants(configs)
     groups: dict[tuple[str, str, str], list[tuple[Path, dict[str, Any], list]]] = {}
     for run in runs:
-        results = json.loads((run / "results.json").read_text())
-        history = json.loads((run / "history.json").read_text())
+        results, history = _read_results(run)
         groups.setdefault((results["task"], results["model"], variants[run]), []).append(
             (run, results, history))
     keys = sorted(groups, key=lambda k: (k[0], arch_rank(k[1]), k[1], k[2]))

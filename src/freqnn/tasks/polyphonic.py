@@ -55,6 +55,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import statistics
 import sys
@@ -479,6 +480,9 @@ def run(args: argparse.Namespace) -> int:
     """``freqnn sample``: prime, generate, write ``sample.mid``, ``sample.png``, ``sample.json``."""
     from ..checkpoint import model_from_checkpoint
 
+    if not (math.isfinite(args.qpm) and args.qpm > 0):  # 0 divided the frame length
+        raise ValueError(f"--qpm: expected a positive finite tempo (quarter notes per "
+                         f"minute), got {args.qpm:g}")
     path = Path(args.checkpoint)
     if path.is_dir():
         path = path / "checkpoints" / "best.ckpt"
