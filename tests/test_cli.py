@@ -285,6 +285,34 @@ def test_report_names_a_corrupt_or_incomplete_results_file(
     assert f"{run / names}" in line, line
 
 
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--set", "deterministic=yes"], "deterministic: expected true or false, got str 'yes'"),
+    (["--set", "deterministic=on"], "deterministic: expected true or false, got str 'on'"),
+    (["--set", "progress=off"], "progress: expected true or false, got str 'off'"),
+    (["--config", "learn_frequencies: no\n"],
+     "learn_frequencies: expected true or false, got str 'no'"),
+    (["--config", "epochs: 1\nepochs: 2\n"], "got duplicate key 'epochs' (line 2, column 1)"),
+    (["--set", "clip={a: 1, a: 2}"], "--set clip: expected YAML of plain values, got "
+     "duplicate key 'a'"),
+    (["--run-dir", ""], "--run-dir: expected a directory, got ''"),
+    (["--run-dir", " "], "--run-dir: expected a directory, got ' '"),
+    (["--set", "run_dir=''"], "run_dir: expected a directory, got ''"),
+])
+def test_yaml_booleans_duplicate_keys_and_empty_run_dir(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+        args: list[str], expected: str) -> None:
+    """YAML 1.1 booleans (yes/no/on/off) were taken as bools, a repeated key kept its last
+    value, and --run-dir "" became the default run directory: each is refused in one line."""
+    monkeypatch.chdir(tmp_path)
+    if args[0] == "--config":
+        (tmp_path / "c.yaml").write_text(args[1])
+        args = ["--config", str(tmp_path / "c.yaml")]
+    assert cli.main(["train", "signal_type", "--model", "lstm", *TINY, *args]) == 2
+    line = _error_line(capsys)
+    assert expected in line, line
+    assert not (tmp_path / "runs").exists()
+
+
 def _mutated_checkpoint(source: Path, change: str) -> object:
     """The checkpoint at ``source`` with one part removed or of the wrong type."""
     ckpt = torch.load(source, weights_only=True)

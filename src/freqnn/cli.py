@@ -99,6 +99,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from .tasks import get_task
     from .train import train
 
+    if args.run_dir is not None and not args.run_dir.strip():  # was taken as the default
+        raise ValueError(f"--run-dir: expected a directory, got {args.run_dir!r}")
     base: dict[str, Any] = {}
     if args.resume:
         if not args.run_dir:
@@ -128,6 +130,8 @@ def _run_train(args: argparse.Namespace) -> int:
     cli.update(_parse_sets(args.set))
     base.pop("task", None)
     cfg = make_config(task, base, from_yaml, cli)
+    if cfg["run_dir"] is not None and not cfg["run_dir"].strip():
+        raise ValueError(f"run_dir: expected a directory, got {cfg['run_dir']!r}")
     cfg["run_dir"] = str(args.run_dir or base.get("run_dir") or cfg.get("run_dir") or
                          Path("runs") / task.name / f"{cfg['model']}-s{cfg['seed']}")
     results = train(cfg, resume=args.resume, overwrite=args.overwrite)

@@ -10,8 +10,10 @@ description; the default values live in :data:`DEFAULTS` (the runner's) and in t
     DEFAULTS < task.defaults < YAML file (--config) < command-line options < --set KEY=VALUE
 
 Validation is strict: an ``int`` key takes no ``true`` and no ``1.5``, a ``bool`` key no
-``"no"``, a number key no string. YAML is read with :func:`read_yaml` (safe loading, and
-``1e-3`` is a number as in YAML 1.2, where PyYAML's YAML 1.1 reads a string). Every error names
+``"no"``, a number key no string. YAML is read with :func:`read_yaml` (safe loading; as in
+YAML 1.2, ``1e-3`` is a number, where PyYAML's YAML 1.1 reads a string, and only ``true`` /
+``false`` are booleans, so ``yes`` / ``no`` / ``on`` / ``off`` are strings that a bool key
+refuses; a repeated key is refused). Every error names
 the key, what it expects and what it got::
 
     clip: expected a finite number >= 0, got int -1
@@ -206,7 +208,30 @@ class RunConfig(BaseModel):
 
 # --------------------------------------------------------------------------- YAML
 class _Loader(yaml.SafeLoader):
-    """Safe YAML loading with YAML 1.2 numbers: ``1e-3`` is a float (YAML 1.1 needs ``1.0e-3``)."""
+    """Safe YAML loading with YAML 1.2 numbers and booleans, refusing duplicate keys.
+
+    ``1e-3`` is a float (YAML 1.1 needs ``1.0e-3``); only ``true`` / ``false`` are booleans
+    (YAML 1.1's ``yes`` / ``no`` / ``on`` / ``off`` are strings, which a bool key refuses); a
+    mapping that repeats a key is refused (PyYAML kept the last value silently).
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # '<<' merges: its keys may be overridden
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # unhashable: the base class refuses it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -214,6 +239,12 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
     list("-+0123456789."),
 )
+_BOOL = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {  # YAML 1.2 core schema booleans only
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+    for first, resolvers in _Loader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
 
 
 def read_yaml(text_or_path: str | os.PathLike[str], *, source: str | None = None) -> Any:
