@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import wave
 from pathlib import Path
 
@@ -135,6 +136,30 @@ def test_big_endian_sphere(tmp_path):
     got, rate = timit.read_audio(tmp_path / "a.wav")
     assert rate == 16000
     np.testing.assert_array_equal(got.numpy(), samples / 32768.0)
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("sample_count -i -1", "sample_count -1 (expected an integer >= 0)"),
+    ("channel_count -i -1", "channel_count -1 (expected an integer >= 1)"),
+    ("channel_count -i 0", "channel_count 0 (expected an integer >= 1)"),
+    ("sample_rate -i 0", "sample_rate 0 (expected an integer >= 1)"),
+    ("sample_rate -i -16000", "sample_rate -16000 (expected an integer >= 1)"),
+    ("sample_rate -r 0.5", "sample_rate 0.5 (expected an integer >= 1)"),
+    ("sample_count -s3 abc", "sample_count 'abc' (expected an integer >= 0)"),
+])
+def test_sphere_header_counts_out_of_range(tmp_path: Path, line: str, expected: str) -> None:
+    """SPHERE headers with sample_count -1, channel_count -1 or sample_rate <= 0 were
+    accepted and channel_count 0 gave an IndexError: each is refused naming the file."""
+    samples = np.arange(8, dtype=np.int16)
+    path = tmp_path / "a.wav"
+    write_sphere(path, samples)
+    key = line.split()[0]
+    data = path.read_bytes()
+    old = next(x for x in data[:1024].split(b"\n") if x.startswith(key.encode()))
+    path.write_bytes(data.replace(old, line.encode(), 1))
+    with pytest.raises(ValueError, match=re.escape(f"{path}: corrupt or unsupported audio "
+                                                   f"file: {expected}")):
+        timit.read_audio(path)
 
 
 def test_corrupt_files(tmp_path):

@@ -104,6 +104,20 @@ def _corrupt(path: Path, what: str) -> ValueError:
     return ValueError(f"{path}: corrupt or unsupported audio file: {what}")
 
 
+def _header_count(path: Path, fields: dict[str, Any], key: str, minimum: int,
+                  default: int | None = None) -> int:
+    """A SPHERE header's integer field, at least ``minimum`` (sample_count -1, channel_count 0
+    and sample_rate 0 were accepted, or gave an IndexError)."""
+    value = fields.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        value = int(value)
+    if not isinstance(value, int) or value < minimum:
+        raise _corrupt(path, f"{key} {value!r} (expected an integer >= {minimum})")
+    return value
+
+
 def read_sphere(path: str | os.PathLike[str]) -> tuple[torch.Tensor, int]:
     """Read a NIST SPHERE file of 16-bit linear PCM.
 
@@ -157,13 +171,14 @@ def read_sphere(path: str | os.PathLike[str]) -> tuple[torch.Tensor, int]:
     width = fields.get("sample_n_bytes", 2)
     if width != 2:
         raise _corrupt(path, f"sample_n_bytes {width} (expected 16-bit samples)")
-    channels = int(fields.get("channel_count", 1))
+    channels = _header_count(path, fields, "channel_count", 1, default=1)
     order = str(fields.get("sample_byte_format", "01"))
     if order not in ("01", "10"):
         raise _corrupt(path, f"sample_byte_format {order!r}")
     if "sample_rate" not in fields or "sample_count" not in fields:
         raise _corrupt(path, "SPHERE header without sample_rate or sample_count")
-    count = int(fields["sample_count"])
+    count = _header_count(path, fields, "sample_count", 0)
+    rate = _header_count(path, fields, "sample_rate", 1)
     body = data[header_size:]
     if len(body) < count * channels * 2:
         raise _corrupt(path, f"{len(body) // 2} samples of data for sample_count {count} x "
@@ -171,7 +186,7 @@ def read_sphere(path: str | os.PathLike[str]) -> tuple[torch.Tensor, int]:
     dtype = "<i2" if order == "01" else ">i2"
     pcm = np.frombuffer(body, dtype=dtype, count=count * channels).reshape(count, channels)
     samples = torch.from_numpy(pcm[:, 0].astype(np.float32) / 32768.0)
-    return samples, int(fields["sample_rate"])
+    return samples, rate
 
 
 def _read_riff(path: Path) -> tuple[torch.Tensor, int]:
