@@ -161,3 +161,50 @@ def test_split_by_text() -> None:
     assert test.voices == ("a", "b")
     with pytest.raises(ValueError, match="valid, test: expected fractions"):
         corpus.split_by_text(0.6, 0.5)
+
+
+def _cache_arrays(damage: str, phoneme: bool) -> dict[str, np.ndarray]:
+    """The arrays of a two-utterance corpus cache (as ``_save`` writes them), with ``damage``."""
+    import json
+    import types
+
+    utts = [types.SimpleNamespace(
+        id=f"kal16_000{i}", voice="kal16", text_id=i, text="a word",
+        audio=np.zeros(100, dtype=np.float32), phones=("pau", "ax", "pau"),
+        starts=np.array([0, 30, 60]), ends=np.array([30, 60, 100])) for i in range(2)]
+    arrays = S.pack_utterances(utts)
+    meta: object = {"sample_rate": 16000, "key": "k"}
+    if damage == "negative audio offset":
+        arrays["audio_offsets"] = np.array([0, -50, 200])
+    elif damage == "negative phone offset":
+        arrays["phone_offsets"] = np.array([-3, 3, 6])
+    elif damage == "negative start":
+        arrays["starts"][0] = -5
+    elif damage == "sample_rate -1":
+        meta = {"sample_rate": -1, "key": "k"}
+    elif damage == "meta a list":
+        meta = [16000]
+    arrays["meta"] = np.array(json.dumps(meta))
+    if phoneme:
+        arrays["splits"] = np.array(["train", "test"])
+        arrays["variants"] = np.zeros(2, dtype=np.int64)
+        arrays["prosody"] = np.ones((2, 2))
+    return arrays
+
+
+@pytest.mark.parametrize("damage", ["negative audio offset", "negative phone offset",
+                                    "negative start", "sample_rate -1", "meta a list"])
+@pytest.mark.parametrize("kind", ["speech", "phoneme"])
+def test_damaged_corpus_cache_is_refused(tmp_path: Path, kind: str, damage: str) -> None:
+    """Speech and phoneme corpus caches with negative offsets or sample_rate -1 loaded, and a
+    meta that is a JSON list gave a TypeError: each is refused naming the file."""
+    from freqnn.data import phoneme as P
+
+    path = tmp_path / "cache.npz"
+    np.savez(path, **_cache_arrays("none", kind == "phoneme"))
+    (S if kind == "speech" else P)._load(path)  # the undamaged cache loads
+    np.savez(path, **_cache_arrays(damage, kind == "phoneme"))
+    with pytest.raises(ValueError, match=f"expected a {kind} corpus cache written by freqnn, "
+                       "got an unreadable file") as info:
+        (S if kind == "speech" else P)._load(path)
+    assert str(info.value).startswith(f"{path}: ")

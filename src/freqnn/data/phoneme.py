@@ -64,6 +64,7 @@ from .speech import (
     VOICES,
     align_phones,
     available_voices,
+    check_cache_meta,
     flite_version,
     make_texts,
     pack_utterances,
@@ -389,7 +390,7 @@ def _save(path: Path, corpus: PhonemeCorpus) -> None:
 def _load(path: Path) -> PhonemeCorpus:
     try:
         with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
+            meta = check_cache_meta(json.loads(str(data["meta"])))
             splits, variants, prosody = data["splits"].tolist(), data["variants"], data["prosody"]
             utts = [
                 PhonemeUtterance(

@@ -366,6 +366,17 @@ def pack_utterances(utts: Sequence[Any]) -> dict[str, np.ndarray]:
     }
 
 
+def check_cache_meta(meta: Any) -> dict[str, Any]:
+    """A corpus cache's ``meta``: a JSON object whose ``sample_rate`` is an int >= 1
+    (``ValueError`` otherwise; a list gave a TypeError and ``-1`` was accepted)."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta: expected a JSON object, got a {type(meta).__name__}")
+    rate = meta.get("sample_rate")
+    if not isinstance(rate, int) or isinstance(rate, bool) or rate < 1:
+        raise ValueError(f"meta.sample_rate: expected an int >= 1, got {rate!r}")
+    return meta
+
+
 def unpack_utterances(data: Any) -> list[dict[str, Any]]:
     """The fields of each utterance from arrays written by :func:`pack_utterances` (an open
     ``.npz``); ``ValueError`` when the offsets do not fit the arrays."""
@@ -377,6 +388,15 @@ def unpack_utterances(data: Any) -> list[dict[str, Any]]:
     if len(ao) != count + 1 or len(po) != count + 1 or ao[-1] != len(audio) \
             or po[-1] != len(phones):
         raise ValueError("inconsistent offsets")
+    for name, offsets in (("audio_offsets", ao), ("phone_offsets", po)):
+        if offsets[0] != 0 or (np.diff(offsets) < 0).any():  # negative ones sliced backwards
+            raise ValueError(f"{name}: expected offsets rising from 0, got "
+                             f"{np.asarray(offsets)[:8].tolist()}...")
+    if not len(starts) == len(ends) == len(phones) or not len(voices) == len(texts) == \
+            len(text_ids) == count:
+        raise ValueError("inconsistent array lengths")
+    if (starts < 0).any() or (ends < starts).any():
+        raise ValueError("phone times: expected 0 <= start <= end")
     return [
         {
             "id": ids[i], "voice": voices[i], "text_id": int(text_ids[i]), "text": texts[i],
@@ -402,8 +422,8 @@ def _save(path: Path, corpus: SpeechCorpus) -> None:
 def _load(path: Path) -> SpeechCorpus:
     try:
         with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            rate = int(meta["sample_rate"])
+            meta = check_cache_meta(json.loads(str(data["meta"])))
+            rate = meta["sample_rate"]
             utts = [Utterance(**fields, sample_rate=rate) for fields in unpack_utterances(data)]
     except CACHE_ERRORS as error:
         raise ValueError(f"{path}: expected a speech corpus cache written by freqnn, got an "
