@@ -198,6 +198,21 @@ def test_malformed_csv_errors(tmp_path: Path, text: str, match: str) -> None:
     assert "BAD.csv" in str(info.value)
 
 
+@pytest.mark.parametrize(("data", "match"), [
+    (HEADER.encode() + b"2020-01-02,1\xff,1,1,1,1,1\n", "expected UTF-8 text, got the byte 0xff"),
+    (HEADER.encode() + b"\xc3(2020-01-02,1,1,1,1,1,1\n", "expected UTF-8 text, got the byte 0xc3"),
+    (HEADER.encode() + b"2020-01-02," + b"1" * 200_000 + b",1,1,1,1,1\n",
+     "line 2: expected a CSV row, got field larger than field limit"),
+], ids=["byte 0xff", "byte 0xc3", "200 kB field"])
+def test_undecodable_csv_names_the_file(tmp_path: Path, data: bytes, match: str) -> None:
+    """A CSV with invalid UTF-8 or a 200 kB field gave an error without the file name."""
+    path = tmp_path / "BAD.csv"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=match) as info:
+        read_price_csv(path)
+    assert str(info.value).startswith(f"{path}")
+
+
 def test_missing_policy_drop(tmp_path: Path) -> None:
     path = _write(
         tmp_path / "A.csv",

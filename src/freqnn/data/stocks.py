@@ -448,8 +448,17 @@ def read_price_csv(
     if not isinstance(column, str) or not column:
         fail("column", "a column name such as 'Open' or 'Adj Close'", repr(column), TypeError)
     path = Path(path)
+    rows: list[list[str]] = []
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        rows = list(csv.reader(handle))
+        reader = csv.reader(handle)
+        try:
+            rows.extend(reader)
+        except UnicodeDecodeError as error:  # named no file
+            raise _bad(path, None, f"expected UTF-8 text, got the byte "
+                       f"0x{error.object[error.start]:02x} that is not UTF-8 (near line "
+                       f"{reader.line_num + 1})") from None
+        except csv.Error as error:  # e.g. a field over csv.field_size_limit(): named no file
+            raise _bad(path, reader.line_num, f"expected a CSV row, got {error}") from None
     # blank lines (e.g. a trailing newline pair) carry nothing
     numbered = [(i + 1, row) for i, row in enumerate(rows) if any(cell.strip() for cell in row)]
     if not numbered:
