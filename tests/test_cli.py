@@ -313,6 +313,18 @@ def test_yaml_booleans_duplicate_keys_and_empty_run_dir(
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("setting", ["hidden_size=1000000000000", "length=10000000000000"])
+def test_a_configuration_too_large_for_memory(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                              setting: str) -> None:
+    """--set hidden_size / length far beyond memory: one line (was the allocator's
+    RuntimeError or NumPy's MemoryError traceback). Sizes of terabytes, which every
+    allocator refuses at once."""
+    assert cli.main(["train", "signal_type", "--model", "lstm", *TINY, "--set", setting,
+                     "--run-dir", str(tmp_path / "run")]) == 2
+    assert "out of memory: expected settings that fit this machine's memory" in \
+        _error_line(capsys)
+
+
 def _mutated_checkpoint(source: Path, change: str) -> object:
     """The checkpoint at ``source`` with one part removed or of the wrong type."""
     ckpt = torch.load(source, weights_only=True)

@@ -24,6 +24,7 @@ import importlib
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -544,8 +545,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("FREQNN_TRACEBACK"):
             raise
         message = str(error)
+    except (MemoryError, RuntimeError) as error:
+        size = _allocation_failure(error)
+        if os.environ.get("FREQNN_TRACEBACK") or size is None:
+            raise
+        message = (f"out of memory: expected settings that fit this machine's memory, got one "
+                   f"allocation of {size}; reduce hidden_size, state_size, length, batch_size "
+                   "or the number of sequences")
     print(f"freqnn: error: {message}", file=sys.stderr)
     return 2
+
+
+def _allocation_failure(error: BaseException) -> str | None:
+    """The size an allocator failed to allocate (PyTorch's multi-line RuntimeError, NumPy's
+    MemoryError, CUDA's OutOfMemoryError), or ``None`` for another error."""
+    text = str(error)
+    found = re.search(r"allocate (\d+) bytes", text)
+    if found:
+        return f"{int(found.group(1)):,} bytes"
+    found = re.search(r"Unable to allocate ([\d.]+ \w+)", text)
+    if found:
+        return found.group(1)
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" or \
+            "out of memory" in text:
+        return "more than is free"
+    return None
 
 
 if __name__ == "__main__":
