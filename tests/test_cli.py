@@ -325,6 +325,28 @@ def test_a_configuration_too_large_for_memory(tmp_path: Path, capsys: pytest.Cap
         _error_line(capsys)
 
 
+BILLION_LAUGHS = ("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+    f"{chr(97 + i)}: &{chr(97 + i)} [{', '.join(['*' + chr(96 + i)] * 10)}]\n"
+    for i in range(1, 9)))
+
+
+@pytest.mark.parametrize("args", [["--config", BILLION_LAUGHS + "clip: *i\n"],
+                                  ["--set", "clip=" + BILLION_LAUGHS.replace("\n", ", ")
+                                   .join("{}")]])
+def test_yaml_aliases_expanding_to_a_billion_values(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture,
+                                                    args: list[str]) -> None:
+    """YAML whose aliases expand to 1e9 leaves: refused in one short line (the error's repr
+    of the value never ended)."""
+    if args[0] == "--config":
+        (tmp_path / "c.yaml").write_text(args[1])
+        args = ["--config", str(tmp_path / "c.yaml")]
+    assert cli.main(["train", "signal_type", "--model", "lstm", *TINY, *args,
+                     "--run-dir", str(tmp_path / "run")]) == 2
+    line = _error_line(capsys)
+    assert "aliases that expand to more than 100,000 values" in line and len(line) < 400, line
+
+
 def _mutated_checkpoint(source: Path, change: str) -> object:
     """The checkpoint at ``source`` with one part removed or of the wrong type."""
     ckpt = torch.load(source, weights_only=True)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import reprlib
 import sys
 import types
 from collections.abc import Mapping, Sequence
@@ -207,6 +208,10 @@ class RunConfig(BaseModel):
 
 
 # --------------------------------------------------------------------------- YAML
+#: The most values a YAML document may expand to through its aliases.
+MAX_YAML_LEAVES = 100_000
+
+
 class _Loader(yaml.SafeLoader):
     """Safe YAML loading with YAML 1.2 numbers and booleans, refusing duplicate keys.
 
@@ -214,6 +219,26 @@ class _Loader(yaml.SafeLoader):
     (YAML 1.1's ``yes`` / ``no`` / ``on`` / ``off`` are strings, which a bool key refuses); a
     mapping that repeats a key is refused (PyYAML kept the last value silently).
     """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        # aliases share their nodes, so a few lines can stand for a billion leaves, whose repr
+        # in an error message (or any walk over them) never ends: count the leaves first
+        sizes: dict[int, int] = {}
+
+        def leaves(item: yaml.Node) -> int:
+            if id(item) not in sizes:
+                sizes[id(item)] = 0  # a recursive alias counts once
+                children = (item.value if isinstance(item, yaml.SequenceNode) else
+                            [n for pair in item.value for n in pair]
+                            if isinstance(item, yaml.MappingNode) else None)
+                sizes[id(item)] = 1 if children is None else sum(leaves(c) for c in children)
+            return sizes[id(item)]
+
+        if leaves(node) > MAX_YAML_LEAVES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"aliases that expand to more than {MAX_YAML_LEAVES:,} values",
+                node.start_mark)
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, yaml.MappingNode):
@@ -332,7 +357,10 @@ _MISSING = object()
 
 
 def _got(value: Any) -> str:
-    return "nothing" if value is _MISSING else f"{type(value).__name__} {value!r}"
+    if value is _MISSING:
+        return "nothing"
+    text = reprlib.repr(value)  # bounded: a large list or mapping is elided
+    return f"{type(value).__name__} {text}"
 
 
 def schema_of(task: Task) -> type[RunConfig]:
