@@ -347,6 +347,32 @@ def test_yaml_aliases_expanding_to_a_billion_values(tmp_path: Path,
     assert "aliases that expand to more than 100,000 values" in line and len(line) < 400, line
 
 
+@pytest.mark.parametrize("free", [0, 10**12], ids=["disk full", "other write failure"])
+def test_a_checkpoint_write_that_fails_in_torch(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                free: int) -> None:
+    """A full disk during a checkpoint write reaches torch's zip writer as RuntimeError
+    '[enforce fail at inline_container.cc:672]': now the documented one line (make it
+    writable and --resume), with no temporary file left."""
+    import freqnn.train as T
+
+    def failing_save(obj: object, handle: object) -> None:
+        handle.write(b"PK\x03\x04")  # type: ignore[attr-defined]
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(T.torch, "save", failing_save)
+    monkeypatch.setattr(T.shutil, "disk_usage", lambda path: types.SimpleNamespace(free=free))
+    run = tmp_path / "run"
+    assert cli.main(["train", "signal_type", "--model", "lstm", *TINY, "--run-dir",
+                     str(run)]) == 2
+    line = _error_line(capsys)
+    assert f"run_dir: expected a writable directory, got {run} where " in line, line
+    assert "make it writable and continue with --resume" in line and "enforce" not in line
+    assert ("No space left on device" in line) == (free == 0), line
+    assert not list((run / "checkpoints").glob("*.ckpt")) and \
+        not list((run / "checkpoints").glob(".*"))
+
+
 def _mutated_checkpoint(source: Path, change: str) -> object:
     """The checkpoint at ``source`` with one part removed or of the wrong type."""
     ckpt = torch.load(source, weights_only=True)

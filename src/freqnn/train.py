@@ -50,11 +50,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import logging
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 import warnings
@@ -129,7 +131,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError("storage_options: expected None (AtomicCheckpointIO takes none), "
                             f"got {storage_options!r}")
         with atomic_write(path) as handle:
-            torch.save(checkpoint, handle)
+            try:
+                torch.save(checkpoint, handle)
+            except RuntimeError as error:
+                # a full disk reaches torch's zip writer as '[enforce fail at
+                # inline_container.cc:...]': made an OSError naming the file, which train()
+                # reports as the documented 'make it writable and --resume' line
+                if shutil.disk_usage(Path(path).parent).free < 1 << 20:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from error
+                raise OSError(errno.EIO, "the checkpoint could not be written (is the disk "
+                              "full?)", str(path)) from error
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None,
                         weights_only: bool | None = None) -> dict[str, Any]:
