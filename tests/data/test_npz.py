@@ -122,3 +122,36 @@ def test_save_refuses_invalid_and_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="labels"):
         save_npz(target, np.zeros((3, 4)), np.array([0, 1]))
     assert list(tmp_path.iterdir()) == []
+
+
+def _npy_member(shape: tuple, data: bytes) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + data
+
+
+@pytest.mark.parametrize("case", ["huge declared shape", "shape beyond its data", "zip bomb"])
+def test_members_are_sized_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          case: str) -> None:
+    """.npz members with huge declared shapes were allocated before being read, and a zip
+    bomb was inflated whole: both are refused, naming the file and member, before."""
+    import freqnn.data.npz as N
+
+    path = tmp_path / "bad.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("labels.npy", _npy_member((2,), bytes(8)))
+        if case == "huge declared shape":
+            archive.writestr("values.npy", _npy_member((10**12, 3), bytes(24)))
+        elif case == "shape beyond its data":
+            archive.writestr("values.npy", _npy_member((2, 3), bytes(20)))
+        else:
+            archive.writestr("values.npy", _npy_member((2, 3 * 10**6), bytes(24 * 10**6)))
+            monkeypatch.setattr(N, "MAX_NPZ_BYTES", 10**7)
+    expected = ("arrays of at most 10,000,000 bytes in all" if case == "zip bomb" else
+                "bytes of data its header declares")
+    with pytest.raises(ValueError, match=expected) as info:
+        load_npz(path)
+    assert str(info.value).startswith(f"{path}: values: ")

@@ -35,6 +35,8 @@ from ..io import atomic_write
 __all__ = ["NPZ_KEYS", "NpzData", "load_npz", "save_npz"]
 
 NPZ_KEYS = ("values", "labels", "times", "lengths", "class_names")
+#: The most bytes the arrays of one ``.npz`` may hold uncompressed (checked before reading).
+MAX_NPZ_BYTES = 1 << 33
 
 
 class NpzData(NamedTuple):
@@ -80,6 +82,7 @@ def load_npz(path: str | os.PathLike[str], *, num_features: int | None = None,
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such .npz file")
     try:
+        _check_members(path)
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise _bad(path, "file", "a numpy .npz archive of named arrays",
@@ -95,6 +98,41 @@ def load_npz(path: str | os.PathLike[str], *, num_features: int | None = None,
         raise ValueError(f"{path}: expected a numpy .npz archive, got a corrupt or "
                          f"non-npz file ({type(error).__name__}: {error})") from error
     return _validate(raw, path, num_features, num_classes)
+
+
+def _check_members(path: Path) -> None:
+    """Refuse, before anything is allocated, an archive whose members would need more than
+    :data:`MAX_NPZ_BYTES` uncompressed (a zip bomb) or whose ``.npy`` header declares a shape
+    its data does not hold (a shape of 10**12 made NumPy allocate it before reading)."""
+    if not zipfile.is_zipfile(path):
+        return  # np.load names a single .npy or a foreign file
+    with zipfile.ZipFile(path) as archive:
+        total = 0
+        for info in archive.infolist():
+            total += info.file_size
+            key = info.filename.removesuffix(".npy")
+            if total > MAX_NPZ_BYTES:
+                raise _bad(path, key, f"arrays of at most {MAX_NPZ_BYTES:,} bytes in all "
+                           "(uncompressed)", f"members declaring {total:,} bytes")
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                try:
+                    version = np.lib.format.read_magic(member)
+                    read = {(1, 0): np.lib.format.read_array_header_1_0,
+                            (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                    if read is None:
+                        continue
+                    shape, _, dtype = read(member)
+                except ValueError:
+                    continue  # np.load reports a malformed header
+                if dtype.hasobject:
+                    continue  # refused by np.load (no pickles)
+                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                held = info.file_size - member.tell()
+                if declared != held:
+                    raise _bad(path, key, f"the {declared:,} bytes of data its header declares "
+                               f"(shape {shape}, dtype {dtype})", f"{held:,} bytes")
 
 
 def _validate(raw: dict[str, np.ndarray], path: Path, num_features: int | None,
