@@ -517,3 +517,21 @@ def test_bach_transposition_is_a_per_chorale_shift(tmp_path):
         assert len(shifts) == 1
     with pytest.raises(ValueError, match="limit: expected None or an int >= 3"):
         P.bach_chorales(limit=2)
+
+
+@pytest.mark.parametrize("part", ["train", "valid", "test"])
+def test_pickle_memo_bomb_is_refused_before_building_rolls(tmp_path, monkeypatch, part):
+    """A pickle whose memo repeats one sequence (78 kB made a 35 GB roll) is refused by its
+    frame count, naming the file, before any roll is built; here with the cap lowered to
+    10,000 and a 2 kB pickle of 20,000 frames."""
+    seq = [[60]] * 100  # one frame object, one sequence object: shared in the pickle memo
+    data = {"train": [seq], "valid": [seq], "test": [seq]}
+    data[part] = [seq] * 200
+    path = tmp_path / "bomb.pickle"
+    path.write_bytes(pickle.dumps(data, protocol=2))
+    assert path.stat().st_size < 3000
+    monkeypatch.setattr(P, "MAX_PICKLE_FRAMES", 10_000, raising=False)
+    monkeypatch.setattr(P, "pitches_to_roll", lambda *a, **k: pytest.fail("built a roll"))
+    with pytest.raises(ValueError, match=re.escape(f"{path}: expected at most 10,000 frames "
+                                                   "in all, got 20,200")):
+        P.load_pickle(path)

@@ -56,7 +56,7 @@ import os
 import pickle
 import reprlib
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -473,6 +473,11 @@ _PICKLE_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
+#: The most frames a piano-roll pickle may hold over its splits (the standard sets hold under
+#: a million; each frame becomes a row of 88 bytes).
+MAX_PICKLE_FRAMES = 10_000_000
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Builds only plain containers, numbers and NumPy scalars / arrays; anything else fails.
 
@@ -527,10 +532,17 @@ def load_pickle(
                          f"{sorted(map(str, data))})")
     splits: dict[str, tuple[np.ndarray, ...]] = {}
     for part in SPLITS:
-        sequences = data[part]
-        if not isinstance(sequences, (list, tuple)):
+        if not isinstance(data[part], (list, tuple)):
             raise ValueError(f"{path}: expected {part!r} to be a list of sequences, got "
-                             f"{type(sequences).__name__}")
+                             f"{type(data[part]).__name__}")
+    # the pickle memo lets a few bytes repeat one list of frames any number of times (78 kB
+    # made a 35 GB roll): count the frames before building any roll
+    frames = sum(len(seq) for part in SPLITS for seq in data[part] if isinstance(seq, Sized))
+    if frames > MAX_PICKLE_FRAMES:
+        raise ValueError(f"{path}: expected at most {MAX_PICKLE_FRAMES:,} frames in all, got "
+                         f"{frames:,} (shared references in the pickle repeat its sequences)")
+    for part in SPLITS:
+        sequences = data[part]
         splits[part] = tuple(
             pitches_to_roll(seq, f"{path}: {part}, sequence {i}")
             for i, seq in enumerate(sequences))
