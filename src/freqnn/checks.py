@@ -63,6 +63,13 @@ def fail(name: str, expected: str, got: str, error: type[Exception] = ValueError
     raise error(f"{name}: expected {expected}, got {got}")
 
 
+def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of the strings ``choices``, else a ValueError naming ``name``."""
+    if not isinstance(value, str) or value not in choices:
+        fail(name, f"one of {tuple(choices)}", repr(value))
+    return value  # type: ignore[return-value]
+
+
 def _require_tensor(x: object, name: str) -> Tensor:
     if not isinstance(x, Tensor):
         fail(name, "a torch.Tensor", describe(x), TypeError)

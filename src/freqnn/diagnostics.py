@@ -33,6 +33,7 @@ from torch import Tensor
 from .models import step_times
 from .sfm import SFM
 from .sfm.trace import LayerTrace, trace
+from .tasks import step_mask
 
 __all__ = ["TrainingDiagnostics", "divergence", "divergence_text", "trace_statistics"]
 
@@ -167,11 +168,10 @@ class TrainingDiagnostics(L.Callback):
             before = self._before.get(name)
             if before is not None:
                 scale = float(before.double().norm())
-                step = float((p.detach() - before).double().norm())
-                logs[f"diag/update_ratio/{name}"] = step / scale if scale > 0 else step
+                change = float((p.detach() - before).double().norm())
+                logs[f"diag/update_ratio/{name}"] = change / scale if scale > 0 else change
         body = getattr(pl_module.model, "body", None)
-        step = trainer.global_step
-        if isinstance(body, SFM) and (step - 1) % self.every == 0:
+        if isinstance(body, SFM) and (trainer.global_step - 1) % self.every == 0:
             logs.update(("diag/" + k, v) for k, v in self.trace(body, pl_module).items())
         self._log(pl_module, logs)
 
@@ -184,9 +184,7 @@ class TrainingDiagnostics(L.Callback):
         if model.time != "data":  # the times the body sees (SequenceModel.forward)
             times = step_times(model.time, len(lengths), steps, lengths, lengths.device)
         layers = trace(body, batch["x"], times=times, lengths=lengths)
-        mask = (torch.arange(steps, device=lengths.device).unsqueeze(1)
-                < lengths.unsqueeze(0))
-        return trace_statistics(layers, mask)
+        return trace_statistics(layers, step_mask(batch).t())
 
     @staticmethod
     def _log(pl_module: L.LightningModule, logs: dict[str, float]) -> None:

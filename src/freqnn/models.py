@@ -91,6 +91,8 @@ ARCH_LABELS = {
 _SFM_ARCHS = ("sfm", "asfm", "sfm-stock", "psfm")
 #: the bodies with the options memory, forget_init and readout (SFMCell's): SFM and A-SFM
 _OPTION_ARCHS = ("sfm", "asfm")
+#: those options' defaults, the paper's model (the only values the other bodies take)
+_OPTION_DEFAULTS = {"memory": "paper", "forget_init": "uniform", "readout": "sum"}
 #: values of ``time`` (module docstring)
 TIME_MODES = ("data", "normalised", "authors")
 _GATES = {"lstm": 4, "gru": 3}
@@ -407,12 +409,11 @@ class SequenceModel(nn.Module):
         super().__init__()
         if arch not in ARCHS:
             fail("arch", f"one of {', '.join(ARCHS)}", repr(arch))
-        for key, value, default in (("memory", memory, "paper"),
-                                    ("forget_init", forget_init, "uniform"),
-                                    ("readout", readout, "sum")):
-            if value != default and arch not in _OPTION_ARCHS:
+        options = {"memory": memory, "forget_init": forget_init, "readout": readout}
+        for key, default in _OPTION_DEFAULTS.items():
+            if options[key] != default and arch not in _OPTION_ARCHS:
                 fail(key, f"{default!r} for model {arch!r} (an option of SFM and A-SFM, models "
-                     "'sfm' and 'asfm')", repr(value))
+                     "'sfm' and 'asfm')", repr(options[key]))
         if phase != "accumulate" and arch != "asfm":
             fail("phase", f"'accumulate' for model {arch!r} (the phase rule 'authors' is the "
                  "A-SFM's, model 'asfm')", repr(phase))
@@ -456,8 +457,7 @@ class SequenceModel(nn.Module):
                 frequencies=frequencies,
                 learn_frequencies=learn_frequencies,
                 **({"phase": phase} if arch == "asfm" else {}),
-                **({"memory": memory, "forget_init": forget_init, "readout": readout}
-                   if arch in _OPTION_ARCHS else {}),
+                **(options if arch in _OPTION_ARCHS else {}),
             )
         elif arch in _BIDIRECTIONAL:
             self.body = BidirectionalRNN(
@@ -620,14 +620,14 @@ def build_model(
                               time=time, **common)
     else:
         size = hidden_size
+        options = {"memory": memory, "forget_init": forget_init, "readout": readout}
         model = (
             reference
-            if arch == "sfm" and time == "data" and phase == "accumulate" and memory == "paper"
-            and forget_init == "uniform" and readout == "sum"
+            if arch == "sfm" and time == "data" and phase == "accumulate"
+            and options == _OPTION_DEFAULTS
             else SequenceModel(arch, input_size, output_size, hidden_size=size, phase=phase,
                                time=time, **sfm_kw, **common,
-                               **({"memory": memory, "forget_init": forget_init,
-                                   "readout": readout} if arch in _OPTION_ARCHS else {}))
+                               **(options if arch in _OPTION_ARCHS else {}))
         )
     return model, {"params": count_parameters(model), "sfm_params": sfm_params,
                    "hidden_size": size}

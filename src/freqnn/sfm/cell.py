@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checks import (
+    check_choice,
     check_device,
     check_finite,
     check_floating,
@@ -48,9 +49,7 @@ READOUTS = ("sum", "mean")
 
 def check_phase(value: object) -> str:
     """Validate A-SFM's ``phase`` argument (one of :data:`PHASE_RULES`)."""
-    if not isinstance(value, str) or value not in PHASE_RULES:
-        fail("phase", f"one of {PHASE_RULES}", repr(value))
-    return value  # type: ignore[return-value]
+    return check_choice(value, "phase", PHASE_RULES)
 
 
 class PhaseOption:
@@ -144,15 +143,9 @@ class SFMCell(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(memory, str) or memory not in MEMORIES:
-            fail("memory", f"one of {MEMORIES}", repr(memory))
-        if not isinstance(forget_init, str) or forget_init not in FORGET_INITS:
-            fail("forget_init", f"one of {FORGET_INITS}", repr(forget_init))
-        if not isinstance(readout, str) or readout not in READOUTS:
-            fail("readout", f"one of {READOUTS}", repr(readout))
-        self.memory = memory
-        self.forget_init = forget_init
-        self.readout = readout
+        self.memory = check_choice(memory, "memory", MEMORIES)
+        self.forget_init = check_choice(forget_init, "forget_init", FORGET_INITS)
+        self.readout = check_choice(readout, "readout", READOUTS)
         self.input_size = _check_size(input_size, "input_size")
         self.hidden_size = _check_size(hidden_size, "hidden_size")
         self.state_size = _check_size(state_size, "state_size")
