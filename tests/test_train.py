@@ -321,3 +321,34 @@ def test_optimizer_key_selects_adam_or_the_authors_adadelta(tmp_path: Path) -> N
         "lr": 1.0, "rho": 0.95, "eps": 1e-6, "weight_decay": 1e-4}
     with pytest.raises(ValueError, match="optimizer"):
         _cfg(tmp_path, optimizer="sgd")
+
+
+def test_lr_factor_warms_up_linearly_then_follows_a_cosine_to_zero() -> None:
+    from freqnn.train import lr_factor
+
+    cosine = lr_factor("cosine", warmup=10, total=110)
+    assert cosine(0) == pytest.approx(0.01) and cosine(5) == pytest.approx(0.01 + 0.99 * 0.5)
+    assert cosine(10) == pytest.approx(1.0) and cosine(60) == pytest.approx(0.5)
+    assert cosine(110) == pytest.approx(0.0, abs=1e-15) and cosine(500) == cosine(110)
+    factors = [cosine(s) for s in range(111)]
+    assert all(a <= b for a, b in zip(factors[:10], factors[1:11]))  # rising warm-up
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))  # falling cosine
+    constant = lr_factor("constant", warmup=4, total=100)
+    assert [constant(s) for s in (0, 2, 4, 99)] == pytest.approx([0.01, 0.505, 1.0, 1.0])
+    assert lr_factor("cosine", warmup=0, total=1)(0) == 1.0  # no warm-up: starts at lr
+
+
+def test_lr_schedule_reaches_zero_at_the_last_step_and_resumes_exactly(tmp_path: Path) -> None:
+    kw = {"lr": 0.01, "lr_schedule": "cosine", "warmup_epochs": 1.5, "epochs": 4}
+    full = train(_cfg(tmp_path / "full", **kw))
+    # 4 optimiser steps per epoch (32 waves, batch 8): a warm-up over 6 steps, then a cosine
+    # over the remaining 10 to 0; each epoch's record holds the rate after its last step
+    steps = np.arange(1, 5) * 4
+    expected = [0.01 * (0.01 + 0.99 * s / 6 if s < 6 else 0.5 * (1 + np.cos(np.pi * (s - 6) / 10)))
+                for s in steps]
+    assert [r["lr"] for r in _history(tmp_path / "full")] == pytest.approx(expected, abs=1e-12)
+    # stopped by the wall-time cap after one epoch and resumed: the same schedule, step by step
+    train(_cfg(tmp_path / "part", **kw, max_minutes=1e-6))
+    resumed = train(_cfg(tmp_path / "part", **kw), resume=True)
+    assert _history(tmp_path / "part") == _history(tmp_path / "full")
+    assert resumed["test"] == full["test"]

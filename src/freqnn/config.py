@@ -69,6 +69,8 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 32,
     "eval_batch_size": None,
     "lr": 1e-3,
+    "lr_schedule": "constant",
+    "warmup_epochs": 0.0,
     "optimizer": "adam",
     "weight_decay": 0.0,
     "clip": 1.0,
@@ -124,6 +126,12 @@ class RunConfig(BaseModel):
     eval_batch_size: PositiveInt | None = Field(description="validation / test batch; null: "
                                                 "batch_size")
     lr: float = Field(ge=0, description="learning rate")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        description="learning rate after the warm-up: constant, or cosine (from lr to 0 at the "
+        "last optimiser step of `epochs`, per step; early stopping may end the run before)")
+    warmup_epochs: float = Field(ge=0, description="linear warm-up of the learning rate from "
+                                 "lr / 100 to lr over that many epochs (fractions allowed; "
+                                 "0: none), per optimiser step")
     optimizer: Literal["adam", "adadelta"] = Field(
         description="Adam, or Adadelta with rho 0.95, eps 1e-6 (the SFM authors' optimiser; "
         "use it with lr 1)")

@@ -60,7 +60,7 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,7 @@ __all__ = [
     "TaskModule",
     "check_run_dir",
     "last_good_checkpoint",
+    "lr_factor",
     "make_config",
     "param_groups",
     "train",
@@ -305,6 +306,31 @@ class TaskDataModule(L.LightningDataModule):
 
 
 # --------------------------------------------------------------------------- model
+def lr_factor(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
+    """The factor of the learning rate at optimiser step ``s`` (``LambdaLR``'s ``lr_lambda``).
+
+    A linear warm-up from 1/100 to 1 over ``warmup`` steps, then 1 (``schedule="constant"``) or
+    a cosine from 1 to 0 at step ``total`` (``"cosine"``)::
+
+        factor(s) = 0.01 + 0.99 s / warmup                                    s < warmup
+        factor(s) = (1 + cos(pi min(1, (s - warmup) / (total - warmup)))) / 2   cosine, after
+
+    A closure, not an object: ``LambdaLR`` saves no state of a plain function, so a resumed run
+    keeps its step count and takes ``warmup`` and ``total`` from its configuration (a resume
+    with more ``epochs`` stretches the cosine to the new end).
+    """
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.01 + 0.99 * step / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
 def param_groups(task: Task, model: torch.nn.Module, cfg: dict[str, Any]
                  ) -> list[dict[str, Any]]:
     """The optimiser's parameter groups: the task's (:attr:`freqnn.tasks.Task.param_groups`),
@@ -407,6 +433,8 @@ class TaskModule(L.LightningModule):
             mean = torch.stack(self._train_sum).mean().reshape(1)
             record["train_loss"] = float(self.trainer.strategy.reduce(mean, reduce_op="mean"))
         record.update(metrics)
+        if self.cfg["lr_schedule"] != "constant" or self.cfg["warmup_epochs"]:
+            record["lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])
         record["time_s"] = self.elapsed + time.perf_counter() - self._start
         if not math.isfinite(record.get("train_loss", 0.0)):
             # a diverged run stops here, before this epoch's checkpoints, instead of training
@@ -444,14 +472,28 @@ class TaskModule(L.LightningModule):
         for key, value in self.test_metrics.items():
             self.log(key, value)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         groups = param_groups(self.task, self.model, self.cfg)
         lr, decay = float(self.cfg["lr"]), float(self.cfg["weight_decay"])
         if self.cfg["optimizer"] == "adadelta":
             # the SFM authors' optimiser, with the constants of the Theano-era implementations
             # (rho 0.95, eps 1e-6; their learning rate is 1)
-            return torch.optim.Adadelta(groups, lr=lr, rho=0.95, eps=1e-6, weight_decay=decay)
-        return torch.optim.Adam(groups, lr=lr, weight_decay=decay)
+            optimizer: torch.optim.Optimizer = torch.optim.Adadelta(
+                groups, lr=lr, rho=0.95, eps=1e-6, weight_decay=decay)
+        else:
+            optimizer = torch.optim.Adam(groups, lr=lr, weight_decay=decay)
+        warmup_epochs = float(self.cfg["warmup_epochs"])
+        if self.cfg["lr_schedule"] == "constant" and warmup_epochs == 0:
+            return optimizer
+        # optimiser steps of the whole run (every epoch, limit_train_batches counted); the
+        # schedule is per step so that it does not depend on where an epoch ends
+        total = int(self.trainer.estimated_stepping_batches)
+        per_epoch = total / int(self.cfg["epochs"])
+        factor = lr_factor(self.cfg["lr_schedule"],
+                           min(total, math.ceil(warmup_epochs * per_epoch)), total)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # checkpoint state
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
