@@ -420,9 +420,22 @@ class LogMel(nn.Module):
         self.delta_order = int(delta_order)
         self.delta_width = _positive_int(delta_width, "delta_width")
         self.window_name = window_name
-        self.register_buffer("window", window(window_name, self.frame_length))
-        self.register_buffer("filterbank", mel_filterbank(
-            self.num_bands, self.n_fft, self.sample_rate, fmin, fmax))
+        self.fmin, self.fmax = fmin, fmax
+        bins = self.n_fft // 2 + 1
+        self.register_buffer("window", torch.empty(self.frame_length, dtype=torch.float64))
+        self.register_buffer("filterbank",
+                             torch.empty(self.num_bands, bins, dtype=torch.float64))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Compute the window and the filterbank into their buffers (no parameters to draw):
+        a module built on the meta device and materialised with ``to_empty`` gets its tables
+        here (they are computed on the CPU)."""
+        with torch.device("cpu"):
+            self.window.copy_(window(self.window_name, self.frame_length))
+            self.filterbank.copy_(mel_filterbank(self.num_bands, self.n_fft, self.sample_rate,
+                                                 self.fmin, self.fmax))
 
     @property
     def output_size(self) -> int:
@@ -536,12 +549,13 @@ class CosineFrontEnd(nn.Module):
         for name in ("a3", "a4"):  # synthesis amplitudes: unused by an analysis-only front end
             getattr(self.transform, name).requires_grad_(False)
         self.m = self.transform.m
-        # fixed float64 tables, cast on use (not buffers: a float32 copy would lose precision
-        # for float64 runs, and they are rebuilt from the configuration anyway)
-        self._window = window(window_name, self.n)
-        hz = self.transform.initial_frequencies() * self.sample_rate / (2 * math.pi)
-        self._pooling = mel_filterbank(self.num_bands, sample_rate=self.sample_rate, fmin=fmin,
-                                       fmax=fmax, frequencies=hz)
+        # fixed float64 tables on the CPU, cast on use (not buffers: a float32 copy would lose
+        # precision for float64 runs, and they are rebuilt from the configuration anyway)
+        with torch.device("cpu"):
+            self._window = window(window_name, self.n)
+            hz = self.initial_frequencies_hz()
+            self._pooling = mel_filterbank(self.num_bands, sample_rate=self.sample_rate,
+                                           fmin=fmin, fmax=fmax, frequencies=hz)
         self.register_buffer("mean", torch.zeros(self.num_bands))
         self.register_buffer("std", torch.ones(self.num_bands))
 

@@ -473,10 +473,14 @@ class FramedTransform(nn.Module):
     window : Tensor [shape=(N,)], optional
         Analysis and synthesis window for ``"half"`` (default :func:`sqrt_hann_window`); must be
         None for ``"block"``.
+    device, dtype
+        Of the ``window`` buffer (default: the given window's device and dtype; the default
+        device and float64 for the default window), as ``nn.Linear``'s arguments.
     """
 
     def __init__(self, transform: CosineTransform, mode: str = "half",
-                 window: Tensor | None = None) -> None:
+                 window: Tensor | None = None, *, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         if not isinstance(transform, CosineTransform):
             fail("transform", "a CosineTransform", describe(transform), TypeError)
@@ -491,17 +495,38 @@ class FramedTransform(nn.Module):
                      f"n = {n}")
             self.hop = n // 2
             if window is None:
-                window = sqrt_hann_window(n, dtype=torch.float64)
+                with torch.device("cpu"):
+                    window = sqrt_hann_window(n, dtype=torch.float64)
+            elif device is None:
+                device = window.device
             check_floating(window, "window")
             if tuple(window.shape) != (n,):
                 fail("window", f"a tensor of shape ({n},)", describe(window))
             check_finite(window, "window")
-            self.register_buffer("window", window.detach().clone())
+            # kept on the CPU for reset_parameters (a module built on the meta device has no
+            # window values until then)
+            self._initial_window = window.detach().to("cpu", copy=True)
+            self.register_buffer(
+                "window", torch.empty(n, device=device, dtype=dtype or window.dtype)
+            )
+            self.fill_buffers()  # not reset_parameters: the transform given keeps its weights
         else:
             if window is not None:
                 fail("window", "None in mode 'block' (blocks are not windowed)", describe(window))
             self.hop = n
             self.window = None
+
+    def reset_parameters(self) -> None:
+        """Re-initialise the transform (:meth:`CosineTransform.reset_parameters`) and write the
+        window given at construction into the ``window`` buffer."""
+        self.transform.reset_parameters()
+        self.fill_buffers()
+
+    @torch.no_grad()
+    def fill_buffers(self) -> None:
+        """The window given at construction into the ``window`` buffer (mode ``"half"``)."""
+        if self.window is not None:
+            self.window.copy_(self._initial_window)
 
     def num_frames(self, length: int) -> int:
         """Frames produced for a signal of ``length`` samples."""

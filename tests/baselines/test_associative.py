@@ -71,13 +71,17 @@ def test_bound_limits_the_modulus_and_passes_small_values() -> None:
     assert torch.isfinite(re.grad).all() and torch.isfinite(im.grad).all()
 
 
-def test_permutations_are_fixed_buffers_per_copy() -> None:
+def test_permutations_are_buffers_per_copy_drawn_with_the_weights() -> None:
     torch.manual_seed(0)
     model = AssociativeLSTM(2, 16, copies=5)
-    perms = model.cells[0].permutations
+    perms = model.cells[0].permutations.clone()
     assert perms.shape == (5, 8)
     assert all(sorted(p.tolist()) == list(range(8)) for p in perms)
     assert len({tuple(p.tolist()) for p in perms}) == 5
     assert "cells.0.permutations" in model.state_dict()
+    # reset_parameters draws them again, in construction's order: the same seed, the same model
+    weights = model.state_dict()
+    torch.manual_seed(0)
     model.reset_parameters()
     assert torch.equal(model.cells[0].permutations, perms)
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())

@@ -272,8 +272,9 @@ class RecurrentLayer(nn.Module):
         if lengths is not None:
             steps_taken = check_lengths(lengths, steps, batch, x.device)
             # no padding: the unmasked scan is the same and cheaper (a traced graph keeps the
-            # mask rather than branch on the data)
-            if torch.compiler.is_compiling() or bool((steps_taken < steps).any()):
+            # mask rather than branch on the data, as does a run on the meta device)
+            if (torch.compiler.is_compiling() or steps_taken.is_meta
+                    or bool((steps_taken < steps).any())):
                 mask = torch.arange(steps, device=x.device).unsqueeze(1) < steps_taken.unsqueeze(0)
         fields = len(self._state_shapes())
         clock_values, clock_final = None, ()

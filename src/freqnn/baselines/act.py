@@ -96,8 +96,10 @@ class ACTCell(RecurrentCell):
             total = torch.where(going, total + halt, total)
             running = going
             # every sequence has halted: the remaining ponder steps would change nothing (a
-            # compiled graph runs them all rather than synchronise on the data)
-            if not last and not torch.compiler.is_compiling() and not bool(running.any()):
+            # compiled graph runs them all rather than synchronise on the data, and so does a
+            # run on the meta device, which has no data)
+            if (not last and not torch.compiler.is_compiling() and not running.is_meta
+                    and not bool(running.any())):
                 break
         # rho_t = N(t) + R(t), with R(t) = 1 - total once halted
         return out, (out, ponder + updates + (1 - total))

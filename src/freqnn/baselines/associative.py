@@ -62,12 +62,18 @@ class AssociativeCell(RecurrentCell):
         self.bias = nn.Parameter(torch.empty(9 * units, **kw))
         # P_s: a fixed random permutation of the complex units per copy (not trained)
         self.register_buffer(
-            "permutations",
-            torch.stack([torch.randperm(units) for _ in range(copies)]).to(device),
+            "permutations", torch.empty(copies, units, dtype=torch.long, device=device)
         )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """New random permutations (drawn on the CPU's generator, whatever the device), then
+        ``nn.LSTM``'s uniform weights."""
+        copies, units = self.permutations.shape
+        with torch.no_grad():
+            self.permutations.copy_(
+                torch.stack([torch.randperm(units, device="cpu") for _ in range(copies)])
+            )
         init_uniform(self.hidden_size, self.weight_ih, self.weight_hh, self.bias)
 
     def project(self, x: Tensor, clock: Tensor | None) -> Tensor:
@@ -135,8 +141,9 @@ class AssociativeLSTM(RecurrentLayer):
       parts alike (a gate changes the modulus of a stored value, not its phase), so the
       pre-activations are 3 H / 2 gates and 3 complex vectors of H / 2: 9 H / 2 rows;
     * every copy, the first included, has its own random permutation (``permutations``, a
-      buffer drawn from torch's global generator at construction, saved in the state dict and
-      not redrawn by :meth:`reset_parameters`);
+      buffer drawn from torch's CPU generator, saved in the state dict; :meth:`reset_parameters`
+      redraws it before the weights, as construction does, so that a model built on the meta
+      device and reset equals one built eagerly from the same seed);
     * weights and biases are initialised U(-1/sqrt(H), 1/sqrt(H)) (``nn.LSTM``'s rule);
     * bound() divides by sqrt(max(1, |z|^2)), equal to max(1, |z|), whose gradient stays finite
       at z = 0.

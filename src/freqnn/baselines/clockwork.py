@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._buffers import DerivedBuffers
 from ..checks import fail
 from ._base import Carry, RecurrentCell, RecurrentLayer, init_uniform
 
@@ -56,7 +57,7 @@ def _periods(periods: int | Sequence[int]) -> tuple[int, ...]:
     return tuple(values)  # type: ignore[arg-type]
 
 
-class ClockworkCell(RecurrentCell):
+class ClockworkCell(DerivedBuffers, RecurrentCell):
     """One clockwork layer: g modules of k = H / g units, module i with period T_i."""
 
     def __init__(
@@ -79,15 +80,22 @@ class ClockworkCell(RecurrentCell):
         self.weight_hh = nn.ParameterList(
             nn.Parameter(torch.empty(k, (g - i) * k, **kw)) for i in range(g)
         )
+        self.periods = periods
         self.register_buffer(
-            "unit_periods",
-            torch.tensor(periods, device=device).repeat_interleave(k),
+            "unit_periods", torch.empty(hidden_size, dtype=torch.long, device=device),
             persistent=False,
         )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        self.fill_buffers()
         init_uniform(self.hidden_size, self.weight_ih, self.bias, *self.weight_hh)
+
+    @torch.no_grad()
+    def fill_buffers(self) -> None:
+        """The period of every unit, ``unit_periods`` (H,), from the module periods."""
+        periods = torch.tensor(self.periods, device="cpu").repeat_interleave(self.module_size)
+        self.unit_periods.copy_(periods)
 
     def project(self, x: Tensor, clock: Tensor | None) -> Tensor:
         return F.linear(x, self.weight_ih, self.bias)

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._buffers import DerivedBuffers
 from ..checks import (
     check_choice,
     check_device,
@@ -74,7 +75,7 @@ def _check_size(value: object, name: str) -> int:
     return value  # type: ignore[return-value]
 
 
-class SFMCell(nn.Module):
+class SFMCell(DerivedBuffers):
     r"""One State-Frequency Memory layer (Hu & Qi, ICML 2017), stepped one time step per call.
 
     Parameters
@@ -160,8 +161,13 @@ class SFMCell(nn.Module):
         self.bias = bool(bias)
         self.learn_frequencies = bool(learn_frequencies)
         self._grid_spec = frequencies if isinstance(frequencies, str) else "tensor"
-        grid = frequency_grid(frequencies, num_freqs)
         factory = {"device": device, "dtype": dtype}
+        # the grid's values, kept on the CPU in the parameters' dtype: reset_parameters and
+        # load_state_dict rebuild the frequencies and _initial_grid from them, also for a
+        # module built on the meta device (whose tensors have no values)
+        with torch.device("cpu"):
+            grid = frequency_grid(frequencies, num_freqs)
+        self._grid = grid.to(dtype=dtype or torch.get_default_dtype())
         rows = sum(self._gate_sizes().values())
         weight_rows = rows + (self.num_freqs if self.adaptive else 0)
         readout_shape, readout_bias, readout_bias_shape = self._readout_shapes()
@@ -178,12 +184,11 @@ class SFMCell(nn.Module):
             self.register_parameter("bias_ih", None)
             self.register_parameter(readout_bias, None)
         name = "b_omega" if self.adaptive else "omega"
-        grid = grid.to(device=device, dtype=dtype or torch.get_default_dtype())
         if self.learn_frequencies:
-            self.register_parameter(name, nn.Parameter(grid))
+            self.register_parameter(name, nn.Parameter(torch.empty(num_freqs, **factory)))
         else:
-            self.register_buffer(name, grid)
-        self.register_buffer("_initial_grid", grid.clone(), persistent=False)
+            self.register_buffer(name, torch.empty(num_freqs, **factory))
+        self.register_buffer("_initial_grid", torch.empty(num_freqs, **factory), persistent=False)
         self.reset_parameters()
 
     def _gate_sizes(self) -> dict[str, int]:
@@ -202,9 +207,11 @@ class SFMCell(nn.Module):
         """Uniform(-1/sqrt(M), 1/sqrt(M)) weights and biases as in ``nn.LSTM``; frequencies back
         to their initial grid; A-SFM's W_omega_x, W_omega_z start at zero so that omega_t starts
         on the grid; then, with ``forget_init="chrono"``, the forget-gate biases from the
-        grid's periods (see the class docstring)."""
+        grid's periods (see the class docstring). Every buffer is written too, so a module
+        materialised from the meta device (``to_empty``) equals one built eagerly."""
         bound = 1.0 / math.sqrt(self.hidden_size)
         frequencies = self._frequency_tensor()
+        self.fill_buffers()
         with torch.no_grad():
             for p in self.parameters():
                 if p is not frequencies:
@@ -216,10 +223,15 @@ class SFMCell(nn.Module):
             if self.forget_init == "chrono" and self.bias_ih is not None:
                 self._chrono_forget_biases()
 
+    @torch.no_grad()
+    def fill_buffers(self) -> None:
+        """The grid the layer was built with into ``_initial_grid`` (not in the state dict)."""
+        self._initial_grid.copy_(self._grid)
+
     def _chrono_forget_biases(self) -> None:
         """b_ste = log(u), u ~ U(1, T_max - 1); b_fre^k = log(P_k - 1) (class docstring)."""
         D, K = self.state_size, self.num_freqs
-        omega = self._initial_grid.abs().double()
+        omega = self._grid.abs().double()  # on the CPU: the periods are read on the host
         periods = 2 * math.pi / omega.clamp_min(torch.finfo(torch.float64).tiny)
         longest = float(periods[omega > 0].max()) if bool((omega > 0).any()) else 2.0
         longest = max(longest, 2.0)
