@@ -379,3 +379,54 @@ def test_errors_name_the_argument():
     module.cells[0].block_size = 10
     with pytest.raises(ValueError, match=r"block_size: expected a multiple of chunk_size=16"):
         module(torch.randn(5, 2, N))
+
+
+def test_func_grad_on_the_default_path():
+    """torch.func.grad of a model through the fused operator (an autograd.Function with
+    setup_context) equals autograd's gradients; a second derivative still raises."""
+    torch.manual_seed(0)
+    module = ParallelSFM(N, M, D, K, num_layers=2)
+    x = torch.randn(7, 2, N)
+    params = {name: p.detach() for name, p in module.named_parameters()}
+
+    def loss(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        out, state = torch.func.functional_call(module, p, (x,))
+        return out.square().sum() + state.re.sum()
+
+    got = torch.func.grad(loss)(params, x)
+    named = dict(module.named_parameters())
+    want = torch.autograd.grad(loss(named, x), list(named.values()))
+    for (name, g), w in zip(got.items(), want, strict=True):
+        torch.testing.assert_close(g, w, msg=name)
+    with pytest.raises(RuntimeError, match="first derivatives only"):
+        torch.func.grad(lambda x: torch.func.grad(loss, argnums=1)(params, x).sum())(x)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"learn_frequencies": True, "bias": False},
+     {"frequencies": "dct", "forget_init": "chrono"}],
+)
+def test_meta_initialisation_equals_eager(options):
+    """meta -> to_empty -> load_state_dict, or -> reset_parameters under the same seed, gives
+    the eager module: every parameter and buffer (the non-persistent grid included), outputs."""
+    torch.manual_seed(3)
+    eager = ParallelSFM(N, M, D, K, num_layers=2, **options)
+    x = torch.randn(5, 2, N)
+    for how in ("load_state_dict", "reset_parameters"):
+        module = ParallelSFM(N, M, D, K, num_layers=2, device="meta", **options)
+        module.to_empty(device="cpu")
+        with torch.no_grad():  # what to_empty leaves is undefined: NaN makes that visible
+            for t in (*module.parameters(), *module.buffers()):
+                t.fill_(math.nan)
+        if how == "load_state_dict":
+            module.load_state_dict(eager.state_dict())
+        else:
+            torch.manual_seed(3)
+            module.reset_parameters()
+        want = dict(eager.named_parameters()) | dict(eager.named_buffers())
+        got = dict(module.named_parameters()) | dict(module.named_buffers())
+        assert got.keys() == want.keys()
+        for name, value in want.items():
+            torch.testing.assert_close(got[name], value, rtol=0, atol=0, msg=f"{how}: {name}")
+        torch.testing.assert_close(module(x), eager(x), rtol=0, atol=0)

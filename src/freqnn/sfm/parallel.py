@@ -16,10 +16,11 @@ GEMM for the read-out of all the block's steps. The equations are those of
 :mod:`freqnn.sfm.step` (``split_gates``, ``memory_update``, ``amplitude``, ``output``), phases
 are :func:`freqnn.frequencies.phase` (float64, reduced modulo 2 pi).
 
-The scan (:func:`chunked_scan`) cuts time into chunks of c steps. Inside every chunk, all chunks
-at once, it runs the recurrence from a zero state (c - 1 vectorised steps) and the relative
-cumulative forget P_{t} = prod_{s = chunk start .. t} F_s = exp(cumsum log F), which lies in
-[0, 1]: it cannot overflow, and where it underflows to 0 the true value is below the dtype's
+The scan (:func:`freqnn.sfm.kernels.parallel_torch.chunked_scan`, re-exported here) cuts time
+into chunks of c steps. Inside every chunk, all chunks at once, it runs the recurrence from a
+zero state (c - 1 vectorised steps) and the relative cumulative forget
+P_{t} = prod_{s = chunk start .. t} F_s = exp(cumsum log F), which lies in [0, 1]: it cannot
+overflow, and where it underflows to 0 the true value is below the dtype's
 smallest number. The chunks are then joined in order, S_t = local_t + P_t * S_{chunk start - 1}.
 Nothing is ever divided by a product of forget gates (the cumsum-and-divide form
 S_t = P_t (S_0 + sum_s u_s / P_s) overflows for forget gates near 0). Its error is that of the
@@ -34,69 +35,18 @@ section "ParallelSFM").
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..checks import check_floating, check_rank, check_shape, fail
 from ..frequencies import phase
 from .cell import SFMCell
 from .kernels import parallel as kernel
+from .kernels.parallel_torch import block_torch, chunked_scan
 from .layer import SFM
 from .state import SFMState, check_placement, last_time
-from .step import amplitude, memory_update, output, split_gates
 
 __all__ = ["ParallelSFM", "ParallelSFMCell", "block_torch", "chunked_scan"]
-
-
-def chunked_scan(
-    log_forget: Tensor, inputs: tuple[Tensor, ...], start: tuple[Tensor, ...], chunk: int
-) -> tuple[Tensor, ...]:
-    """The linear recurrence h_t = exp(log_forget_t) * h_{t-1} + u_t over the first axis.
-
-    Several sequences ``inputs`` (here Re and Im of the write term) share the forget factors.
-    Time is cut into chunks of ``chunk`` steps; within each chunk, all chunks at once, the
-    recurrence runs from zero and the cumulative forget relative to the chunk start,
-    P = exp(cumsum(log_forget)) in [0, 1], is formed; then the chunks are joined in order:
-    h_t = local_t + P_t * h_{chunk start - 1}. Python steps: ``chunk`` + L / ``chunk``.
-
-    Parameters
-    ----------
-    log_forget : Tensor [shape=(L, ...)]
-        log F_t <= 0, L a multiple of ``chunk``.
-    inputs : tuple of Tensor [shape=(L, ...)]
-        u_t of each sequence.
-    start : tuple of Tensor [shape=(...)]
-        h_0 of each sequence.
-    chunk : int
-        Steps per chunk, c >= 1.
-
-    Returns
-    -------
-    tuple of Tensor [shape=(L, ...)], h_1 .. h_L of each sequence.
-    """
-    steps = log_forget.shape[0]
-    n = steps // chunk
-    log_f = log_forget.unflatten(0, (n, chunk))  # (n, c, ...)
-    # unbind, not indexing: the backward of c selections would add c full-size gradients
-    forget = torch.exp(log_f).unbind(1)
-    decay = torch.exp(torch.cumsum(log_f, dim=1))  # P relative to the chunk start, in [0, 1]
-    decay_end = decay[:, -1].unbind(0)
-    results = []
-    for u, h0 in zip(inputs, start, strict=True):
-        u_steps = u.unflatten(0, (n, chunk)).unbind(1)
-        h = u_steps[0]
-        local = [h]
-        for i in range(1, chunk):
-            h = torch.addcmul(u_steps[i], forget[i], h)
-            local.append(h)
-        carry, starts = h0, []
-        for p_end, h_end in zip(decay_end, h.unbind(0), strict=True):
-            starts.append(carry)
-            carry = torch.addcmul(h_end, p_end, carry)
-        joined = torch.addcmul(torch.stack(local, 1), decay, torch.stack(starts).unsqueeze(1))
-        results.append(joined.flatten(0, 1))
-    return tuple(results)
 
 
 def _pieces(steps: int, block: int, chunk: int) -> list[tuple[int, int]]:
@@ -116,47 +66,6 @@ def _at_last_step(values: Tensor, mask: Tensor | None, start: Tensor) -> Tensor:
     steps = mask.sum(0)
     index = (steps - 1).clamp(min=0).view(1, -1, 1).expand(1, *values.shape[1:])
     return torch.where((steps > 0).unsqueeze(-1), values.gather(0, index).squeeze(0), start)
-
-
-def block_torch(
-    gx: Tensor,
-    cos: Tensor,
-    sin: Tensor,
-    valid: Tensor | None,
-    re: Tensor,
-    im: Tensor,
-    weight_a: Tensor,
-    b_z: Tensor | None,
-    chunk: int,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """L steps of a layer in PyTorch operations (any device and dtype; the reference of the
-    fused kernel): outputs (L, B, M) and the final Re S, Im S (B, D, K) from the gate
-    pre-activations ``gx`` (L, B, G), the phases' ``cos`` and ``sin`` (L, B, K), ``valid``
-    (L, B) (0 at padded steps) or None, and the memory (re, im); the scan in chunks of
-    ``chunk`` steps (L a multiple of it)."""
-    D, K = re.shape[-2:]
-    M = weight_a.shape[1] // 2
-    gates = split_gates(gx, D, K, M)
-    # log F_t = log f_ste + log f_fre: F_t of memory_update, in log space for the products
-    log_forget = F.logsigmoid(gates.ste).unsqueeze(-1) + F.logsigmoid(gates.fre).unsqueeze(-2)
-    # memory_update from S_{t-1} = 0 is the write term (g_t * i_t) outer e^{j phi_t}
-    zero = gx.new_zeros(())
-    write_re, write_im = memory_update(gates, zero, zero, cos, sin)
-    if valid is not None:  # padded steps: F = 1 and no write, the memory holds still
-        memory_valid = valid[..., None, None]
-        log_forget = log_forget * memory_valid
-        write_re, write_im = write_re * memory_valid, write_im * memory_valid
-    re_all, im_all = chunked_scan(log_forget, (write_re, write_im), (re, im), chunk)
-    steps, batch = gx.shape[:2]
-    z = output(
-        gates._replace(o=gates.o.flatten(0, 1)),
-        amplitude(re_all, im_all).flatten(0, 1),
-        weight_a,
-        b_z,
-    ).unflatten(0, (steps, batch))
-    if valid is not None:
-        z = z * valid.unsqueeze(-1)
-    return z, re_all[-1], im_all[-1]
 
 
 class ParallelSFMCell(SFMCell):
@@ -190,13 +99,51 @@ class ParallelSFMCell(SFMCell):
     block_size = 256
     checkpoint: bool | None = None
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        for key, paper in (("memory", "paper"), ("readout", "sum")):
-            if getattr(self, key) != paper:
-                fail(key, f"{paper!r} (ParallelSFM has the paper's equations only)",
-                     repr(getattr(self, key)))
-        del self.weight_hh  # no z_{t-1} weights (reset_parameters draws over parameters())
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        state_size: int,
+        num_freqs: int,
+        *,
+        bias: bool = True,
+        frequencies: str | Tensor = "paper",
+        learn_frequencies: bool = False,
+        memory: str = "paper",
+        forget_init: str = "uniform",
+        readout: str = "sum",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        for key, value, paper in (("memory", memory, "paper"), ("readout", readout, "sum")):
+            if value != paper:
+                fail(key, f"{paper!r} (ParallelSFM has the paper's equations only)", repr(value))
+        super().__init__(
+            input_size, hidden_size, state_size, num_freqs, bias=bias, frequencies=frequencies,
+            learn_frequencies=learn_frequencies, memory=memory, forget_init=forget_init,
+            readout=readout, device=device, dtype=dtype,
+        )  # fmt: skip
+        del self.weight_hh  # no z_{t-1} weights
+
+    def reset_parameters(self) -> None:
+        """:meth:`SFMCell.reset_parameters` with the random draws of construction: SFMCell's
+        constructor initialises ``weight_hh`` second, before it is removed, so a scratch
+        ``weight_hh`` takes that place again and a seed gives the same weights whether the
+        cell is built eagerly or re-initialised (after ``to_empty``, say)."""
+        if "weight_hh" in self._parameters:  # inside SFMCell's constructor
+            super().reset_parameters()
+            return
+        own = dict(self._parameters)
+        self._parameters.clear()
+        for name, p in own.items():
+            self._parameters[name] = p
+            if name == "weight_ih":
+                scratch = p.new_empty(p.shape[0], self.hidden_size)
+                self._parameters["weight_hh"] = nn.Parameter(scratch)
+        try:
+            super().reset_parameters()
+        finally:
+            del self._parameters["weight_hh"]
 
     def paper_parameters(self) -> dict[str, Tensor]:
         """``V_ste, V_g, V_i`` (D, N), ``V_fre`` (K, N), ``V_o`` (K, M, N), ``b_*``, ``U_o``,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from freqnn.sfm import ParallelSFM, use_path
-from freqnn.sfm.kernels import compiled_available
+from freqnn.sfm.kernels import compiled_available, parallel_compiled
 from freqnn.sfm.kernels import parallel as kernel
 from freqnn.sfm.parallel import ParallelSFMCell
 
@@ -24,7 +24,8 @@ pytestmark = pytest.mark.skipif(not compiled_available(), reason="no compiled ke
 def small_pieces(monkeypatch):
     monkeypatch.setattr(ParallelSFMCell, "block_size", 6)
     monkeypatch.setattr(ParallelSFMCell, "chunk_size", 3)
-    monkeypatch.setattr(kernel, "ROWS", 8)  # chunks of 2 steps of 4 sequences inside the kernel
+    # chunks of 2 steps of 4 sequences inside the kernel
+    monkeypatch.setattr(parallel_compiled, "ROWS", 8)
 
 
 def run(module, x, path, **kw):

@@ -51,6 +51,7 @@ import torch
 
 from . import abi
 from .compiled import self_test
+from .parallel_compiled import self_test as parallel_self_test
 
 __all__ = [
     "CACHE_ENV",
@@ -300,8 +301,6 @@ def load_library() -> ctypes.CDLL | None:
         try:
             lib, target, built = _build_and_open()
             self_test(lib)
-            from .parallel import self_test as parallel_self_test  # it imports this module
-
             parallel_self_test(lib)
         except Exception as exc:  # any failure: the PyTorch algorithm serves instead
             _lib_error = f"{type(exc).__name__}: {exc}"

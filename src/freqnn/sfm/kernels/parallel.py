@@ -3,7 +3,7 @@
 One call computes L steps of a :class:`freqnn.sfm.parallel.ParallelSFMCell` from the gate
 pre-activations: the gates, the memory recurrence, the amplitude and the read-out, in one pass
 over time (``cpu/psfm_block.cpp``), without forming the (L, B, D, K) forget and write terms the
-PyTorch algorithm (:func:`freqnn.sfm.parallel.block_torch`) needs. Its backward,
+PyTorch algorithm (:func:`.parallel_torch.block_torch`) needs. Its backward,
 ``freqnn::psfm_block_backward``, runs the recurrence in reverse from what the forward saved (the
 memory and the read-out gates of every step).
 
@@ -21,20 +21,17 @@ tensors, ``"pytorch"`` and ``"reference"`` the PyTorch algorithm; so does ONNX e
 from __future__ import annotations
 
 import ctypes
-import threading
 
 import torch
 from torch import Tensor
 
 from . import abi
 from .build import load_library
+from .parallel_compiled import run_backward, run_forward
+from .parallel_torch import block_torch
 from .path import get_path
 
-__all__ = ["applies", "block", "psfm_block", "psfm_block_backward", "self_test"]
-
-#: most rows (step x sequence) per read-out GEMM inside the kernel: the chunk's memory,
-#: amplitudes and read-out pre-activations stay in the core's L2 cache
-ROWS = 512
+__all__ = ["BlockFunction", "applies", "block", "psfm_block", "psfm_block_backward"]
 
 #: the tensor arguments of the operators, as abi.check_placement names them (gx first: the
 #: device every other must be on)
@@ -66,25 +63,7 @@ def _library(dtype: torch.dtype) -> ctypes.CDLL | None:
     return lib
 
 
-def _entry(lib: ctypes.CDLL, name: str, dtype: torch.dtype) -> ctypes._CFuncPtr:
-    return getattr(lib, f"freqnn_psfm_{name}_{'f32' if dtype == torch.float32 else 'f64'}")
-
-
-def _dims(
-    gx: Tensor, re0: Tensor, weight_a: Tensor, keep: bool, rows: int | None
-) -> tuple[int, ...]:
-    L, B, G = gx.shape
-    D, K = re0.shape[-2:]
-    return (L, B, D, K, weight_a.shape[1] // 2, G, int(keep), ROWS if rows is None else rows)
-
-
-def _mask(mask: Tensor | None) -> Tensor | None:
-    return None if mask is None else mask.to(torch.uint8).contiguous()
-
-
 def _reference(gx, cos, sin, mask, re0, im0, weight_a, b_z, chunk):  # type: ignore[no-untyped-def]
-    from ..parallel import block_torch  # it imports this package
-
     valid = None if mask is None else mask.to(gx.dtype)
     return block_torch(gx, cos, sin, valid, re0, im0, weight_a, b_z, chunk)
 
@@ -114,32 +93,8 @@ def psfm_block(
         with torch.no_grad():
             z, re, im = _reference(gx, cos, sin, mask, re0, im0, weight_a, b_z, chunk)
         return z, re, im, gx.new_empty(L, B, 2 * K * (D + M)) if keep else gx.new_empty(0)
-    out, re, im, saved = _run_forward(lib, gx, cos, sin, mask, re0, im0, weight_a, b_z, keep)
+    out, re, im, saved = run_forward(lib, gx, cos, sin, mask, re0, im0, weight_a, b_z, keep)
     return out, re, im, gx.new_empty(0) if saved is None else saved
-
-
-def _run_forward(lib, gx, cos, sin, mask, re0, im0, weight_a, b_z, keep, rows=None):  # type: ignore[no-untyped-def]
-    """The kernel's forward: out, final re, im and (with ``keep``) the saved values, else None."""
-    L, B, _ = gx.shape
-    D, K = re0.shape[-2:]
-    M = weight_a.shape[1] // 2
-    arrays = {
-        "gx": gx.contiguous(),
-        "cos": cos.to(gx.dtype).contiguous(),
-        "sin": sin.to(gx.dtype).contiguous(),
-        "mask": _mask(mask),
-        "re0": re0.contiguous(),
-        "im0": im0.contiguous(),
-        "wa": weight_a.contiguous(),
-        "bz": None if b_z is None else b_z.contiguous(),
-        "out": gx.new_empty(L, B, M),
-        "ref": gx.new_empty(B, D, K),
-        "imf": gx.new_empty(B, D, K),
-        "saved": gx.new_empty(L, B, 2 * K * (D + M)) if keep else None,
-    }
-    dims = _dims(gx, re0, weight_a, keep, rows)
-    abi.call(_entry(lib, "forward", gx.dtype), dims, abi.PSFM_FORWARD, arrays)
-    return arrays["out"], arrays["ref"], arrays["imf"], arrays["saved"]
 
 
 @psfm_block.register_fake
@@ -176,41 +131,7 @@ def psfm_block_backward(
     lib = _library(gx.dtype)
     if lib is None:  # _backward computes the gradients itself where there is no library
         raise RuntimeError("freqnn::psfm_block_backward needs the compiled kernel")
-    return _run_backward(lib, gout, gre, gim, gx, cos, sin, mask, re0, im0, weight_a, b_z, saved)
-
-
-def _run_backward(lib, gout, gre, gim, gx, cos, sin, mask, re0, im0, weight_a, b_z, saved,
-                  rows=None):  # type: ignore[no-untyped-def]  # fmt: skip
-    """The kernel's backward: the gradients of gx, cos, sin, re0, im0, weight_a, b_z."""
-    L, B, G = gx.shape
-    K = re0.shape[-1]
-    new = gx.new_empty
-    arrays = {
-        "gx": gx.contiguous(),
-        "cos": cos.to(gx.dtype).contiguous(),
-        "sin": sin.to(gx.dtype).contiguous(),
-        "mask": _mask(mask),
-        "re0": re0.contiguous(),
-        "im0": im0.contiguous(),
-        "wa": weight_a.contiguous(),
-        "bz": None if b_z is None else b_z.contiguous(),
-        "saved": saved.contiguous(),
-        "gout": gout.contiguous(),
-        "gref": gre.contiguous(),
-        "gimf": gim.contiguous(),
-        "dgx": new(L, B, G),
-        "dre0": new(re0.shape),
-        "dim0": new(re0.shape),
-        "dcos": new(L, B, K),
-        "dsin": new(L, B, K),
-        "dwa": new(weight_a.shape),
-        "dbz": None if b_z is None else new(b_z.shape),
-    }
-    abi.call(_entry(lib, "backward", gx.dtype), _dims(gx, re0, weight_a, True, rows),
-             abi.PSFM_BACKWARD, arrays)  # fmt: skip
-    a = arrays
-    dbz = new(0) if b_z is None else a["dbz"]
-    return a["dgx"], a["dcos"], a["dsin"], a["dre0"], a["dim0"], a["dwa"], dbz
+    return run_backward(lib, gout, gre, gim, gx, cos, sin, mask, re0, im0, weight_a, b_z, saved)
 
 
 @psfm_block_backward.register_fake
@@ -224,6 +145,34 @@ def _psfm_block_backward_fake(gout, gre, gim, gx, cos, sin, mask, re0, im0, weig
     dbz = new(0) if b_z is None else new(b_z.shape)
     return (new(gx.shape), new(L, B, K), new(L, B, K), new(re0.shape), new(re0.shape),
             new(weight_a.shape), dbz)  # fmt: skip
+
+
+def _no_second_derivative(ctx, *grads):  # type: ignore[no-untyped-def]
+    raise RuntimeError(
+        "the fused ParallelSFM operator has first derivatives only (a second derivative passes "
+        "through freqnn::psfm_block_backward); run the model inside "
+        '`with freqnn.sfm.use_path("pytorch"):`'
+    )
+
+
+# so that create_graph=True reaches a message that says what to do, not torch's generic one
+psfm_block_backward.register_autograd(_no_second_derivative)
+
+
+class _BlockBackward(torch.autograd.Function):
+    """``freqnn::psfm_block_backward`` as a node that refuses to be differentiated: under
+    ``create_graph=True`` (``torch.func.grad`` uses it) the first derivatives are computed, and
+    a second derivative raises."""
+
+    @staticmethod
+    def forward(*args):  # type: ignore[override]
+        return torch.ops.freqnn.psfm_block_backward(*args)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    backward = staticmethod(_no_second_derivative)
 
 
 def _setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
@@ -245,9 +194,10 @@ def _backward(ctx, gout, gre, gim, _gsaved):  # type: ignore[no-untyped-def]
     gim = gx.new_zeros(ctx.final_shape) if gim is None else gim
     if not torch.compiler.is_compiling() and _library(gx.dtype) is None:
         return _backward_torch(ctx, gout, gre, gim, gx, cos, sin, mask, re0, im0, weight_a, b_z)
-    g = torch.ops.freqnn.psfm_block_backward(
-        gout, gre, gim, gx, cos, sin, mask, re0, im0, weight_a, b_z, saved, ctx.chunk
-    )
+    # (torch.compile traces the op itself: its registered autograd refuses double backward)
+    compiling = torch.compiler.is_compiling()
+    backward = torch.ops.freqnn.psfm_block_backward if compiling else _BlockBackward.apply
+    g = backward(gout, gre, gim, gx, cos, sin, mask, re0, im0, weight_a, b_z, saved, ctx.chunk)
     dgx, dcos, dsin, dre0, dim0, dwa, dbz = g
     return (dgx, dcos.to(ctx.cos_dtype), dsin.to(ctx.cos_dtype), None, dre0, dim0, dwa,
             dbz if ctx.has_bz else None, None, None)  # fmt: skip
@@ -271,16 +221,18 @@ def _backward_torch(ctx, gout, gre, gim, gx, cos, sin, mask, re0, im0, weight_a,
 psfm_block.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _no_second_derivative(ctx, *grads):  # type: ignore[no-untyped-def]
-    raise RuntimeError(
-        "the fused ParallelSFM operator has first derivatives only (a second derivative passes "
-        "through freqnn::psfm_block_backward); run the model inside "
-        '`with freqnn.sfm.use_path("pytorch"):`'
-    )
+class BlockFunction(torch.autograd.Function):
+    """``freqnn::psfm_block`` with its autograd formula as an ``autograd.Function`` with
+    ``setup_context``: the form ``torch.func`` transforms accept (``torch.func.grad`` of a
+    model), which the op's own registration does not offer. :func:`block` calls the op through
+    it whenever a gradient is needed."""
 
+    @staticmethod
+    def forward(*args):  # type: ignore[override]
+        return torch.ops.freqnn.psfm_block(*args)
 
-# so that create_graph=True reaches a message that says what to do, not torch's generic one
-psfm_block_backward.register_autograd(_no_second_derivative)
+    setup_context = staticmethod(_setup_context)
+    backward = staticmethod(_backward)
 
 
 def block(
@@ -299,55 +251,6 @@ def block(
     keep = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (gx, cos, sin, re0, im0, weight_a, b_z)
     )
-    z, re, im, _ = torch.ops.freqnn.psfm_block(
-        gx, cos, sin, mask, re0, im0, weight_a, b_z, chunk, keep
-    )
+    args = (gx, cos, sin, mask, re0, im0, weight_a, b_z, chunk, keep)
+    z, re, im, _ = BlockFunction.apply(*args) if keep else torch.ops.freqnn.psfm_block(*args)
     return z, re, im
-
-
-def self_test(lib: ctypes.CDLL) -> None:
-    """A small block (a padded step included) through both float types must match the PyTorch
-    algorithm, forward and backward."""
-    # in a thread of its own: the library loads wherever a layer first runs, under no_grad,
-    # inference_mode or a checkpoint's saved-tensor hooks (all thread-local), which must not
-    # see the test's autograd
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            _self_test(lib)
-        except BaseException as exc:  # re-raised in the caller's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name="freqnn-psfm-self-test")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-
-
-def _self_test(lib: ctypes.CDLL) -> None:
-    from ..parallel import block_torch
-
-    gen = torch.Generator().manual_seed(0)
-    for dtype in (torch.float32, torch.float64):
-        L, B, D, K, M = 5, 2, 3, 2, 4
-        G = 3 * D + K + K * M
-
-        def rand(*shape: int, dtype: torch.dtype = dtype) -> Tensor:
-            return torch.randn(*shape, generator=gen, dtype=dtype)
-
-        gx, cos, sin = rand(L, B, G), rand(L, B, K), rand(L, B, K)
-        re0, im0 = rand(B, D, K), rand(B, D, K)
-        wa, bz, gout = rand(K, 2 * M, D), rand(K, M), rand(L, B, M)
-        mask = torch.ones(L, B, dtype=torch.bool)
-        mask[3, 1] = False
-        out, re, _, saved = _run_forward(lib, gx, cos, sin, mask, re0, im0, wa, bz, True, 3)
-        got = _run_backward(lib, gout, re0, im0, gx, cos, sin, mask, re0, im0, wa, bz, saved, 3)
-        leaves = [t.clone().requires_grad_() for t in (gx, cos, sin, re0, im0, wa, bz)]
-        valid = mask.to(dtype)
-        z, re_want, im_want = block_torch(*leaves[:3], valid, *leaves[3:], 1)
-        want = torch.autograd.grad((z, re_want, im_want), leaves, (gout, re0, im0))
-        pairs = [(out, z), (re, re_want), *zip(got, want, strict=True)]
-        if not all(torch.allclose(a, b.detach(), rtol=1e-4, atol=1e-4) for a, b in pairs):
-            raise RuntimeError("the compiled ParallelSFM kernel failed its self-test")
