@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 from torch.func import functional_call
+from torch.utils._pytree import tree_map
 
 import freqnn
 from freqnn.baselines import ACTRNN, RHN, AssociativeLSTM, ClockworkRNN, PhasedLSTM
@@ -203,3 +204,13 @@ def test_works_under_torch_compile(name: str) -> None:
     assert_states_equal(state_c, state, **TIGHT)
     if cost is not None:  # ACT runs every ponder step when compiled: the same cost
         torch.testing.assert_close(model.ponder_cost.detach(), cost, **TIGHT)
+
+
+def test_state_is_a_pytree_of_its_tensors(name: str) -> None:
+    """``tree_map(Tensor.detach, state)`` (issue 28, item 8) gives the state's type back."""
+    model = build(name, num_layers=2)
+    _, state = model(torch.randn(5, 2, N, dtype=torch.float64))
+    detached = tree_map(torch.Tensor.detach, state)
+    assert type(detached) is type(state)
+    assert all(not d.requires_grad and torch.equal(d, s)
+               for d, s in zip(detached, state, strict=True))

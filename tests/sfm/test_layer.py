@@ -6,6 +6,13 @@ import math
 
 import pytest
 import torch
+from torch.utils._pytree import (
+    tree_flatten,
+    tree_map,
+    tree_unflatten,
+    treespec_dumps,
+    treespec_loads,
+)
 
 import freqnn
 from freqnn.frequencies import frequency_grid
@@ -351,3 +358,27 @@ def test_chrono_forget_init_follows_the_periods_of_the_grid():
     assert float(uniform.abs().max()) <= 1 / math.sqrt(5)
     with pytest.raises(ValueError, match=r"forget_init: expected one of \('uniform', 'chrono'\)"):
         freqnn.SFM(2, 5, 6, 4, forget_init="unit")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [freqnn.SFM(N, M, D, K, num_layers=2), freqnn.AdaptiveSFM(N, M, D, K),
+     freqnn.AdaptiveSFM(N, M, D, K, phase="authors"), freqnn.StockSFM(N, M, K),
+     freqnn.SFMCell(N, M, D, K)],
+    ids=["SFM", "AdaptiveSFM", "AdaptiveSFM-authors", "StockSFM", "SFMCell"],
+)
+def test_state_is_a_pytree_of_its_tensors(module):
+    """``tree_map(Tensor.detach, state)`` works with SFM's ``phase=None`` (issue 28, item 8):
+    None is no leaf, the result is an SFMState, and its spec round-trips."""
+    x = torch.randn(6, 2, N) if isinstance(module, freqnn.SFM) else torch.randn(2, N)
+    _, state = module(x)
+    detached = tree_map(torch.Tensor.detach, state)
+    assert isinstance(detached, freqnn.SFMState)
+    assert (detached.phase is None) == (state.phase is None) == (not module.adaptive)
+    leaves, spec = tree_flatten(state)
+    assert len(leaves) == (5 if module.adaptive else 4)
+    assert all(isinstance(leaf, torch.Tensor) and not d.requires_grad
+               for leaf, d in zip(leaves, tree_flatten(detached)[0], strict=True))
+    assert treespec_loads(treespec_dumps(spec)) == spec
+    rebuilt = tree_unflatten(leaves, spec)
+    assert type(rebuilt) is freqnn.SFMState and rebuilt._asdict().keys() == state._asdict().keys()

@@ -31,7 +31,6 @@ __all__ = [
     "PHASE_RULES",
     "READOUTS",
     "AdaptiveSFMCell",
-    "PhaseOption",
     "SFMCell",
     "check_phase",
 ]
@@ -51,17 +50,6 @@ READOUTS = ("sum", "mean")
 def check_phase(value: object) -> str:
     """Validate A-SFM's ``phase`` argument (one of :data:`PHASE_RULES`)."""
     return check_choice(value, "phase", PHASE_RULES)
-
-
-class PhaseOption:
-    """The ``phase`` keyword of the A-SFM constructors (cell and layer, listed before their
-    base class): validated before anything is built, then stored through the class's ``phase``
-    property."""
-
-    def __init__(self, *args: object, phase: str = "accumulate", **kwargs: object) -> None:
-        phase = check_phase(phase)
-        super().__init__(*args, **kwargs)
-        self.phase = phase
 
 
 def _check_size(value: object, name: str) -> int:
@@ -458,16 +446,16 @@ def _check_step_time(t: object, x: Tensor) -> None:
         check_device(t, "t", x.device)
 
 
-class AdaptiveSFMCell(PhaseOption, SFMCell):
+class AdaptiveSFMCell(SFMCell):
     r"""Adaptive SFM layer: the frequencies follow the input,
     omega_t = W_omega_x x_t + W_omega_z z_{t-1} + b_omega.
 
-    Takes the arguments of :class:`SFMCell` (``input_size, hidden_size, state_size, num_freqs,
-    *, bias, frequencies, learn_frequencies, memory, forget_init, readout, device, dtype``)
-    and ``phase``.
-
     Parameters
     ----------
+    input_size, hidden_size, state_size, num_freqs
+        As [`SFMCell`][freqnn.SFMCell].
+    bias, frequencies, learn_frequencies, memory, forget_init, readout, device, dtype
+        As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
     phase : {"accumulate", "authors"}
         The phase rule (stored as ``self.phase``):
 
@@ -494,6 +482,31 @@ class AdaptiveSFMCell(PhaseOption, SFMCell):
     """
 
     adaptive = True
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        state_size: int,
+        num_freqs: int,
+        *,
+        bias: bool = True,
+        frequencies: str | Tensor = "paper",
+        learn_frequencies: bool = False,
+        memory: str = "paper",
+        forget_init: str = "uniform",
+        readout: str = "sum",
+        phase: str = "accumulate",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        phase = check_phase(phase)  # before anything is built
+        super().__init__(
+            input_size, hidden_size, state_size, num_freqs, bias=bias, frequencies=frequencies,
+            learn_frequencies=learn_frequencies, memory=memory, forget_init=forget_init,
+            readout=readout, device=device, dtype=dtype,
+        )
+        self.phase = phase
 
     @property
     def phase(self) -> str:

@@ -12,7 +12,7 @@ from ..checks import (
     check_step_times,
     fail,
 )
-from .cell import AdaptiveSFMCell, PhaseOption, SFMCell, check_phase
+from .cell import AdaptiveSFMCell, SFMCell, check_phase
 from .state import SFMState, check_state, map_batch_axis, zero_state
 
 __all__ = ["SFM", "AdaptiveSFM"]
@@ -218,18 +218,21 @@ class SFM(nn.Module):
         return out, new_state
 
 
-class AdaptiveSFM(PhaseOption, SFM):
+class AdaptiveSFM(SFM):
     """Adaptive SFM (A-SFM): frequencies computed from the input at every step,
     omega_t = W_omega_x x_t + W_omega_z z_{t-1} + b_omega.
 
-    Same interface as :class:`SFM` (the same constructor arguments, ``input_size, hidden_size,
-    state_size, num_freqs, num_layers=1, *, bias, batch_first, dropout, frequencies,
-    learn_frequencies, memory, forget_init, readout, device, dtype``), plus the phase rule
-    (equations in ``docs/sfm.md`` and :class:`freqnn.AdaptiveSFMCell`). ``paper_parameters``
-    adds ``W_omega_z``, ``W_omega_x``, ``b_omega`` (and has no ``omega``).
+    The interface of [`SFM`][freqnn.SFM] (its arguments, ``forward``, state and shapes), plus
+    the phase rule (equations in ``docs/sfm.md`` and
+    [`AdaptiveSFMCell`][freqnn.AdaptiveSFMCell]). ``paper_parameters`` adds ``W_omega_z``,
+    ``W_omega_x``, ``b_omega`` (and has no ``omega``).
 
     Parameters
     ----------
+    input_size, hidden_size, state_size, num_freqs, num_layers, bias, batch_first, dropout
+        As [`SFM`][freqnn.SFM].
+    frequencies, learn_frequencies, memory, forget_init, readout, device, dtype
+        As [`SFM`][freqnn.SFM]; ``frequencies`` is the grid b_omega starts from.
     phase : {"accumulate", "authors"}
         ``"accumulate"`` (default): the accumulated phase phi_t = phi_{t-1} + omega_t dt, omega_t
         used at its own step; the state's ``phase`` carries phi_t (zero at the start).
@@ -243,6 +246,35 @@ class AdaptiveSFM(PhaseOption, SFM):
     """
 
     cell_type = AdaptiveSFMCell
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        state_size: int,
+        num_freqs: int,
+        num_layers: int = 1,
+        *,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        frequencies: str | Tensor = "paper",
+        learn_frequencies: bool = False,
+        memory: str = "paper",
+        forget_init: str = "uniform",
+        readout: str = "sum",
+        phase: str = "accumulate",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        phase = check_phase(phase)  # before anything is built
+        super().__init__(
+            input_size, hidden_size, state_size, num_freqs, num_layers, bias=bias,
+            batch_first=batch_first, dropout=dropout, frequencies=frequencies,
+            learn_frequencies=learn_frequencies, memory=memory, forget_init=forget_init,
+            readout=readout, device=device, dtype=dtype,
+        )
+        self.phase = phase
 
     @property
     def phase(self) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
+from torch.utils._pytree import GetAttrKey, register_pytree_node
 
 from ..checks import (
     check_devices,
@@ -29,7 +31,15 @@ __all__ = [
 ]
 
 
-class SFMState(NamedTuple):
+class _Fields(NamedTuple):
+    z: Tensor
+    re: Tensor
+    im: Tensor
+    time: Tensor
+    phase: Tensor | None = None
+
+
+class SFMState(_Fields):
     """State of an SFM / A-SFM, everything needed to continue a sequence.
 
     For a layer the tensors carry a leading layer dimension L; for a cell (one layer) they do not.
@@ -53,13 +63,53 @@ class SFMState(NamedTuple):
         which the next step uses, cos(omega_t * t_{t+1}) (the layer's frequency grid in the
         zero state). Shapes, dtype and checks are the same for both. ``None`` for SFM, whose
         phase ``omega * time`` follows from ``time``.
+
+    Notes
+    -----
+    A named tuple, and a pytree whose leaves are its tensors: an absent ``phase`` (None) is not
+    a leaf, so ``torch.utils._pytree.tree_map(torch.Tensor.detach, state)`` returns an
+    ``SFMState`` with ``phase=None``.
     """
 
-    z: Tensor
-    re: Tensor
-    im: Tensor
-    time: Tensor
-    phase: Tensor | None = None
+    __slots__ = ()
+
+    # torch's pytree flattens every class with a callable _asdict and _make as a namedtuple,
+    # None included as a leaf, and ignores a registration; a property (what it reads on the
+    # class is not callable) makes it use the flattening registered below, while Dynamo, which
+    # looks at _make, still traces the state as a named tuple
+    @property
+    def _asdict(self) -> Callable[[], dict[str, Tensor | None]]:
+        return lambda: dict(zip(self._fields, self, strict=True))
+
+
+def _present(state: SFMState) -> tuple[str, ...]:
+    return tuple(name for name, value in zip(state._fields, state, strict=True)
+                 if value is not None)
+
+
+def _flatten(state: SFMState) -> tuple[list[Tensor], tuple[str, ...]]:
+    names = _present(state)
+    return [getattr(state, name) for name in names], names
+
+
+def _flatten_with_keys(state: SFMState) -> tuple[list[tuple[GetAttrKey, Tensor]], tuple[str, ...]]:
+    names = _present(state)
+    return [(GetAttrKey(name), getattr(state, name)) for name in names], names
+
+
+def _unflatten(values: Iterable[Tensor], names: tuple[str, ...]) -> SFMState:
+    return SFMState(**dict(zip(names, values, strict=True)))
+
+
+register_pytree_node(
+    SFMState,
+    _flatten,
+    _unflatten,
+    serialized_type_name="freqnn.sfm.state.SFMState",
+    to_dumpable_context=list,
+    from_dumpable_context=tuple,
+    flatten_with_keys_fn=_flatten_with_keys,
+)
 
 
 def zero_state(
