@@ -1,13 +1,21 @@
-"""Benchmark of the SFM recurrence (issue 6) against nn.LSTM / nn.GRU, measured in one run.
+"""Benchmark of the SFM recurrence against nn.LSTM, timed in pairs (issue 25).
 
-1. forward + backward of a whole sequence (``model(x)[0].sum().backward()``) for two
-   configurations, (T=100, B=32, N=88, D=50, K=4, M=50) and (T=1000, B=64, N=64, D=128, K=16,
-   M=128): ``freqnn.SFM`` on the fast path (compiled kernel), on the PyTorch fallback and on the
-   reference path, ``freqnn.AdaptiveSFM`` (fast, and reference for the small configuration),
-   ``nn.LSTM`` and ``nn.GRU`` with hidden sizes giving the SFM's parameter count; plus the forward
-   alone under ``no_grad``. Medians of repeated runs, the models measured round-robin so that load
-   changes on a shared machine hit them alike;
-2. streaming inference, one step per call under ``no_grad``: ``SFMCell`` vs ``nn.LSTMCell``;
+1. pairs: each SFM variant against the one-layer ``nn.LSTM`` whose parameter count is closest
+   (``nn.LSTMCell`` when streaming), each pair alone in a fresh process that builds and runs
+   only those two models, interleaved (a b, b a, ...) after one warm-up call each. A case in the
+   same process (the PyTorch fallback allocating gigabytes, say) would slow whichever model
+   follows it, and the reported ratio would depend on what else was measured (issue 25: 0.96x
+   in a process of 8 cases against 1.46x in a process of the pair alone). Reported: min / median
+   / max of both, the ratio of the medians and the range of the per-round ratios.
+   * forward + backward of a whole sequence (``model(x)[0].sum().backward()``, x requiring
+     grad) for (T=100, B=32, N=88, D=50, K=4, M=50) and (T=1000, B=64, N=64, D=128, K=16,
+     M=128): ``freqnn.SFM``, ``freqnn.AdaptiveSFM`` and the A-SFM with the authors' phase rule on
+     the fast path (compiled kernel); with ``--all`` also the PyTorch fallback, the reference
+     path (small only) and ``nn.GRU``;
+   * the SFM's forward alone under ``no_grad``;
+   * streaming inference, one step per call under ``no_grad``, batch 1 and 32 (100 steps);
+2. ``--check``: every pair twice, in two fresh processes; exit status 1 if the two ratios of a
+   pair differ by more than 10% of the smaller (a machine too busy to measure on);
 3. ``--profile``: where one SFM forward + backward goes (input projections, the op's forward
    and backward, the rest), with the GEMM rate of each part;
    ``--torch-compile``: a model (layer + linear read-out) under ``torch.compile(fullgraph=True)``
@@ -18,14 +26,15 @@
    backward, each point in a fresh subprocess, next to the theoretical size of the activations the
    fast path saves.
 
-Every part runs once per thread count of ``--threads`` (default ``1,2``). The load average is
-printed at the start and at the end: ratios measured on a loaded machine flatter the slower
-model, so report them with the load.
+Every part runs once per thread count of ``--threads`` (default ``1,2``). The CPU model, its
+PyTorch capability (``torch.backends.cpu.get_cpu_capability()``) and the load average (at the
+start and end of the run and of every pair) are printed: ratios measured on a loaded machine
+flatter the slower model, so report them with the load.
 
 Usage::
 
     python benchmarks/sfm.py [--threads 1,2] [--quick] [--json out.json] [--skip-scaling]
-        [--only small|large] [--torch-compile] [--profile]
+        [--only small|large] [--repeats R] [--all] [--check] [--torch-compile] [--profile]
 
 Prints markdown tables and, with ``--json``, writes every number.
 """
@@ -89,19 +98,16 @@ def fwd_bwd(model: nn.Module, x: torch.Tensor, path: str | None) -> Callable[[],
     def run() -> None:
         model.zero_grad(set_to_none=True)
         x.grad = None
-        if path is None:
+        with kernels.use_path(path or "fast"):  # (no effect on torch's own modules)
             out = model(x)[0]
-        else:
-            with kernels.use_path(path):
-                out = model(x)[0]
         out.sum().backward()
 
     return run
 
 
-def forward_only(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+def forward_only(model: nn.Module, x: torch.Tensor, path: str | None) -> Callable[[], None]:
     def run() -> None:
-        with torch.no_grad():
+        with torch.no_grad(), kernels.use_path(path or "fast"):
             model(x)
 
     return run
@@ -129,93 +135,138 @@ def round_robin(
     }
 
 
-def config_benchmark(
-    name: str,
-    cfg: dict[str, int],
-    repeats: int,
-    reference_repeats: int,
-    asfm_reference: bool,
-    warmup: bool,
-    reference: bool = True,
-) -> dict:
-    models = build(cfg)
-    x = torch.randn(cfg["T"], cfg["B"], cfg["N"], requires_grad=True)
-    sfm, asfm = models["sfm"], models["asfm"]
-    cases = {
-        "SFM (fast)": fwd_bwd(sfm, x, "fast"),
-        "SFM (PyTorch fallback)": fwd_bwd(sfm, x, "pytorch"),
-        "SFM (reference)": fwd_bwd(sfm, x, "reference"),
-        "A-SFM (fast)": fwd_bwd(asfm, x, "fast"),
-        "nn.LSTM": fwd_bwd(models["lstm"], x, None),
-        "nn.GRU": fwd_bwd(models["gru"], x, None),
-        "SFM forward, no_grad (fast)": forward_only(sfm, x),
-        "nn.LSTM forward, no_grad": forward_only(models["lstm"], x),
-    }
-    if not reference:
-        del cases["SFM (reference)"]
-    reps = {k: repeats for k in cases}
-    for slow in ("SFM (reference)", "SFM (PyTorch fallback)"):
-        if slow in reps:
-            reps[slow] = reference_repeats
-    if asfm_reference:
-        cases["A-SFM (reference)"] = fwd_bwd(asfm, x, "reference")
-        reps["A-SFM (reference)"] = reference_repeats
-    result = round_robin(cases, reps, warmup)
-    lstm = result["nn.LSTM"]["median_s"]
-    for case in result.values():
-        case["vs_lstm"] = case["median_s"] / lstm
-    result["nn.LSTM forward, no_grad"]["vs_lstm"] = 1.0
-    fwd = result["SFM forward, no_grad (fast)"]
-    fwd["vs_lstm"] = fwd["median_s"] / result["nn.LSTM forward, no_grad"]["median_s"]
-    params = {k: count(m) for k, m in models.items()}
-    return {
-        "config": cfg,
-        "params": params,
-        "hidden": {"lstm": models["lstm"].hidden_size, "gru": models["gru"].hidden_size},
-        "times": result,
-    }
+# --------------------------------------------------------------------------- pairs
+#: the SFM variants timed against nn.LSTM (nn.LSTMCell when streaming): (class, options, path);
+#: the last three only with --all
+VARIANTS = {
+    "SFM (fast)": ("SFM", {}, "fast"),
+    "A-SFM (fast)": ("AdaptiveSFM", {}, "fast"),
+    "A-SFM, authors' phase (fast)": ("AdaptiveSFM", {"phase": "authors"}, "fast"),
+    "SFM (PyTorch fallback)": ("SFM", {}, "pytorch"),
+    "SFM (reference)": ("SFM", {}, "reference"),
+    "nn.GRU": ("GRU", {}, None),
+}
+CORE_VARIANTS = 3
 
 
-def streaming_benchmark(cfg: dict[str, int], batch: int, steps: int, repeats: int) -> dict:
+def timed_pair(
+    a: Callable[[], None], b: Callable[[], None], rounds: int, warmup: bool = True
+) -> dict[str, list[float]]:
+    """Wall times of ``a`` and ``b``, ``rounds`` each, interleaved: a b, then b a, ... (so
+    that neither always runs first after the other), after one untimed call of each."""
+    if warmup:
+        a()
+        b()
+    times: dict[str, list[float]] = {"a": [], "b": []}
+    for r in range(rounds):
+        for key, fn in (("a", a), ("b", b)) if r % 2 == 0 else (("b", b), ("a", a)):
+            gc.collect()
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return times
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    return {"min_s": min(times), "median_s": statistics.median(times), "max_s": max(times),
+            "runs": len(times)}  # fmt: skip
+
+
+def pair_summary(times: dict[str, list[float]]) -> dict:
+    """min / median / max of both models, the ratio of the medians (a / b) and the range of the
+    per-round ratios."""
+    rounds = [x / y for x, y in zip(times["a"], times["b"], strict=True)]
+    a, b = summary(times["a"]), summary(times["b"])
+    return {"model": a, "baseline": b, "ratio": a["median_s"] / b["median_s"],
+            "round_ratios": [min(rounds), max(rounds)]}  # fmt: skip
+
+
+def in_fresh_process(flag: str, spec: dict) -> dict:
+    """Run this script with ``flag`` and ``spec`` (JSON) in a new interpreter: its last line
+    of output is the result. A fresh process holds nothing from earlier cases (allocator
+    caches, the pages of a case that allocated gigabytes) that could slow one of the pair."""
+    cmd = [sys.executable, __file__, flag, json.dumps(spec)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def make_variant(variant: str, cfg: dict[str, int], cell: bool = False) -> nn.Module:
+    """The model of ``variant`` (a key of :data:`VARIANTS`) for ``cfg``, seeded; its cell with
+    ``cell``."""
+    name, options, _ = VARIANTS[variant]
     N, D, K, M = cfg["N"], cfg["D"], cfg["K"], cfg["M"]
     torch.manual_seed(0)
-    cell = freqnn.SFMCell(N, M, D, K)
-    acell = freqnn.AdaptiveSFMCell(N, M, D, K)
-    lstm = nn.LSTMCell(N, matched_hidden(count(cell), N, 4))
-    xs = torch.randn(steps, batch, N)
+    if name == "GRU":
+        return nn.GRU(N, matched_hidden(count(freqnn.SFM(N, M, D, K)), N, 3))
+    return getattr(freqnn, name + ("Cell" if cell else ""))(N, M, D, K, **options)
 
-    def sfm_loop(module: nn.Module, path: str) -> Callable[[], None]:
-        def run() -> None:
-            with torch.no_grad(), kernels.use_path(path):
-                state = None
-                for t in range(steps):
-                    _, state = module(xs[t], state)
 
-        return run
+def pair_point(spec: dict) -> dict:
+    """One pair in this process: ``spec["variant"]`` against the nn.LSTM (or nn.LSTMCell) of
+    its parameter count, forward + backward (``"fwd_bwd"``), forward under ``no_grad``
+    (``"forward"``) or streaming steps (``"stream"``)."""
+    torch.set_num_threads(spec["threads"])
+    cfg, kind, variant = spec["config"], spec["kind"], spec["variant"]
+    path = VARIANTS[variant][2]
+    start_load = load_average()
+    if kind == "stream":
+        model = make_variant(variant, cfg, cell=True)
+        lstm = nn.LSTMCell(cfg["N"], matched_hidden(count(model), cfg["N"], 4))
+        xs = torch.randn(spec["steps"], spec["batch"], cfg["N"])
+        a, b = stream_loop(model, path, xs), stream_loop(lstm, None, xs)
+    else:
+        model = make_variant(variant, cfg)
+        lstm = nn.LSTM(cfg["N"], matched_hidden(count(model), cfg["N"], 4))
+        x = torch.randn(cfg["T"], cfg["B"], cfg["N"], requires_grad=kind == "fwd_bwd")
+        if kind == "fwd_bwd":
+            a, b = fwd_bwd(model, x, path), fwd_bwd(lstm, x, None)
+        else:
+            a, b = forward_only(model, x, path), forward_only(lstm, x, None)
+    result = pair_summary(timed_pair(a, b, spec["rounds"], spec["warmup"]))
+    result.update(params={"model": count(model), "baseline": count(lstm)},
+                  hidden=lstm.hidden_size, load_average=[start_load, load_average()])  # fmt: skip
+    return result
 
-    def lstm_loop() -> None:
-        with torch.no_grad():
+
+def stream_loop(module: nn.Module, path: str | None, xs: torch.Tensor) -> Callable[[], None]:
+    """One call of ``module`` per step of ``xs`` (steps, B, N) under ``no_grad``."""
+
+    def run() -> None:
+        with torch.no_grad(), kernels.use_path(path or "fast"):
             state = None
-            for t in range(steps):
-                state = lstm(xs[t], state)
+            for x in xs:
+                out = module(x, state)
+                state = out if isinstance(module, nn.LSTMCell) else out[1]
 
-    cases = {
-        "SFMCell (fast)": sfm_loop(cell, "fast"),
-        "AdaptiveSFMCell (fast)": sfm_loop(acell, "fast"),
-        "SFMCell (reference)": sfm_loop(cell, "reference"),
-        "nn.LSTMCell": lstm_loop,
-    }
-    result = round_robin(cases, dict.fromkeys(cases, repeats))
-    lstm_step = result["nn.LSTMCell"]["median_s"] / steps
-    for case in result.values():
-        case["per_step_us"] = case["median_s"] / steps * 1e6
-        case["vs_lstmcell"] = case["median_s"] / steps / lstm_step
-    return {
-        "batch": batch,
-        "steps": steps,
-        "params": {"sfm": count(cell), "lstm": count(lstm)},
-        "times": result,
-    }
+    return run
+
+
+def pairs_benchmark(kind: str, cfg: dict[str, int], variants: list[str], threads: int,
+                    rounds: int, warmup: bool, check: bool, **extra: int) -> dict:  # fmt: skip
+    """Each variant against nn.LSTM, each pair in a fresh process (twice with ``check``)."""
+    result = {}
+    for variant in variants:
+        spec = {"kind": kind, "config": cfg, "variant": variant, "threads": threads,
+                "rounds": rounds, "warmup": warmup, **extra}  # fmt: skip
+        runs = [in_fresh_process("--pair-point", spec) for _ in range(2 if check else 1)]
+        result[variant] = {"runs": runs}
+        print(f"  {kind} {variant}: " + ", ".join(f"{r['ratio']:.3f}x" for r in runs),
+              file=sys.stderr)
+    return result
+
+
+def check_failures(report: dict, tolerance: float = 0.10) -> list[str]:
+    """The pairs whose two ratios (``--check``) differ by more than ``tolerance`` of the
+    smaller."""
+    failures = []
+    for run in report["runs"]:
+        for section, pairs in run["pairs"].items():
+            for variant, res in pairs.items():
+                ratios = [r["ratio"] for r in res["runs"]]
+                if len(ratios) == 2 and abs(ratios[0] - ratios[1]) > tolerance * min(ratios):
+                    failures.append(f"{run['threads']} thread(s), {section}, {variant}: "
+                                    f"{ratios[0]:.3f}x then {ratios[1]:.3f}x")  # fmt: skip
+    return failures
 
 
 def profile_benchmark(cfg: dict[str, int], repeats: int) -> dict:
@@ -383,9 +434,7 @@ def scaling_benchmark(threads: int, Ts: list[int], Ks: list[int], repeats: int) 
         spec = {**SCALING_BASE, "threads": threads, "repeats": repeats, **spec}
         if spec["T"] >= 5000 or (spec["T"] >= 1000 and spec["model"] == "sfm-reference"):
             spec["repeats"] = 1
-        cmd = [sys.executable, __file__, "--memory-point", json.dumps(spec)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        result = json.loads(out.strip().splitlines()[-1])
+        result = in_fresh_process("--memory-point", spec)
         result.update(spec)
         if spec["model"] != "lstm":
             saved = saved_floats(spec["T"], spec["B"], spec["D"], spec["K"], spec["M"])
@@ -425,19 +474,24 @@ def machine() -> dict:
     }
 
 
-def print_config(name: str, res: dict) -> None:
-    cfg = res["config"]
-    dims = ", ".join(f"{k}={v}" for k, v in cfg.items())
-    p, h = res["params"], res["hidden"]
-    print(f"\n### {name}: {dims}\n")
-    print(
-        f"Parameters: SFM {p['sfm']:,}, A-SFM {p['asfm']:,}, LSTM (H={h['lstm']}) "
-        f"{p['lstm']:,}, GRU (H={h['gru']}) {p['gru']:,}.\n"
-    )
-    print("| model | median (ms) | runs | / nn.LSTM |")
-    print("|---|---:|---:|---:|")
-    for case, t in res["times"].items():
-        print(f"| {case} | {t['median_s'] * 1e3:.1f} | {t['runs']} | {t['vs_lstm']:.2f}x |")
+def print_pairs(title: str, pairs: dict, unit: float, unit_name: str) -> None:
+    """One row per run of a pair: both models' min / median / max and the ratio."""
+    print(f"\n### {title}\n")
+    print(f"| model | min / median / max ({unit_name}) | baseline min / median / max | ratio "
+          "| per-round ratios | load (start, end) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---|")
+
+    def span(s: dict) -> str:
+        return " / ".join(f"{s[k] * unit:.3g}" for k in ("min_s", "median_s", "max_s"))
+
+    for variant, res in pairs.items():
+        for run in res["runs"]:
+            lo, hi = run["round_ratios"]
+            loads = ", ".join(f"{la[0]:.2f}" if la else "-" for la in run["load_average"])
+            print(f"| {variant} ({run['params']['model']:,} p.; baseline H={run['hidden']}, "
+                  f"{run['params']['baseline']:,} p.) | {span(run['model'])} | "
+                  f"{span(run['baseline'])} | **{run['ratio']:.2f}x** | {lo:.2f} to {hi:.2f} "
+                  f"| {loads} |")  # fmt: skip
 
 
 def print_profile(res: dict) -> None:
@@ -448,14 +502,6 @@ def print_profile(res: dict) -> None:
     for case, t in res["times"].items():
         rate = f"{t['gflops']:.0f}" if "gflops" in t else "-"
         print(f"| {case} | {t['median_s'] * 1e3:.1f} | {t['share']:.0%} | {rate} |")
-
-
-def print_streaming(res: dict) -> None:
-    print(f"\n### Streaming, one step per call, batch {res['batch']} ({res['steps']} steps)\n")
-    print("| cell | per step (us) | / nn.LSTMCell |")
-    print("|---|---:|---:|")
-    for case, t in res["times"].items():
-        print(f"| {case} | {t['per_step_us']:.1f} | {t['vs_lstmcell']:.2f}x |")
 
 
 def print_scaling(res: dict) -> None:
@@ -497,7 +543,9 @@ def run_threads(args: argparse.Namespace, threads: int) -> dict:
     """Every selected part with ``threads`` torch threads."""
     torch.set_num_threads(threads)
     print(f"\n## {threads} thread{'s' if threads > 1 else ''} (load average {load_average()})")
-    part: dict = {"threads": threads, "load_average_start": load_average(), "configs": {}}
+    part: dict = {"threads": threads, "load_average_start": load_average(), "pairs": {}}
+    variants = list(VARIANTS)[: None if args.all else CORE_VARIANTS]
+    rounds = args.repeats or (3 if args.quick else 0)
     for name, cfg in CONFIGS.items():
         if args.only and name != args.only:
             continue
@@ -505,27 +553,21 @@ def run_threads(args: argparse.Namespace, threads: int) -> dict:
         small = name == "small"
         if args.quick and not small:
             cfg["T"] = 100
-        repeats = (5 if small else 3) if args.quick else (11 if small else 5)
-        if args.repeats and not small:
-            repeats = args.repeats
-        # the large configuration runs for many seconds per call: no warm-up call
-        res = config_benchmark(
-            name,
-            cfg,
-            repeats,
-            reference_repeats=3 if small else 1,
-            asfm_reference=small,
-            warmup=small or args.quick,
-            reference=small or not args.skip_large_reference,
-        )
-        part["configs"][name] = res
-        print_config(name, res)
-    part["streaming"] = [
-        streaming_benchmark(CONFIGS["small"], batch, steps=100, repeats=5 if args.quick else 11)
-        for batch in (1, 32)
-    ]
-    for res in part["streaming"]:
-        print_streaming(res)
+        chosen = [v for v in variants if small or v != "SFM (reference)"]  # 15 min, 9 GiB
+        dims = ", ".join(f"{k}={v}" for k, v in cfg.items())
+        for kind, label in (("fwd_bwd", "forward + backward"), ("forward", "forward, no_grad")):
+            pairs = pairs_benchmark(kind, cfg, chosen if kind == "fwd_bwd" else chosen[:1],
+                                    threads, rounds or (11 if small else 5), small or args.quick,
+                                    args.check)  # fmt: skip
+            part["pairs"][f"{name} {kind}"] = pairs
+            print_pairs(f"{name} ({dims}), {label}, / nn.LSTM", pairs, 1e3, "ms")
+    for batch in (1, 32):
+        pairs = pairs_benchmark("stream", CONFIGS["small"], variants[:CORE_VARIANTS], threads,
+                                rounds or 11, True, args.check, batch=batch,
+                                steps=100)  # fmt: skip
+        part["pairs"][f"streaming batch {batch}"] = pairs
+        print_pairs(f"streaming, batch {batch}, 100 steps of one call, / nn.LSTMCell", pairs,
+                    1e4, "us per step")  # fmt: skip
     if args.profile:
         part["profile"] = [
             profile_benchmark(CONFIGS[name], repeats=3 if name == "large" else 11)
@@ -554,7 +596,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run: large config at T=100, fewer repeats, small scaling",
+        help="smoke run: large config at T=100, 3 rounds, small scaling",
     )
     parser.add_argument("--json", metavar="PATH", help="write all numbers to PATH")
     parser.add_argument("--skip-scaling", action="store_true")
@@ -562,13 +604,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--repeats",
         type=int,
-        help="timed runs per model, large configuration "
-        "(default 5, --quick 3; the small one runs 11, --quick 5)",
+        help="timed rounds per pair (default: 11 small and streaming, 5 large; --quick 3)",
     )
     parser.add_argument(
-        "--skip-large-reference",
+        "--all",
         action="store_true",
-        help="no reference path in the large configuration (about 15 min and 9 GiB at T=1000)",
+        help="also pair the PyTorch fallback, the reference path (small only) and nn.GRU "
+        "with nn.LSTM",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="run every pair twice (two fresh processes) and exit 1 if the two ratios of a "
+        "pair differ by more than 10%%",
     )
     parser.add_argument(
         "--torch-compile",
@@ -582,20 +630,33 @@ def main(argv: list[str] | None = None) -> None:
         "backward, the rest)",
     )
     parser.add_argument("--memory-point", help=argparse.SUPPRESS)
+    parser.add_argument("--pair-point", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.memory_point:
-        print(json.dumps(memory_point(json.loads(args.memory_point))))
+    if args.memory_point or args.pair_point:
+        point = memory_point if args.memory_point else pair_point
+        print(json.dumps(point(json.loads(args.memory_point or args.pair_point))))
         return
     report: dict = {"machine": machine(), "command": " ".join(["python", *sys.argv]), "runs": []}
-    print(f"Machine: {report['machine']}")
-    print(f"Load average at the start: {report['machine']['load_average']}")
+    m = report["machine"]
+    print(f"CPU: {m['cpu']} ({m['cores']} cores), torch CPU capability {m['cpu_capability']}, "
+          f"torch {m['torch']}")  # fmt: skip
+    print(f"Machine: {m}")
+    print(f"Load average at the start: {m['load_average']}")
     for threads in args.threads:
         report["runs"].append(run_threads(args, threads))
     report["machine"]["load_average_end"] = load_average()
     print(f"\nLoad average at the end: {report['machine']['load_average_end']}")
+    failures = check_failures(report) if args.check else []
+    report["check_failures"] = failures
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(report, fh, indent=1)
+    if failures:
+        print("\n--check: ratios that moved by more than 10% between two runs:\n  "
+              + "\n  ".join(failures), file=sys.stderr)  # fmt: skip
+        sys.exit(1)
+    if args.check:
+        print("\n--check: every pair's two ratios agree within 10%")
 
 
 if __name__ == "__main__":
