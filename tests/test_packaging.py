@@ -1,7 +1,10 @@
-"""What the distributions ship: license, type marker, kernel source, citation and changelog."""
+"""What the distributions ship: license, type marker, kernel source, citation and changelog;
+the metadata (version from one place, Project-URLs, classifiers); and an sdist whose own test
+suite and documentation travel with it."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tarfile
@@ -57,8 +60,36 @@ def test_wheel_and_sdist_contents(tmp_path: Path) -> None:
     assert sources <= names, sorted(sources - names)  # the C++ kernel source, compiled on use
     metadata = zipfile.ZipFile(wheel).read(f"{info}/METADATA").decode()
     assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata
+    assert f"\nVersion: {freqnn.__version__}\n" in metadata
+    assert "Classifier: Typing :: Typed" in metadata
+    assert "Project-URL: " in metadata
     sdist = _build("sdist", tmp_path / "sdist")
+    unpacked = tmp_path / "unpacked"
     with tarfile.open(sdist) as archive:
         top = {Path(name).relative_to(f"freqnn-{freqnn.__version__}").as_posix()
                for name in archive.getnames() if "/" in name}
-    assert {"LICENSE", "CITATION.cff", "CHANGELOG.md", "src/freqnn/py.typed"} <= top
+        archive.extractall(unpacked, filter="data")
+    assert {"LICENSE", "CITATION.cff", "CHANGELOG.md", "src/freqnn/py.typed", "README.md",
+            "mkdocs.yml"} <= top
+    # the tests and the documentation they build and run, every file of them
+    shipped = {
+        p.relative_to(ROOT).as_posix()
+        for folder in ("tests", "docs")
+        for p in (ROOT / folder).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    assert shipped <= top, sorted(shipped - top)[:10]
+    # and they collect there (the installed package, the unpacked tree's tests and files)
+    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                           "-p", "no:cacheprovider", "tests"],
+                          cwd=unpacked / f"freqnn-{freqnn.__version__}", capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_version_has_one_source() -> None:
+    """pyproject.toml reads the version from ``freqnn.__version__`` and writes none itself."""
+    text = (ROOT / "pyproject.toml").read_text()
+    assert not re.search(r"^version\s*=\s*\"", text, flags=re.M)  # no literal version
+    assert 'dynamic = ["version"]' in text
+    assert 'version = { attr = "freqnn.__version__" }' in text
