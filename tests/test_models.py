@@ -114,8 +114,10 @@ def test_errors() -> None:
         model(torch.zeros(1, 4, 2))
     with pytest.raises(ValueError, match=r"times: expected shape \(1, 4\)"):
         model(torch.zeros(1, 4, 2), times=torch.zeros(4))
-    with pytest.raises(ValueError, match=r"lengths: expected shape \(1,\) with values in"):
+    with pytest.raises(ValueError, match=r"lengths: expected values in \[1, 4\], got .* \[5"):
         model(torch.zeros(1, 4, 2), times=torch.zeros(1, 4), lengths=torch.tensor([5]))
+    with pytest.raises(ValueError, match=r"lengths: expected shape \(1,\) \(one length per"):
+        model(torch.zeros(1, 4, 2), times=torch.zeros(1, 4), lengths=torch.tensor([4, 4]))
     with pytest.raises(TypeError, match="x: expected a floating-point"):
         model(torch.zeros(1, 4, 2, dtype=torch.long), times=torch.zeros(1, 4))
     with pytest.raises(ValueError, match="target: expected a positive int"):
@@ -267,7 +269,7 @@ def test_bidirectional_errors() -> None:
     model = BidirectionalRNN("lstm", 2, 3)
     with pytest.raises(ValueError, match="x: expected last dimension input_size=2"):
         model(torch.zeros(1, 4, 3))
-    with pytest.raises(ValueError, match=r"lengths: expected shape \(1,\) with values in"):
+    with pytest.raises(ValueError, match=r"lengths: expected values in \[1, 4\], got .* \[0"):
         model(torch.zeros(1, 4, 2), torch.tensor([0]))
 
 

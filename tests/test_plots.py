@@ -36,3 +36,16 @@ def test_figures_are_written(tmp_path: Path) -> None:
                             amps)], np.linspace(0, 3, 4), tmp_path / "amp.png", title="x")
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert amplitude_figure([("a", t, t, amps)], None, tmp_path / "a2.png").is_file()
+
+
+def test_a_one_epoch_curve_is_drawn(tmp_path: Path) -> None:
+    # a line through one point draws nothing; the markers show it (the legend is in the
+    # first panel, so the second panel's blue pixels are the curve's)
+    from matplotlib.image import imread
+
+    hist = [[{"epoch": 0, "train_loss": 0.7, "val_loss": 0.6}]]
+    png = learning_curves({"SFM": hist}, tmp_path / "one.png", metrics=("train_loss", "val_loss"))
+    image = imread(png)[..., :3]
+    right = image[:, image.shape[1] // 2:]
+    blue = np.abs(right - np.array([0x1F, 0x77, 0xB4]) / 255).max(-1) < 0.1  # matplotlib's C0
+    assert blue.sum() >= 5

@@ -352,3 +352,20 @@ def test_lr_schedule_reaches_zero_at_the_last_step_and_resumes_exactly(tmp_path:
     resumed = train(_cfg(tmp_path / "part", **kw), resume=True)
     assert _history(tmp_path / "part") == _history(tmp_path / "full")
     assert resumed["test"] == full["test"]
+
+
+def test_bf16_mixed_compile_and_the_configuration_as_hyperparameters(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    results = train(_cfg(run, model="sfm", epochs=1, precision="bf16-mixed", compile=True))
+    assert results["precision"] == "bf16-mixed" and results["compile"] is True
+    assert np.isfinite(results["test"]["loss"])
+    # compiled in place: the checkpoint's names are the eager model's
+    eager = train(_cfg(tmp_path / "eager", model="sfm", epochs=1))
+    assert eager["compile"] is False
+    assert list(load_checkpoint(run / "checkpoints" / "best.ckpt")["state_dict"]) == list(
+        load_checkpoint(tmp_path / "eager" / "checkpoints" / "best.ckpt")["state_dict"])
+    hparams = (run / "logs" / "hparams.yaml").read_text()
+    assert "precision: bf16-mixed" in hparams and "compile: true" in hparams
+    assert "run_dir" not in hparams
+    with pytest.raises(ValueError, match="precision"):
+        _cfg(tmp_path, precision="16")

@@ -94,6 +94,7 @@ DEFAULTS: dict[str, Any] = {
     "rnn_hidden_size": None,
     "match_params": True,
     "precision": "32",
+    "compile": False,
     "deterministic": True,
     "accelerator": "auto",
     "num_threads": None,
@@ -178,8 +179,13 @@ class RunConfig(BaseModel):
                                                 "matched to the SFM's parameter count")
     match_params: bool = Field(description="LSTM / GRU at the SFM's parameter count (false: "
                                "they use hidden_size)")
-    precision: Literal["32", "64"] = Field(description='"64" trains in float64 (exactness '
-                                           "checks)")
+    precision: Literal["32", "64", "bf16-mixed"] = Field(
+        description='"64" trains in float64 (exactness checks); "bf16-mixed" under '
+        "torch.autocast to bfloat16 (the SFM recurrence stays float32 inside its op; "
+        "docs/sfm.md)")
+    compile: bool = Field(description="torch.compile the model (nn.Module.compile: same "
+                          "parameters and checkpoints; the first steps are slower while it "
+                          "compiles)")
     deterministic: bool = Field(description="torch.use_deterministic_algorithms")
     accelerator: Literal["auto", "cpu", "gpu"] = Field(description="auto: a GPU when present")
     num_threads: PositiveInt | None = Field(

@@ -48,7 +48,15 @@ import torch
 from torch import Tensor, nn
 
 from .baselines import ACTRNN, RHN, AssociativeLSTM, ClockworkRNN, PhasedLSTM
-from .checks import check_floating, check_integer, check_rank, describe, fail
+from .checks import (
+    check_floating,
+    check_integer,
+    check_range,
+    check_rank,
+    check_shape,
+    describe,
+    fail,
+)
 from .frequencies import frequency_grid
 from .sfm import SFM, AdaptiveSFM, ParallelSFM
 from .sfm.stock import StockSFM
@@ -218,13 +226,11 @@ def _check_batch(x: Tensor, lengths: Tensor | None, input_size: int) -> None:
     check_rank(x, "x", (3,), "of shape (batch, time, input_size)")
     if x.shape[-1] != input_size:
         fail("x", f"last dimension input_size={input_size}", describe(x))
-    batch, steps = x.shape[0], x.shape[1]
     if lengths is not None:
+        # check_range reads no values while torch.compile traces (no graph break)
         check_integer(lengths, "lengths")
-        if tuple(lengths.shape) != (batch,) or (
-            batch and (int(lengths.min()) < 1 or int(lengths.max()) > steps)
-        ):
-            fail("lengths", f"shape ({batch},) with values in [1, {steps}]", describe(lengths))
+        check_shape(lengths, "lengths", (x.shape[0],), "(one length per sequence)")
+        check_range(lengths, "lengths", 1, x.shape[1])
 
 
 def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:

@@ -53,7 +53,9 @@ def learning_curves(
             n = min(len(c) for c in curves)  # early stopping ends runs at different epochs
             data = np.array([c[:n] for c in curves])
             epochs = np.arange(1, n + 1)
-            (line,) = ax.plot(epochs, data.mean(0), label=f"{label} ({len(curves)})")
+            # markers: a curve of one epoch is a single point, which a line does not draw
+            (line,) = ax.plot(epochs, data.mean(0), marker="o", markersize=3,
+                              label=f"{label} ({len(curves)})")
             if len(curves) > 1:
                 ax.fill_between(epochs, data.min(0), data.max(0), alpha=0.2,
                                 color=line.get_color())

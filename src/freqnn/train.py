@@ -514,6 +514,10 @@ class TaskModule(L.LightningModule):
         self._start = time.perf_counter()
 
 
+#: the runner's ``precision`` values as Lightning's
+PRECISIONS = {"32": "32-true", "64": "64-true", "bf16-mixed": "bf16-mixed"}
+
+
 def _over_cap(history: list[dict[str, Any]], max_minutes: float | None) -> bool:
     """Whether the training time at the last validation of ``history`` exceeds the wall-time
     cap ``max_minutes`` (``None``: no cap)."""
@@ -795,6 +799,9 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool) -> dict[str, Any]:
     facts = {"input_size": data.input_size, "output_size": data.output_size,
              "has_times": data.has_times, "info": data.info}
     module = TaskModule(cfg, facts)
+    if cfg["compile"]:
+        # in place: the parameters' names, so the checkpoints, stay those of the eager model
+        module.model.compile()
     datamodule = TaskDataModule(data, cfg)
 
     monitor = f"val_{task.monitor}"
@@ -829,7 +836,7 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool) -> dict[str, Any]:
         devices=local if world > 1 else 1,
         num_nodes=max(1, world // local),
         strategy=strategy,
-        precision="64-true" if cfg["precision"] == "64" else "32-true",
+        precision=PRECISIONS[cfg["precision"]],
         max_epochs=int(cfg["epochs"]),
         gradient_clip_val=float(cfg["clip"]) or None,
         deterministic=bool(cfg["deterministic"]),
@@ -844,6 +851,11 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool) -> dict[str, Any]:
         limit_train_batches=cfg["limit_train_batches"],
         log_every_n_steps=1,
     )
+    # the configuration as hyperparameters: logs/hparams.yaml now, TensorBoard's hparams view
+    # (with the best validation metric) after training
+    hparams = {k: v for k, v in _plain(cfg).items() if k != "run_dir"}
+    for logger in trainer.loggers:
+        logger.log_hyperparams(hparams)
     stopped_by = None
     if ckpt_path is not None:
         saved = state["freqnn"]
@@ -872,6 +884,7 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool) -> dict[str, Any]:
     module.load_state_dict(best_state["state_dict"])
     trainer.test(module, datamodule=datamodule, verbose=False)
     best_record = best_state["freqnn"]["history"][-1]
+    trainer.loggers[1].log_hyperparams(hparams, {f"hp/best_{monitor}": best_record[monitor]})
     results = {
         "task": cfg["task"],
         "model": cfg["model"],
@@ -883,6 +896,8 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool) -> dict[str, Any]:
         "best_epoch": best_record["epoch"],
         "stopped_by": stopped_by,
         "max_minutes": cfg["max_minutes"],
+        "precision": cfg["precision"],
+        "compile": cfg["compile"],
         "best_val": {k: v for k, v in best_record.items() if k.startswith("val_")},
         "test": {k.removeprefix("test_"): v for k, v in module.test_metrics.items()},
         "train_wall_s": round(wall, 2),
