@@ -2,22 +2,30 @@
 
 Core layers (torch + numpy only):
 
-* :class:`SFM`, :class:`AdaptiveSFM`: State-Frequency Memory networks (Hu & Qi, ICML 2017)
-  with an ``nn.LSTM``-like interface; :class:`SFMCell`, :class:`AdaptiveSFMCell` step by step;
-  :class:`SFMState` the recurrent state; :class:`StockSFM` the KDD 2017 stock variant;
-  :class:`ParallelSFM` SFM with input-driven gates, computed by a scan over time;
-  :func:`frequency_grid` the frequency grids their ``frequencies=`` accepts (by name, or from
+* [`SFM`][freqnn.SFM], [`AdaptiveSFM`][freqnn.AdaptiveSFM]: State-Frequency Memory networks (Hu &
+  Qi, ICML 2017)
+  with an ``nn.LSTM``-like interface; [`SFMCell`][freqnn.SFMCell],
+  [`AdaptiveSFMCell`][freqnn.AdaptiveSFMCell] step by step;
+  [`SFMState`][freqnn.SFMState] the recurrent state; [`StockSFM`][freqnn.StockSFM] the KDD 2017
+  stock variant;
+  [`ParallelSFM`][freqnn.ParallelSFM] SFM with input-driven gates, computed by a scan over time;
+  [`frequency_grid`][freqnn.frequency_grid] the frequency grids their ``frequencies=`` accepts (by
+  name, or from
   the data's time scale: ``frequency_grid("log", K, min_period=..., max_period=...)``).
-* :mod:`freqnn.baselines`: the SFM paper's other baselines with the same interface,
-  :class:`ClockworkRNN`, :class:`PhasedLSTM`, :class:`RHN`, :class:`AssociativeLSTM`,
-  :class:`ACTRNN`.
-* :class:`CosineTransform`: a learnable analysis/synthesis cosine pair, the orthonormal DCT at
-  initialisation; :class:`FramedTransform` frames long signals (block or half-overlap).
-* :mod:`freqnn.functional`: ``dct`` / ``idct`` and the cosine-basis builders;
-  :mod:`freqnn.metrics`: piano-roll likelihoods and accuracies; :mod:`freqnn.features`:
+* ``freqnn.baselines``: the SFM paper's other baselines with the same interface,
+  [`ClockworkRNN`][freqnn.ClockworkRNN], [`PhasedLSTM`][freqnn.PhasedLSTM], [`RHN`][freqnn.RHN],
+  [`AssociativeLSTM`][freqnn.AssociativeLSTM],
+  [`ACTRNN`][freqnn.ACTRNN].
+* [`CosineTransform`][freqnn.CosineTransform]: a learnable analysis/synthesis cosine pair, the
+  orthonormal DCT at
+  initialisation; [`FramedTransform`][freqnn.FramedTransform] frames long signals (block or
+  half-overlap).
+* [`freqnn.functional`][freqnn.functional]: ``dct`` / ``idct`` and the cosine-basis builders;
+  [`freqnn.metrics`][freqnn.metrics]: piano-roll likelihoods and accuracies;
+  [`freqnn.features`][freqnn.features]:
   log-mel filterbanks and a learnable cosine front end.
 
-The experiment stack (runner, tasks, plots) lives in :mod:`freqnn.train`, :mod:`freqnn.tasks` and
+The experiment stack (runner, tasks, plots) lives in ``freqnn.train``, ``freqnn.tasks`` and
 the ``freqnn`` command and needs the ``experiments`` extra.
 """
 

@@ -18,8 +18,8 @@ __all__ = ["DerivedBuffers"]
 
 class DerivedBuffers(nn.Module):
     """Base of the modules with non-persistent buffers: ``load_state_dict`` refills them (through
-    :meth:`fill_buffers`) before it loads the rest, so that a module materialised from the meta
-    device equals one built eagerly. ``reset_parameters`` calls :meth:`fill_buffers` too."""
+    ``fill_buffers``) before it loads the rest, so that a module materialised from the meta
+    device equals one built eagerly. ``reset_parameters`` calls ``fill_buffers`` too."""
 
     def fill_buffers(self) -> None:
         """Write the values of this module's non-persistent buffers (no gradient is recorded)."""

@@ -1,5 +1,5 @@
 """Speech features in torch: framing, log-mel filterbanks, deltas, frame labels, and a learnable
-raw-waveform front end built on :class:`freqnn.CosineTransform`.
+raw-waveform front end built on [`freqnn.CosineTransform`][freqnn.CosineTransform].
 
 Conventions (the usual ones for TIMIT frame classification, at 16 kHz)
 ---------------------------------------------------------------------
@@ -7,24 +7,30 @@ Conventions (the usual ones for TIMIT frame classification, at 16 kHz)
   Frame ``i`` covers samples ``[i * hop, i * hop + frame_length)``; only whole frames are kept
   (no padding, Kaldi's ``snip_edges``), so a signal of L >= frame_length samples has
   ``1 + (L - frame_length) // hop`` frames and a shorter one none. The frame's centre is at
-  ``(i * hop + frame_length / 2) / sample_rate`` seconds (:func:`frame_times`).
+  ``(i * hop + frame_length / 2) / sample_rate`` seconds
+  ([`frame_times`][freqnn.features.frame_times]).
 * **Frame labels.** A frame takes the label of the segment containing its centre, segments being
-  half-open ``[start, end)`` (:func:`frame_labels`); frames whose centre lies in no segment get
+  half-open ``[start, end)`` ([`frame_labels`][freqnn.features.frame_labels]); frames whose centre
+  lies in no segment get
   ``fill`` (-1, the ``ignore_index`` of a masked loss).
-* **Log-mel filterbank** (:func:`log_mel_spectrogram`): pre-emphasis ``y[t] = x[t] - 0.97
+* **Log-mel filterbank** ([`log_mel_spectrogram`][freqnn.features.log_mel_spectrogram]):
+  pre-emphasis ``y[t] = x[t] - 0.97
   x[t-1]`` of the whole signal (``y[0] = x[0]``), framing, a symmetric Hamming window (HTK's
   ``0.54 - 0.46 cos(2 pi t / (N - 1))``; Hann optional), power spectrum ``|rfft(frame,
   n_fft=512)|^2``, 40 triangular filters, ``log(max(energy, 1e-10))``.
-* **Mel scale and filters** (:func:`mel_filterbank`): HTK's ``mel(f) = 2595 log10(1 + f / 700)``.
+* **Mel scale and filters** ([`mel_filterbank`][freqnn.features.mel_filterbank]): HTK's ``mel(f) =
+  2595 log10(1 + f / 700)``.
   ``num_bands + 2`` edge frequencies are equally spaced in mel between ``fmin`` (0 Hz) and
   ``fmax`` (Nyquist); band b is the triangle rising linearly in Hz from edge b to 1 at edge b + 1
   and falling back to 0 at edge b + 2, sampled at the FFT bin frequencies ``k * sr / n_fft``.
   Peaks are 1 (HTK: no area normalisation).
-* **Deltas** (:func:`deltas`): HTK's regression ``d_t = sum_{k=1}^{W} k (c_{t+k} - c_{t-k}) /
+* **Deltas** ([`deltas`][freqnn.features.deltas]): HTK's regression ``d_t = sum_{k=1}^{W} k (c_{t+k}
+  - c_{t-k}) /
   (2 sum_{k=1}^{W} k^2)`` with ``W = 2`` and the first / last frame repeated at the edges;
-  delta-deltas are the deltas of the deltas (:func:`add_deltas`).
+  delta-deltas are the deltas of the deltas ([`add_deltas`][freqnn.features.add_deltas]).
 
-The raw-waveform front end :class:`CosineFrontEnd` replaces the FFT of the log-mel pipeline by
+The raw-waveform front end [`CosineFrontEnd`][freqnn.features.CosineFrontEnd] replaces the FFT of
+the log-mel pipeline by
 a learnable cosine transform of each windowed frame and pools the squared coefficients with the
 same mel triangles; at initialisation (frequencies on the DCT grid) it is a DCT-based log-mel
 filterbank, and training moves the analysis frequencies.
@@ -207,7 +213,8 @@ def hz_to_mel(f: Tensor | float) -> Tensor:
 
 
 def mel_to_hz(m: Tensor | float) -> Tensor:
-    """Inverse of :func:`hz_to_mel`: ``700 (10^(m / 2595) - 1)`` (float64)."""
+    """Inverse of [`hz_to_mel`][freqnn.features.hz_to_mel]: ``700 (10^(m / 2595) - 1)``
+    (float64)."""
     m = torch.as_tensor(m, dtype=torch.float64)
     return 700.0 * (torch.pow(10.0, m / 2595.0) - 1.0)
 
@@ -234,7 +241,7 @@ def mel_filterbank(
         Band edges in Hz (``fmax`` defaults to ``sample_rate / 2``).
     frequencies : Tensor [shape=(K,)], optional
         Frequencies (Hz) to sample the filters at instead of the FFT bins (used by
-        :class:`CosineFrontEnd` for its cosine coefficients).
+        [`CosineFrontEnd`][freqnn.features.CosineFrontEnd] for its cosine coefficients).
 
     Raises
     ------
@@ -369,17 +376,18 @@ def add_deltas(features: Tensor, order: int = 2, width: int = 2) -> Tensor:
 
 
 class LogMel(nn.Module):
-    """Log-mel filterbank (+ deltas) as a module; see :func:`log_mel_spectrogram`.
+    """Log-mel filterbank (+ deltas) as a module; see
+    [`log_mel_spectrogram`][freqnn.features.log_mel_spectrogram].
 
     Parameters
     ----------
     sample_rate, frame_length, hop_length, n_fft, num_bands, window_name, preemph, fmin, fmax,
     floor
-        As in :func:`log_mel_spectrogram`.
+        As in [`log_mel_spectrogram`][freqnn.features.log_mel_spectrogram].
     delta_order : int
         0 (static energies only), 1 (+ deltas) or 2 (+ delta-deltas).
     delta_width : int
-        W of :func:`deltas`.
+        W of [`deltas`][freqnn.features.deltas].
 
     Notes
     -----
@@ -467,8 +475,10 @@ class LogMel(nn.Module):
 class CosineFrontEnd(nn.Module):
     """Learnable raw-waveform front end: log mel-band energies of a learnable cosine transform.
 
-    For each frame of ``n`` samples (already pre-emphasised, as :func:`frame_signal` gives):
-    multiply by the analysis window, analyse with :class:`freqnn.CosineTransform` (``n -> m``
+    For each frame of ``n`` samples (already pre-emphasised, as
+    [`frame_signal`][freqnn.features.frame_signal] gives):
+    multiply by the analysis window, analyse with [`freqnn.CosineTransform`][freqnn.CosineTransform]
+    (``n -> m``
     coefficients, frequencies ``w_k`` learnable), square, pool the ``m`` powers into
     ``num_bands`` bands with mel triangles, take ``log(max(energy, floor))`` and standardise
     with stored statistics::
@@ -480,7 +490,8 @@ class CosineFrontEnd(nn.Module):
     With ``m = n`` and the default ``init="full-band"`` the transform starts as the orthonormal
     DCT-III, whose squared coefficients split the frame's energy over ``n`` frequencies
     ``(2k + 1) pi / 2n`` (Parseval): the module then computes a DCT-based log-mel filterbank,
-    close to :class:`LogMel`'s. Training moves each ``w_k``; the pooling matrix ``F`` stays
+    close to [`LogMel`][freqnn.features.LogMel]'s. Training moves each ``w_k``; the pooling matrix
+    ``F`` stays
     tied to the coefficient index (coefficient k keeps feeding the bands of its initial
     frequency), so the bands are learned through what their coefficients measure.
 
@@ -498,7 +509,8 @@ class CosineFrontEnd(nn.Module):
     fmin, fmax : float
         Mel band edges in Hz.
     learn_frequencies, learn_amplitudes : bool
-        Passed to :class:`freqnn.CosineTransform` (only its analysis half is used: the
+        Passed to [`freqnn.CosineTransform`][freqnn.CosineTransform] (only its analysis half is
+        used: the
         synthesis amplitudes are frozen so that no parameter goes without a gradient).
     init : {"full-band", "lowpass"} or Tensor
         Initial frequencies of the transform.
@@ -512,7 +524,7 @@ class CosineFrontEnd(nn.Module):
         Mel triangles at the initial frequencies (float64).
     mean, std : Tensor [shape=(num_bands,)]
         Standardisation of the log energies (buffers; 0 and 1 until
-        :meth:`fit_normalization`).
+        ``fit_normalization``).
 
     Notes
     -----

@@ -19,8 +19,9 @@ where the data's periods are.
 Phases ``omega * t`` are computed in float64 and reduced modulo 2*pi before they are cast to the
 model's dtype: in float32 ``cos(omega * t)`` at t = 1e7 has lost all phase information.
 
-Frequencies are bounded by :data:`MAX_FREQUENCY` = 2**53 in magnitude: with timestamps of
-magnitude at most 2**53 (:data:`freqnn.checks.MAX_TIME`), every phase ``omega * t`` is then
+Frequencies are bounded by [`MAX_FREQUENCY`][freqnn.frequencies.MAX_FREQUENCY] = 2**53 in magnitude:
+with timestamps of
+magnitude at most 2**53 (``freqnn.checks.MAX_TIME``), every phase ``omega * t`` is then
 finite (at most 2**106); ``frequencies=torch.full((3,), 1e308)`` made every output NaN.
 """
 
@@ -52,7 +53,8 @@ def frequency_grid(
     max_period: float | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> Tensor:
-    """The K frequencies named by ``spec`` (a grid name of :data:`GRIDS` or a tensor (K,)).
+    """The K frequencies named by ``spec`` (a grid name of [`GRIDS`][freqnn.frequencies.GRIDS] or a
+    tensor (K,)).
 
     Parameters
     ----------

@@ -2,14 +2,18 @@
 
 Everything here transforms the last dimension and accepts any leading batch shape. Two families:
 
-* the fixed orthonormal DCT pair, :func:`dct` (DCT-II) and :func:`idct` (DCT-III, its inverse),
+* the fixed orthonormal DCT pair, [`dct`][freqnn.functional.dct] (DCT-II) and
+  [`idct`][freqnn.functional.idct] (DCT-III, its inverse),
   computed with ``torch.fft`` in O(N log N) (the same conventions as ``scipy.fft.dct`` /
   ``scipy.fft.idct`` with ``type=2``);
-* the learnable cosine transform of :class:`freqnn.CosineTransform`
-  (``docs/transform.md``): :func:`cosine_analysis` and :func:`cosine_synthesis`, computed either
-  by a matrix product with a cosine basis (:func:`cosine_basis`, built vectorised in float64) or,
+* the learnable cosine transform of [`freqnn.CosineTransform`][freqnn.CosineTransform]
+  (``docs/transform.md``): [`cosine_analysis`][freqnn.functional.cosine_analysis] and
+  [`cosine_synthesis`][freqnn.functional.cosine_synthesis], computed either
+  by a matrix product with a cosine basis ([`cosine_basis`][freqnn.functional.cosine_basis], built
+  vectorised in float64) or,
   when the frequencies sit exactly on a DCT grid, by folding the signal and one FFT
-  (:func:`grid_cosine_sums`, :func:`grid_cosine_expansion`). The module calls these same
+  ([`grid_cosine_sums`][freqnn.functional.grid_cosine_sums],
+  [`grid_cosine_expansion`][freqnn.functional.grid_cosine_expansion]). The module calls these same
   functions, so the functional and module forms share one code path.
 
 Frequencies are angular, in radians per sample. Frequencies on a DCT grid are described exactly
@@ -197,7 +201,8 @@ def dct(x: Tensor, norm: str = "ortho") -> Tensor:
 
 
 def idct(X: Tensor, norm: str = "ortho") -> Tensor:
-    """DCT-III of the last dimension: the inverse of :func:`dct` with the same ``norm``.
+    """DCT-III of the last dimension: the inverse of [`dct`][freqnn.functional.dct] with the same
+    ``norm``.
 
     ``x_n = sum_{k=0}^{N-1} s_k X_k cos(pi k (2n + 1) / (2N))`` with ``s_0 = sqrt(1/N)``,
     ``s_k = sqrt(2/N)`` (``norm="ortho"``), or ``s_0 = 1/(2N)``, ``s_k = 1/N``
@@ -300,7 +305,8 @@ def grid_cosine_sums(x: Tensor, m: int, p: int) -> Tensor:
 def grid_cosine_expansion(X: Tensor, n: int, p: int) -> Tensor:
     """``y_t = sum_{k=0}^{m-1} X_k cos((2k + 1) pi t / (2p))`` for t < n, in O(n + p log p).
 
-    The transpose of :func:`grid_cosine_sums`: one DCT-II of length p, then unfolded to n samples.
+    The transpose of [`grid_cosine_sums`][freqnn.functional.grid_cosine_sums]: one DCT-II of length
+    p, then unfolded to n samples.
 
     Parameters
     ----------
@@ -491,7 +497,7 @@ def cosine_analysis(
     x : Tensor [shape=(..., N)]
     frequencies : Tensor [shape=(m,)]
         The frequencies omega (radians per sample), or with ``grid=p`` their offsets from the
-        p-point DCT grid (see :func:`cosine_basis`). m <= N.
+        p-point DCT grid (see [`cosine_basis`][freqnn.functional.cosine_basis]). m <= N.
     a1, a2 : Tensor [shape=() or (m,)] or float
         Amplitudes (per coefficient when of shape (m,)). Initial values 1 and sqrt(2).
     grid : int, optional
@@ -543,13 +549,14 @@ def cosine_synthesis(
     ----------
     X : Tensor [shape=(..., m)]
     frequencies : Tensor [shape=(m,)]
-        Synthesis frequencies nu (or offsets from the ``grid``, see :func:`cosine_analysis`).
+        Synthesis frequencies nu (or offsets from the ``grid``, see
+        [`cosine_analysis`][freqnn.functional.cosine_analysis]).
     n : int
         Number of output samples N >= m.
     a3, a4 : Tensor [shape=() or (m,)] or float
         Amplitudes; initial values 1 and sqrt(2).
     grid, fft, basis
-        As in :func:`cosine_analysis`.
+        As in [`cosine_analysis`][freqnn.functional.cosine_analysis].
 
     Returns
     -------

@@ -1,10 +1,12 @@
 """The learnable cosine transform and framing for long signals (``docs/transform.md``).
 
-:class:`CosineTransform` analyses blocks of N samples into M <= N coefficients with trainable
+[`CosineTransform`][freqnn.transform.CosineTransform] analyses blocks of N samples into M <= N
+coefficients with trainable
 frequencies and amplitudes; at initialisation with M = N it is the orthonormal DCT-III / DCT-II
-pair (exact reconstruction). :class:`FramedTransform` applies it to long signals in blocks
+pair (exact reconstruction). [`FramedTransform`][freqnn.transform.FramedTransform] applies it to
+long signals in blocks
 (hop N) or half-overlapping frames (hop N/2, power-complementary sqrt-Hann window) with
-overlap-add; :func:`frame`, :func:`overlap_add` and :func:`sqrt_hann_window` are its parts.
+overlap-add; ``frame``, ``overlap_add`` and ``sqrt_hann_window`` are its parts.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ class CosineTransform(nn.Module):
     **Range of the frequencies.** For integer t, ``cos(w t)`` is even and 2 pi-periodic in w,
     so every real w is an alias of exactly one frequency in [0, pi] and gives the same
     transform. The parameters are therefore left unconstrained (no clipping that would stop
-    gradients); :attr:`analysis_frequencies` / :attr:`synthesis_frequencies` return the
+    gradients); [`analysis_frequencies`][freqnn.CosineTransform.analysis_frequencies] /
+    [`synthesis_frequencies`][freqnn.CosineTransform.synthesis_frequencies] return the
     learned frequencies folded into [0, pi], which is what a user should read and plot.
 
     **Paths.** When the frequencies sit exactly on the DCT grid (offsets all zero) and are not
@@ -426,7 +429,7 @@ def frame(x: Tensor, size: int, hop: int) -> Tensor:
 
 
 def overlap_add(frames: Tensor, hop: int) -> Tensor:
-    """Sum frames placed every ``hop`` samples (the adjoint of :func:`frame`).
+    """Sum frames placed every ``hop`` samples (the adjoint of ``frame``).
 
     Parameters
     ----------
@@ -450,14 +453,15 @@ def overlap_add(frames: Tensor, hop: int) -> Tensor:
 
 
 class FramedTransform(nn.Module):
-    """A :class:`CosineTransform` applied to long signals frame by frame, with overlap-add.
+    """A [`CosineTransform`][freqnn.transform.CosineTransform] applied to long signals frame by
+    frame, with overlap-add.
 
     Modes
     -----
     ``"block"``: frames of N samples with hop N and no window (a block transform); the signal is
     zero-padded at the end to a whole number of blocks.
     ``"half"``: frames of N samples with hop N/2 (N even), windowed by ``window`` before the
-    analysis and again after the synthesis; the default window :func:`sqrt_hann_window`
+    analysis and again after the synthesis; the default window ``sqrt_hann_window``
     satisfies ``w[t]^2 + w[t + N/2]^2 = 1``. The signal is padded with N/2 zeros in front and
     enough at the end that every sample lies in exactly two frames, so the edges reconstruct
     exactly too.
@@ -471,7 +475,7 @@ class FramedTransform(nn.Module):
         Registered as a submodule (its parameters are trained through this module).
     mode : {"block", "half"}
     window : Tensor [shape=(N,)], optional
-        Analysis and synthesis window for ``"half"`` (default :func:`sqrt_hann_window`); must be
+        Analysis and synthesis window for ``"half"`` (default ``sqrt_hann_window``); must be
         None for ``"block"``.
     device, dtype
         Of the ``window`` buffer (default: the given window's device and dtype; the default
@@ -517,7 +521,9 @@ class FramedTransform(nn.Module):
             self.window = None
 
     def reset_parameters(self) -> None:
-        """Re-initialise the transform (:meth:`CosineTransform.reset_parameters`) and write the
+        """Re-initialise the transform
+        ([`CosineTransform.reset_parameters`][freqnn.transform.CosineTransform.reset_parameters])
+        and write the
         window given at construction into the ``window`` buffer."""
         self.transform.reset_parameters()
         self.fill_buffers()
@@ -547,7 +553,7 @@ class FramedTransform(nn.Module):
 
         Returns
         -------
-        Tensor [shape=(..., F, M)] with F = :meth:`num_frames` (T).
+        Tensor [shape=(..., F, M)] with F = [`num_frames`][freqnn.FramedTransform.num_frames] (T).
         """
         x = check_floating(x, "x")
         if x.dim() == 0 or x.shape[-1] == 0:

@@ -1,14 +1,15 @@
 """The interface plumbing every baseline shares, written once.
 
-:class:`RecurrentLayer` is the ``nn.LSTM``-style layer: input validation, ``batch_first``,
+[`RecurrentLayer`][freqnn.baselines._base.RecurrentLayer] is the ``nn.LSTM``-style layer: input
+validation, ``batch_first``,
 unbatched input, stacked layers with dropout between them, padded batches (``lengths``), state
 validation and state passing. A baseline subclasses it with
 
 * a state type (a ``NamedTuple``): per-layer fields of shape (L, B, ...) first, then, for a
   model with a clock, one per-sequence field (B,) last;
-* a cell class (:class:`RecurrentCell`) holding one layer's parameters and its step equations;
-* :meth:`RecurrentLayer._state_shapes` (trailing shapes of the per-layer fields) and, with a
-  clock, :meth:`RecurrentLayer._clock`.
+* a cell class (``RecurrentCell``) holding one layer's parameters and its step equations;
+* ``RecurrentLayer._state_shapes`` (trailing shapes of the per-layer fields) and, with a
+  clock, ``RecurrentLayer._clock``.
 
 The scan runs the cell's step one time step after the other. At a padded step the state does
 not move and the output is zero, so a padded sequence gives what it gives alone.
@@ -57,7 +58,8 @@ def init_uniform(hidden_size: int, *tensors: Tensor) -> None:
 
 
 class RecurrentCell(nn.Module):
-    """One layer's parameters and step equations; :class:`RecurrentLayer` scans it over time.
+    """One layer's parameters and step equations;
+    [`RecurrentLayer`][freqnn.baselines._base.RecurrentLayer] scans it over time.
 
     A cell implements
 
@@ -93,7 +95,9 @@ class RecurrentLayer(nn.Module):
 
     Parameters
     ----------
-    input_size, hidden_size : int
+    input_size
+        Features per step N, size of the output (and of ``h``) H.
+    hidden_size
         Features per step N, size of the output (and of ``h``) H.
     num_layers : int
         Stacked layers; layer l > 0 reads the output of layer l - 1.

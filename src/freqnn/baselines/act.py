@@ -21,7 +21,7 @@ HALT_BIAS = 1.0
 
 
 class ACTRNNState(NamedTuple):
-    """State of an :class:`ACTRNN`.
+    """State of an [`ACTRNN`][freqnn.baselines.act.ACTRNN].
 
     Attributes
     ----------
@@ -112,15 +112,17 @@ class ACTRNN(RecurrentLayer):
     At every step the cell S (a GRU) ponders N(t) times on the same input, with a flag on the
     first ponder step, and a halting unit decides when to stop:
 
-    .. math::
-
-        s_t^n &= S\big(s_t^{n-1}, [x_t, \delta_{n,1}]\big), \quad s_t^0 = s_{t-1} \\
-        h_t^n &= \sigma(W_h s_t^n + b_h) \\
-        N(t) &= \min\Big\{M, \min\big\{n' : \textstyle\sum_{n=1}^{n'} h_t^n \ge 1 - \epsilon
-            \big\}\Big\} \\
-        R(t) &= 1 - \textstyle\sum_{n=1}^{N(t)-1} h_t^n, \quad
-        p_t^n = R(t) \text{ if } n = N(t) \text{ else } h_t^n \\
-        s_t &= \textstyle\sum_{n=1}^{N(t)} p_t^n s_t^n
+    $$
+    \begin{aligned}
+    s_t^n &= S\big(s_t^{n-1}, [x_t, \delta_{n,1}]\big), \quad s_t^0 = s_{t-1} \\
+    h_t^n &= \sigma(W_h s_t^n + b_h) \\
+    N(t) &= \min\Big\{M, \min\big\{n' : \textstyle\sum_{n=1}^{n'} h_t^n \ge 1 - \epsilon
+        \big\}\Big\} \\
+    R(t) &= 1 - \textstyle\sum_{n=1}^{N(t)-1} h_t^n, \quad
+    p_t^n = R(t) \text{ if } n = N(t) \text{ else } h_t^n \\
+    s_t &= \textstyle\sum_{n=1}^{N(t)} p_t^n s_t^n
+    \end{aligned}
+    $$
 
     The output is s_t (the paper's output y_t = sum_n p_t^n y_t^n is linear in s_t^n, so the
     read-out after the layer gives it). The ponder cost of a step is rho_t = N(t) + R(t); the
@@ -128,14 +130,24 @@ class ACTRNN(RecurrentLayer):
 
     Parameters
     ----------
-    input_size, hidden_size, num_layers :
-        As :class:`torch.nn.GRU`.
+    input_size
+        As ``torch.nn.GRU``.
+    hidden_size
+        As ``torch.nn.GRU``.
+    num_layers
+        As ``torch.nn.GRU``.
     max_ponder : int
         M, the most ponder steps per time step (default 10).
     time_penalty : float
         tau, the weight of the ponder cost (default 0.01).
-    batch_first, dropout, device, dtype :
-        As :class:`torch.nn.GRU`.
+    batch_first
+        As ``torch.nn.GRU``.
+    dropout
+        As ``torch.nn.GRU``.
+    device
+        As ``torch.nn.GRU``.
+    dtype
+        As ``torch.nn.GRU``.
 
     Attributes
     ----------
@@ -161,7 +173,8 @@ class ACTRNN(RecurrentLayer):
       is what a ``torch.compile`` graph does).
 
     ``forward(x, state=None, *, lengths=None) -> (output, state)``: see
-    :class:`freqnn.baselines.RecurrentLayer`; the state is an :class:`ACTRNNState`.
+    [`freqnn.baselines.RecurrentLayer`][freqnn.baselines.RecurrentLayer]; the state is an
+    [`ACTRNNState`][freqnn.baselines.act.ACTRNNState].
     """
 
     state_type = ACTRNNState

@@ -15,7 +15,7 @@ __all__ = ["AssociativeLSTM", "AssociativeLSTMState", "bound"]
 
 
 class AssociativeLSTMState(NamedTuple):
-    """State of an :class:`AssociativeLSTM`.
+    """State of an [`AssociativeLSTM`][freqnn.baselines.associative.AssociativeLSTM].
 
     Attributes
     ----------
@@ -110,28 +110,42 @@ class AssociativeLSTM(RecurrentLayer):
     ``copies`` redundant copies, each read and written with its own fixed permutation P_s of
     the keys (the noise of the retrieval averages out over the copies):
 
-    .. math::
-
-        \hat g_f, \hat g_i, \hat g_o, \hat r_i, \hat r_o, \hat u
-            &= W_{xh} x_t + W_{hh} h_{t-1} + b_h \\
-        g_f, g_i, g_o = \sigma(\hat g_f, \hat g_i, \hat g_o), \quad
-        r_i, r_o, u &= \mathrm{bound}(\hat r_i, \hat r_o, \hat u) \\
-        c_{s,t} &= g_f \odot c_{s,t-1} + (P_s r_i) \circledast (g_i \odot u) \\
-        h_t &= g_o \odot \mathrm{bound}\Big(\frac{1}{N_{copies}} \sum_s (P_s r_o)
-            \circledast c_{s,t}\Big)
+    $$
+    \begin{aligned}
+    \hat g_f, \hat g_i, \hat g_o, \hat r_i, \hat r_o, \hat u
+        &= W_{xh} x_t + W_{hh} h_{t-1} + b_h \\
+    g_f, g_i, g_o = \sigma(\hat g_f, \hat g_i, \hat g_o), \quad
+    r_i, r_o, u &= \mathrm{bound}(\hat r_i, \hat r_o, \hat u) \\
+    c_{s,t} &= g_f \odot c_{s,t-1} + (P_s r_i) \circledast (g_i \odot u) \\
+    h_t &= g_o \odot \mathrm{bound}\Big(\frac{1}{N_{copies}} \sum_s (P_s r_o)
+        \circledast c_{s,t}\Big)
+    \end{aligned}
+    $$
 
     where the keys r_i, r_o, the value u, the memories c_s and h_t are complex vectors of
     H / 2 units, ⊛ is the elementwise complex product and bound(z) = z / max(1, |z|).
 
     Parameters
     ----------
-    input_size, hidden_size, num_layers :
-        As :class:`torch.nn.LSTM`; ``hidden_size`` counts real outputs (H / 2 complex units,
+    input_size
+        As ``torch.nn.LSTM``; ``hidden_size`` counts real outputs (H / 2 complex units,
+        real parts first), so it must be even.
+    hidden_size
+        As ``torch.nn.LSTM``; ``hidden_size`` counts real outputs (H / 2 complex units,
+        real parts first), so it must be even.
+    num_layers
+        As ``torch.nn.LSTM``; ``hidden_size`` counts real outputs (H / 2 complex units,
         real parts first), so it must be even.
     copies : int
         Redundant copies of the memory, default 4 as in the SFM paper's table.
-    batch_first, dropout, device, dtype :
-        As :class:`torch.nn.LSTM`.
+    batch_first
+        As ``torch.nn.LSTM``.
+    dropout
+        As ``torch.nn.LSTM``.
+    device
+        As ``torch.nn.LSTM``.
+    dtype
+        As ``torch.nn.LSTM``.
 
     Notes
     -----
@@ -141,7 +155,8 @@ class AssociativeLSTM(RecurrentLayer):
       parts alike (a gate changes the modulus of a stored value, not its phase), so the
       pre-activations are 3 H / 2 gates and 3 complex vectors of H / 2: 9 H / 2 rows;
     * every copy, the first included, has its own random permutation (``permutations``, a
-      buffer drawn from torch's CPU generator, saved in the state dict; :meth:`reset_parameters`
+      buffer drawn from torch's CPU generator, saved in the state dict;
+      [`reset_parameters`][freqnn.AssociativeLSTM.reset_parameters]
       redraws it before the weights, as construction does, so that a model built on the meta
       device and reset equals one built eagerly from the same seed);
     * weights and biases are initialised U(-1/sqrt(H), 1/sqrt(H)) (``nn.LSTM``'s rule);
@@ -149,7 +164,8 @@ class AssociativeLSTM(RecurrentLayer):
       at z = 0.
 
     ``forward(x, state=None, *, lengths=None) -> (output, state)``: see
-    :class:`freqnn.baselines.RecurrentLayer`; the state is an :class:`AssociativeLSTMState`.
+    [`freqnn.baselines.RecurrentLayer`][freqnn.baselines.RecurrentLayer]; the state is an
+    [`AssociativeLSTMState`][freqnn.baselines.associative.AssociativeLSTMState].
     """
 
     state_type = AssociativeLSTMState

@@ -18,7 +18,7 @@ __all__ = ["CWRNNState", "ClockworkRNN"]
 
 
 class CWRNNState(NamedTuple):
-    """State of a :class:`ClockworkRNN`.
+    """State of a [`ClockworkRNN`][freqnn.baselines.clockwork.ClockworkRNN].
 
     Attributes
     ----------
@@ -37,7 +37,8 @@ MAX_PERIOD = 2**62
 
 
 def _periods(periods: int | Sequence[int]) -> tuple[int, ...]:
-    """The module periods from the ``periods`` argument (see :class:`ClockworkRNN`)."""
+    """The module periods from the ``periods`` argument (see
+    [`ClockworkRNN`][freqnn.baselines.clockwork.ClockworkRNN])."""
     values: object = periods
     if isinstance(periods, int) and not isinstance(periods, bool):
         values = tuple(2**i for i in range(periods))
@@ -125,12 +126,12 @@ class ClockworkRNN(RecurrentLayer):
     with clock period T_i (T_1 < ... < T_g). At step t (0, 1, 2, ... counted from the start
     of the stream) the modules with t mod T_i = 0 are updated and the others keep their value:
 
-    .. math::
-
-        h_t^{(i)} = \begin{cases}
-            \tanh\big(W_H^{(i)} h_{t-1} + W_I^{(i)} x_t + b^{(i)}\big) & t \bmod T_i = 0 \\
-            h_{t-1}^{(i)} & \text{otherwise}
-        \end{cases}
+    $$
+    h_t^{(i)} = \begin{cases}
+        \tanh\big(W_H^{(i)} h_{t-1} + W_I^{(i)} x_t + b^{(i)}\big) & t \bmod T_i = 0 \\
+        h_{t-1}^{(i)} & \text{otherwise}
+    \end{cases}
+    $$
 
     W_H is block upper-triangular: module i reads the modules j >= i, the slower ones and
     itself (slower-to-faster connections); W_I and b are full. The output is h_t (the paper's
@@ -138,13 +139,23 @@ class ClockworkRNN(RecurrentLayer):
 
     Parameters
     ----------
-    input_size, hidden_size, num_layers :
-        As :class:`torch.nn.RNN`; ``hidden_size`` must be a multiple of g.
+    input_size
+        As ``torch.nn.RNN``; ``hidden_size`` must be a multiple of g.
+    hidden_size
+        As ``torch.nn.RNN``; ``hidden_size`` must be a multiple of g.
+    num_layers
+        As ``torch.nn.RNN``; ``hidden_size`` must be a multiple of g.
     periods : int or sequence of int
         The module periods: an int g gives the paper's exponential clock 1, 2, 4, ...,
         2^(g-1); a sequence gives them explicitly (strictly increasing). Default 4 modules.
-    batch_first, dropout, device, dtype :
-        As :class:`torch.nn.RNN`.
+    batch_first
+        As ``torch.nn.RNN``.
+    dropout
+        As ``torch.nn.RNN``.
+    device
+        As ``torch.nn.RNN``.
+    dtype
+        As ``torch.nn.RNN``.
 
     Notes
     -----
@@ -161,7 +172,8 @@ class ClockworkRNN(RecurrentLayer):
       block row i, shape (k, (g - i) k)), so the parameter count is the paper's.
 
     ``forward(x, state=None, *, lengths=None) -> (output, state)``: see
-    :class:`freqnn.baselines.RecurrentLayer`; the state is a :class:`CWRNNState`.
+    [`freqnn.baselines.RecurrentLayer`][freqnn.baselines.RecurrentLayer]; the state is a
+    [`CWRNNState`][freqnn.baselines.clockwork.CWRNNState].
     """
 
     state_type = CWRNNState

@@ -17,7 +17,7 @@ TRANSFORM_BIAS = -2.0
 
 
 class RHNState(NamedTuple):
-    """State of an :class:`RHN`.
+    """State of an [`RHN`][freqnn.baselines.highway.RHN].
 
     Attributes
     ----------
@@ -80,23 +80,37 @@ class RHN(RecurrentLayer):
 
     Each time step runs ``depth`` highway micro-layers l = 1 .. d; the input enters the first:
 
-    .. math::
-
-        h_t^{[l]} &= \tanh\big(W_H x_t \mathbb{1}_{l=1} + R_{H_l} s_t^{[l-1]} + b_{H_l}\big) \\
-        t_t^{[l]} &= \sigma\big(W_T x_t \mathbb{1}_{l=1} + R_{T_l} s_t^{[l-1]} + b_{T_l}\big) \\
-        s_t^{[l]} &= h_t^{[l]} \odot t_t^{[l]} + s_t^{[l-1]} \odot (1 - t_t^{[l]})
+    $$
+    \begin{aligned}
+    h_t^{[l]} &= \tanh\big(W_H x_t \mathbb{1}_{l=1} + R_{H_l} s_t^{[l-1]} + b_{H_l}\big) \\
+    t_t^{[l]} &= \sigma\big(W_T x_t \mathbb{1}_{l=1} + R_{T_l} s_t^{[l-1]} + b_{T_l}\big) \\
+    s_t^{[l]} &= h_t^{[l]} \odot t_t^{[l]} + s_t^{[l-1]} \odot (1 - t_t^{[l]})
+    \end{aligned}
+    $$
 
     with s_t^{[0]} = s_{t-1}^{[d]}; the output and the state are s_t^{[d]}.
 
     Parameters
     ----------
-    input_size, hidden_size, num_layers :
-        As :class:`torch.nn.RNN` (``num_layers`` stacks RHN layers; ``depth`` is the
+    input_size
+        As ``torch.nn.RNN`` (``num_layers`` stacks RHN layers; ``depth`` is the
+        recurrence depth inside one layer).
+    hidden_size
+        As ``torch.nn.RNN`` (``num_layers`` stacks RHN layers; ``depth`` is the
+        recurrence depth inside one layer).
+    num_layers
+        As ``torch.nn.RNN`` (``num_layers`` stacks RHN layers; ``depth`` is the
         recurrence depth inside one layer).
     depth : int
         Recurrence depth d (micro-layers per step), default 4 as in the SFM paper's table.
-    batch_first, dropout, device, dtype :
-        As :class:`torch.nn.RNN`.
+    batch_first
+        As ``torch.nn.RNN``.
+    dropout
+        As ``torch.nn.RNN``.
+    device
+        As ``torch.nn.RNN``.
+    dtype
+        As ``torch.nn.RNN``.
 
     Notes
     -----
@@ -109,7 +123,8 @@ class RHN(RecurrentLayer):
     * the input has no bias of its own (the micro-layer biases cover it).
 
     ``forward(x, state=None, *, lengths=None) -> (output, state)``: see
-    :class:`freqnn.baselines.RecurrentLayer`; the state is an :class:`RHNState`.
+    [`freqnn.baselines.RecurrentLayer`][freqnn.baselines.RecurrentLayer]; the state is an
+    [`RHNState`][freqnn.baselines.highway.RHNState].
     """
 
     state_type = RHNState

@@ -17,7 +17,7 @@ __all__ = ["PhasedLSTM", "PhasedLSTMState", "time_gate"]
 
 
 class PhasedLSTMState(NamedTuple):
-    """State of a :class:`PhasedLSTM`.
+    """State of a [`PhasedLSTM`][freqnn.baselines.phased.PhasedLSTM].
 
     Attributes
     ----------
@@ -37,22 +37,26 @@ def time_gate(times: Tensor, period: Tensor, shift: Tensor, r_on: float, alpha: 
               ) -> Tensor:
     r"""The time gate k_t of Phased LSTM (Neil et al. 2016).
 
-    .. math::
-
-        \phi_t = \frac{(t - s) \bmod \tau}{\tau}, \qquad
-        k_t = \begin{cases}
-            2 \phi_t / r_{on} & \phi_t < r_{on} / 2 \\
-            2 - 2 \phi_t / r_{on} & r_{on} / 2 \le \phi_t < r_{on} \\
-            \alpha \phi_t & \text{otherwise (closed phase)}
-        \end{cases}
+    $$
+    \phi_t = \frac{(t - s) \bmod \tau}{\tau}, \qquad
+    k_t = \begin{cases}
+        2 \phi_t / r_{on} & \phi_t < r_{on} / 2 \\
+        2 - 2 \phi_t / r_{on} & r_{on} / 2 \le \phi_t < r_{on} \\
+        \alpha \phi_t & \text{otherwise (closed phase)}
+    \end{cases}
+    $$
 
     Parameters
     ----------
     times : Tensor [shape=(...,)], float64
         Timestamps t.
-    period, shift : Tensor [shape=(H,)]
+    period
         tau and s of each unit.
-    r_on, alpha : float
+    shift
+        tau and s of each unit.
+    r_on
+        Open ratio and closed-phase leak.
+    alpha
         Open ratio and closed-phase leak.
 
     Returns
@@ -148,23 +152,30 @@ class PhasedLSTM(RecurrentLayer):
     Network Training for Long or Event-based Sequences", NeurIPS 2016).
 
     A peephole LSTM (the paper's section 2) whose cell and output updates pass
-    through a time gate k_t (:func:`time_gate`), an oscillation of period tau and shift s per
+    through a time gate k_t ([`time_gate`][freqnn.baselines.phased.time_gate]), an oscillation of
+    period tau and shift s per
     unit that is open for a fraction ``r_on`` of each period:
 
-    .. math::
-
-        \tilde c_t &= f_t \odot c_{t-1} + i_t \odot \tanh(W_{xc} x_t + W_{hc} h_{t-1} + b_c) \\
-        c_t &= k_t \odot \tilde c_t + (1 - k_t) \odot c_{t-1} \\
-        \tilde h_t &= o_t \odot \tanh(\tilde c_t) \\
-        h_t &= k_t \odot \tilde h_t + (1 - k_t) \odot h_{t-1}
+    $$
+    \begin{aligned}
+    \tilde c_t &= f_t \odot c_{t-1} + i_t \odot \tanh(W_{xc} x_t + W_{hc} h_{t-1} + b_c) \\
+    c_t &= k_t \odot \tilde c_t + (1 - k_t) \odot c_{t-1} \\
+    \tilde h_t &= o_t \odot \tanh(\tilde c_t) \\
+    h_t &= k_t \odot \tilde h_t + (1 - k_t) \odot h_{t-1}
+    \end{aligned}
+    $$
 
     with i_t = sigma(W_xi x_t + W_hi h_{t-1} + w_ci * c_{t-1} + b_i), f_t likewise with w_cf,
     and o_t = sigma(W_xo x_t + W_ho h_{t-1} + w_co * c~_t + b_o).
 
     Parameters
     ----------
-    input_size, hidden_size, num_layers :
-        As :class:`torch.nn.LSTM`.
+    input_size
+        As ``torch.nn.LSTM``.
+    hidden_size
+        As ``torch.nn.LSTM``.
+    num_layers
+        As ``torch.nn.LSTM``.
     r_on : float
         Fraction of the period the gate is open, in (0, 1] (0.05 as in the SFM paper's table).
     alpha : float
@@ -177,16 +188,23 @@ class PhasedLSTM(RecurrentLayer):
     period_range : (float, float)
         tau is initialised log-uniform in this range (default (1, 1000) time units), with
         2**-53 <= low <= high <= 2**53.
-    batch_first, dropout, device, dtype :
-        As :class:`torch.nn.LSTM`.
+    batch_first
+        As ``torch.nn.LSTM``.
+    dropout
+        As ``torch.nn.LSTM``.
+    device
+        As ``torch.nn.LSTM``.
+    dtype
+        As ``torch.nn.LSTM``.
 
     Notes
     -----
     ``forward(x, state=None, *, times=None, lengths=None) -> (output, state)`` as
-    :class:`freqnn.baselines.RecurrentLayer`, and ``times`` as :class:`freqnn.SFM`: real
+    [`freqnn.baselines.RecurrentLayer`][freqnn.baselines.RecurrentLayer], and ``times`` as
+    [`freqnn.SFM`][freqnn.SFM]: real
     timestamps of the steps, (T,) or (B, T) (also with ``batch_first=False``), by default the
     steps time + 1, time + 2, ... continuing from ``state.time``. The state is a
-    :class:`PhasedLSTMState`.
+    [`PhasedLSTMState`][freqnn.baselines.phased.PhasedLSTMState].
 
     Choices where the paper leaves a detail open:
 

@@ -1,6 +1,6 @@
 """State-Frequency Memory layers: cells, multi-layer modules, state and the step equations.
 
-The recurrence runs on a registered operator (:mod:`freqnn.sfm.kernels`) by default;
+The recurrence runs on a registered operator (``freqnn.sfm.kernels``) by default;
 ``use_reference()``, ``use_path(...)`` / ``set_path(...)`` choose the path and ``empty_cache()``
 frees its buffers.
 """

@@ -39,7 +39,7 @@ __all__ = [
 #: rule of the authors' released code
 PHASE_RULES = ("accumulate", "authors")
 #: the memory update (``SFM(..., memory=...)``): the paper's, or the normalised one whose write is
-#: weighted by 1 - f_t (:func:`freqnn.sfm.step.memory_update`)
+#: weighted by 1 - f_t (``freqnn.sfm.step.memory_update``)
 MEMORIES = ("paper", "normalised")
 #: initialisations of the forget-gate biases b_ste, b_fre (``SFM(..., forget_init=...)``)
 FORGET_INITS = ("uniform", "chrono")
@@ -48,7 +48,7 @@ READOUTS = ("sum", "mean")
 
 
 def check_phase(value: object) -> str:
-    """Validate A-SFM's ``phase`` argument (one of :data:`PHASE_RULES`)."""
+    """Validate A-SFM's ``phase`` argument (one of ``PHASE_RULES``)."""
     return check_choice(value, "phase", PHASE_RULES)
 
 
@@ -79,10 +79,11 @@ class SFMCell(DerivedBuffers):
     bias : bool
         Whether the affine maps have biases (b_ste, b_fre, b_g, b_i, b_o, b_z).
     frequencies : {"paper", "half", "dct"} or Tensor [shape=(K,)]
-        The frequency grid (rad per unit of time), see :mod:`freqnn.frequencies`.
+        The frequency grid (rad per unit of time), see [`freqnn.frequencies`][freqnn.frequencies].
     learn_frequencies : bool
         Train the frequencies. They are stored unconstrained and used folded into [0, pi]
-        (:func:`freqnn.frequencies.fold_frequency`), which leaves the output of an SFM unchanged
+        ([`freqnn.frequencies.fold_frequency`][freqnn.frequencies.fold_frequency]), which leaves the
+        output of an SFM unchanged
         for in-band values and keeps learned ones alias-free.
     memory : {"paper", "normalised"}
         The memory update: the paper's S_t = f_t S_{t-1} + (g_t i_t) e^{j omega t}, or the
@@ -108,7 +109,7 @@ class SFMCell(DerivedBuffers):
     -----
     ``forward(x_t, state=None, t=None) -> (z_t, state)``: ``x_t`` (B, N) or (N,); ``t`` the
     timestamp of this step (scalar or (B,)), by default ``state.time + 1``. The state has no
-    layer dimension (see :class:`freqnn.SFMState`).
+    layer dimension (see [`freqnn.SFMState`][freqnn.SFMState]).
     """
 
     adaptive = False
@@ -180,7 +181,7 @@ class SFMCell(DerivedBuffers):
         self.reset_parameters()
 
     def _gate_sizes(self) -> dict[str, int]:
-        """Row blocks of the fused affine maps, in order (see :mod:`freqnn.sfm.step`); an A-SFM
+        """Row blocks of the fused affine maps, in order (see ``freqnn.sfm.step``); an A-SFM
         appends K rows for omega_t to ``weight_ih`` and ``weight_hh``."""
         D, K, M = self.state_size, self.num_freqs, self.hidden_size
         return {"ste": D, "g": D, "i": D, "fre": K, "o": K * M}
@@ -270,7 +271,8 @@ class SFMCell(DerivedBuffers):
         return out
 
     def _readout_parameters(self, out: dict[str, Tensor]) -> None:
-        """Add the output maps to :meth:`paper_parameters`: W_o, V_o, b_o as (K, M, ...), U_o, W_z,
+        """Add the output maps to [`paper_parameters`][freqnn.SFMCell.paper_parameters]: W_o, V_o,
+        b_o as (K, M, ...), U_o, W_z,
         b_z."""
         K, M = self.num_freqs, self.hidden_size
         for key in ("W_o", "V_o", "b_o"):
@@ -320,21 +322,25 @@ class SFMCell(DerivedBuffers):
         """Run the recurrence over a whole sequence.
 
         By default this runs the registered operator ``torch.ops.freqnn.sfm_scan``
-        (:mod:`freqnn.sfm.kernels`: a hand-written backward-through-time, compiled on the CPU
+        (``freqnn.sfm.kernels``: a hand-written backward-through-time, compiled on the CPU
         where a C++ compiler is available). Inside ``with freqnn.sfm.use_reference():`` (or
         with ``FREQNN_SFM_PATH=reference``), and under ONNX export, it
-        runs the reference below: the step equations of :mod:`freqnn.sfm.step`, one step at a
+        runs the reference below: the step equations of ``freqnn.sfm.step``, one step at a
         time, differentiated by autograd. Both give the same outputs and gradients.
 
         Parameters
         ----------
-        gx : Tensor [shape=(T, B, G)], input projections from :meth:`input_projection`
-        state : SFMState, initial state of this layer (no layer dimension)
-        times : Tensor [shape=(T, B)], float64 timestamps of the steps
-        mask : Tensor [shape=(T, B)] bool or None, False at padded steps (they change nothing)
+        gx : Tensor [shape=(T, B, G)]
+            Input projections from [`input_projection`][freqnn.SFMCell.input_projection].
+        state : SFMState
+            Initial state of this layer (no layer dimension).
+        times : Tensor [shape=(T, B)]
+            float64 timestamps of the steps.
+        mask : Tensor [shape=(T, B)] bool or None
+            False at padded steps (they change nothing).
         record : list or None
             If given, the reference path runs and appends each step's pre-activations and
-            amplitude ``(Gates, A_t)`` to it (:func:`freqnn.sfm.trace.trace` reads them).
+            amplitude ``(Gates, A_t)`` to it (``freqnn.sfm.trace.trace`` reads them).
 
         Returns
         -------
@@ -452,9 +458,29 @@ class AdaptiveSFMCell(SFMCell):
 
     Parameters
     ----------
-    input_size, hidden_size, state_size, num_freqs
+    input_size
         As [`SFMCell`][freqnn.SFMCell].
-    bias, frequencies, learn_frequencies, memory, forget_init, readout, device, dtype
+    hidden_size
+        As [`SFMCell`][freqnn.SFMCell].
+    state_size
+        As [`SFMCell`][freqnn.SFMCell].
+    num_freqs
+        As [`SFMCell`][freqnn.SFMCell].
+    bias
+        As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
+    frequencies
+        As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
+    learn_frequencies
+        As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
+    memory
+        As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
+    forget_init
+        As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
+    readout
+        As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
+    device
+        As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
+    dtype
         As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
     phase : {"accumulate", "authors"}
         The phase rule (stored as ``self.phase``):

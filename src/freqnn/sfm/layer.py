@@ -23,12 +23,18 @@ class SFM(nn.Module):
 
     Each layer keeps a memory S_t in C^{D x K}: D states, each a gated, windowed Fourier
     transform of its input stream at K frequencies; the output reads the amplitudes |S_t|.
-    The equations are in ``docs/sfm.md`` and in :mod:`freqnn.sfm.step` under the same names.
+    The equations are in ``docs/sfm.md`` and in ``freqnn.sfm.step`` under the same names.
 
     Parameters
     ----------
-    input_size, hidden_size, state_size, num_freqs : int
-        N, M, D, K.
+    input_size : int
+        N, features of x_t.
+    hidden_size : int
+        M, size of the output z_t of every layer.
+    state_size : int
+        D, number of memory states per layer.
+    num_freqs : int
+        K, number of frequency components of each state.
     num_layers : int
         Stacked layers; layer l > 0 reads the output z of layer l - 1.
     bias : bool
@@ -38,26 +44,28 @@ class SFM(nn.Module):
     dropout : float
         Dropout on the outputs of every layer but the last (as ``nn.LSTM``).
     frequencies : {"paper", "half", "dct"} or Tensor [shape=(K,)]
-        Frequency grid in rad per unit of time (:mod:`freqnn.frequencies`).
+        Frequency grid in rad per unit of time ([`freqnn.frequencies`][freqnn.frequencies]).
     learn_frequencies : bool
         Train the frequencies (kept in [0, pi] by folding).
     memory : {"paper", "normalised"}
-        The memory update of every layer (:class:`SFMCell`): the paper's, or the normalised
+        The memory update of every layer ([`SFMCell`][freqnn.SFMCell]): the paper's, or the
+        normalised
         one (the write weighted by 1 - f_t, so |S| <= 1), which trains stably with long
         windows (``docs/sfm.md``, "Training SFM").
     forget_init : {"uniform", "chrono"}
         The forget-gate biases at initialisation: ``nn.LSTM``'s uniform rule, or windows from
-        the periods of the frequency grid (:class:`SFMCell`).
+        the periods of the frequency grid ([`SFMCell`][freqnn.SFMCell]).
     readout : {"sum", "mean"}
         z_t as the paper's sum of the K frequency read-outs, or their mean (bounded by 1;
-        :class:`SFMCell`).
+        [`SFMCell`][freqnn.SFMCell]).
 
     Notes
     -----
     ``forward(x, state=None, *, times=None, lengths=None) -> (output, state)``
 
     * ``x``: (T, B, N), (B, T, N) with ``batch_first``, or unbatched (T, N).
-    * ``state``: :class:`freqnn.SFMState` with a leading layer dimension; ``None`` means zeros
+    * ``state``: [`freqnn.SFMState`][freqnn.SFMState] with a leading layer dimension; ``None`` means
+      zeros
       at time 0.
     * ``times``: real timestamps of the steps, (T,) or (B, T) (also with ``batch_first=False``);
       the phase of step t is omega * times[t]. Default: the absolute steps time + 1, time + 2, ...
@@ -125,7 +133,8 @@ class SFM(nn.Module):
         return self.cell_type.adaptive
 
     def reset_parameters(self) -> None:
-        """Re-initialise every layer (see :meth:`SFMCell.reset_parameters`)."""
+        """Re-initialise every layer (see
+        [`SFMCell.reset_parameters`][freqnn.SFMCell.reset_parameters])."""
         for cell in self.cells:
             cell.reset_parameters()
 
@@ -154,6 +163,28 @@ class SFM(nn.Module):
         times: Tensor | None = None,
         lengths: Tensor | None = None,
     ) -> tuple[Tensor, SFMState]:
+        """Run the layers over a sequence (or a padded batch of them).
+
+        Parameters
+        ----------
+        x : Tensor [shape=(T, B, N)]
+            The input; (B, T, N) with ``batch_first``, (T, N) unbatched.
+        state : SFMState or None
+            The state to continue from, with a leading layer dimension; None: zeros at time 0.
+        times : Tensor [shape=(T,) or (B, T)], optional
+            Real timestamps of the steps (the phase of step t is omega * times[t]); default
+            the steps ``state.time + 1, state.time + 2, ...``.
+        lengths : Tensor [shape=(B,)], optional
+            True lengths of a padded batch, in [0, T]: padded steps change nothing and output
+            zeros.
+
+        Returns
+        -------
+        output : Tensor [shape=(T, B, M)]
+            The top layer's z_t (batch-first or unbatched as ``x``).
+        state : SFMState
+            The state after each sequence's last valid step.
+        """
         x = check_sequence(x, self.input_size, self.batch_first, self.cells[0].weight_ih.dtype)
         unbatched = x.dim() == 2
         if unbatched:
@@ -229,9 +260,35 @@ class AdaptiveSFM(SFM):
 
     Parameters
     ----------
-    input_size, hidden_size, state_size, num_freqs, num_layers, bias, batch_first, dropout
+    input_size
         As [`SFM`][freqnn.SFM].
-    frequencies, learn_frequencies, memory, forget_init, readout, device, dtype
+    hidden_size
+        As [`SFM`][freqnn.SFM].
+    state_size
+        As [`SFM`][freqnn.SFM].
+    num_freqs
+        As [`SFM`][freqnn.SFM].
+    num_layers
+        As [`SFM`][freqnn.SFM].
+    bias
+        As [`SFM`][freqnn.SFM].
+    batch_first
+        As [`SFM`][freqnn.SFM].
+    dropout
+        As [`SFM`][freqnn.SFM].
+    frequencies
+        As [`SFM`][freqnn.SFM]; ``frequencies`` is the grid b_omega starts from.
+    learn_frequencies
+        As [`SFM`][freqnn.SFM]; ``frequencies`` is the grid b_omega starts from.
+    memory
+        As [`SFM`][freqnn.SFM]; ``frequencies`` is the grid b_omega starts from.
+    forget_init
+        As [`SFM`][freqnn.SFM]; ``frequencies`` is the grid b_omega starts from.
+    readout
+        As [`SFM`][freqnn.SFM]; ``frequencies`` is the grid b_omega starts from.
+    device
+        As [`SFM`][freqnn.SFM]; ``frequencies`` is the grid b_omega starts from.
+    dtype
         As [`SFM`][freqnn.SFM]; ``frequencies`` is the grid b_omega starts from.
     phase : {"accumulate", "authors"}
         ``"accumulate"`` (default): the accumulated phase phi_t = phi_{t-1} + omega_t dt, omega_t
@@ -241,7 +298,8 @@ class AdaptiveSFM(SFM):
         omega_t (rad per unit of time, not a phase), starting at the frequency grid of
         ``frequencies`` (which stays fixed when b_omega is trained). Stored as ``self.phase``
         (and on every cell); not part of the ``state_dict``, so give the same value to the
-        module a checkpoint is loaded into. :class:`SFM` has no ``phase`` argument (its phase is
+        module a checkpoint is loaded into. [`SFM`][freqnn.SFM] has no ``phase`` argument (its phase
+        is
         omega * t under both rules) and raises ``TypeError`` if given one.
     """
 

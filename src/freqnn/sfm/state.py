@@ -57,7 +57,8 @@ class SFMState(_Fields):
         keep their phase.
     phase : Tensor [shape=(L, B, K)] or None
         A-SFM only, and what it holds depends on the layer's phase rule
-        (:class:`freqnn.AdaptiveSFM`, ``phase=``): under ``"accumulate"`` (the default) the
+        ([`freqnn.AdaptiveSFM`][freqnn.AdaptiveSFM], ``phase=``): under ``"accumulate"`` (the
+        default) the
         accumulated phase phi_t in [0, 2*pi) of each layer (zero in the zero state); under
         ``"authors"`` the frequencies omega_t (rad per unit of time) computed at the last step,
         which the next step uses, cos(omega_t * t_{t+1}) (the layer's frequency grid in the
@@ -128,7 +129,7 @@ def zero_state(
 
     Everything is zero except, where ``phase0`` (shape ``lead + (K,)``) is given, A-SFM's phase
     slot, which then holds ``phase0`` for every sequence: the frequency grid of an A-SFM under
-    the authors' phase rule (see :class:`SFMState`).
+    the authors' phase rule (see [`SFMState`][freqnn.SFMState]).
     """
     kw = {"dtype": dtype, "device": device}
     shape = lead + batch
@@ -219,7 +220,7 @@ def check_state(
 ) -> SFMState:
     """Validate a user-supplied state against the expected shapes and dtype, strided and on
     ``device`` (the input's; None: not checked here, the fast path checks it before its kernel
-    runs, :func:`check_placement`); values finite."""
+    runs, ``check_placement``); values finite."""
     if not isinstance(state, SFMState):
         if isinstance(state, tuple) and len(state) == len(SFMState._fields):
             state = SFMState(*state)

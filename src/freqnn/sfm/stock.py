@@ -21,7 +21,7 @@ number of states, M = D. One step, for one sequence, with hs the Keras hard sigm
 
 The released code uses omega_k = 2 pi k / K (freqnn's ``"paper"`` grid, the default here) and
 the absolute step t = 1, 2, ... (freqnn's default time axis). The read-out ``p = W_p z_t + b_p``
-belongs to the model head (:class:`freqnn.models.SequenceModel`), not to the cell.
+belongs to the model head (``freqnn.models.SequenceModel``), not to the cell.
 """
 
 from __future__ import annotations
@@ -48,11 +48,12 @@ def hard_sigmoid(x: Tensor) -> Tensor:
 class StockSFMCell(SFMCell):
     r"""One layer of the KDD 2017 stock variant of SFM, stepped one time step per call.
 
-    The equations are in the module docstring of :mod:`freqnn.sfm.stock`. The affine maps are
-    fused as in :class:`SFMCell`: ``weight_ih`` (4D + K, N), ``weight_hh`` (4D + K, D) and
+    The equations are in the module docstring of ``freqnn.sfm.stock``. The affine maps are
+    fused as in [`SFMCell`][freqnn.SFMCell]: ``weight_ih`` (4D + K, N), ``weight_hh`` (4D + K, D)
+    and
     ``bias_ih`` (4D + K,) with rows ``ste (D) | g (D) | i (D) | fre (K) | o (D)``; the amplitude
     read-out is ``weight_a`` = U_a (K,) and ``bias_a`` = b_a (D,).
-    :meth:`paper_parameters` gives them under the names of the equations.
+    ``paper_parameters`` gives them under the names of the equations.
 
     Parameters
     ----------
@@ -70,14 +71,16 @@ class StockSFMCell(SFMCell):
         Frequency grid in rad per unit of time; ``"paper"`` (2 pi k / K) is the released code's.
     learn_frequencies : bool
         Train the frequencies (stored unconstrained, used folded into [0, pi]; |S|^2 is unchanged
-        by the fold, as |S| is for :class:`SFMCell`).
+        by the fold, as |S| is for [`SFMCell`][freqnn.SFMCell]).
 
     Notes
     -----
-    ``forward(x_t, state=None, t=None) -> (z_t, state)`` as :class:`SFMCell` (inherited, with
-    its validation); the state is an :class:`freqnn.SFMState` with ``phase=None``. Only a
+    ``forward(x_t, state=None, t=None) -> (z_t, state)`` as [`SFMCell`][freqnn.SFMCell] (inherited,
+    with
+    its validation); the state is an [`freqnn.SFMState`][freqnn.SFMState] with ``phase=None``. Only
+    a
     reference time loop exists (no fast path): autograd differentiates it. Initialisation
-    (:meth:`reset_parameters`, inherited): every weight and bias uniform in +-1/sqrt(D) as in
+    (``reset_parameters``, inherited): every weight and bias uniform in +-1/sqrt(D) as in
     ``nn.LSTM``; the released Keras code's Glorot-uniform input weights, orthogonal recurrent
     weights and zero biases (b_ste = b_fre = 1) are not reproduced.
     """
@@ -110,7 +113,7 @@ class StockSFMCell(SFMCell):
         Parameters
         ----------
         gx : Tensor [shape=(T, B, 4D + K)], input projections V_* x_t + b_* from
-            :meth:`input_projection`
+            ``input_projection``
         state : SFMState, initial state of this layer (no layer dimension; ``phase`` None)
         times : Tensor [shape=(T, B)], float64 timestamps of the steps (phase omega * t is
             computed in float64 and reduced modulo 2 pi)
@@ -151,9 +154,9 @@ class StockSFMCell(SFMCell):
 
 
 class StockSFM(SFM):
-    r"""Multi-layer KDD 2017 stock variant of SFM (:class:`StockSFMCell` layers).
+    r"""Multi-layer KDD 2017 stock variant of SFM ([`StockSFMCell`][freqnn.StockSFMCell] layers).
 
-    Same interface as :class:`freqnn.SFM` (``forward(x, state=None, *, times=None,
+    Same interface as [`freqnn.SFM`][freqnn.SFM] (``forward(x, state=None, *, times=None,
     lengths=None)``, states, batch-first, dropout between layers) except that there is no
     ``state_size``: the output of each layer has one value per memory state, D = M =
     ``hidden_size``.
@@ -168,12 +171,24 @@ class StockSFM(SFM):
         K, frequencies per state.
     num_layers : int
         Stacked layers; layer l > 0 reads the output of layer l - 1.
-    bias, batch_first, dropout, frequencies, learn_frequencies, device, dtype :
-        As :class:`freqnn.SFM`; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+    bias
+        As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+    batch_first
+        As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+    dropout
+        As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+    frequencies
+        As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+    learn_frequencies
+        As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+    device
+        As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+    dtype
+        As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
 
     Notes
     -----
-    Differences from :class:`freqnn.SFM` (``docs/sfm.md``): hard-sigmoid gates (Keras slope
+    Differences from [`freqnn.SFM`][freqnn.SFM] (``docs/sfm.md``): hard-sigmoid gates (Keras slope
     0.2), amplitude |S|^2, output o_t * tanh(A_t U_a + b_a) with an output gate that does not
     see A_t, and D = M. The state has ``re``, ``im`` of shape (L, B, M, K) and ``z`` (L, B, M).
     The paper's linear read-out is the model head (``freqnn.models`` arch ``"sfm-stock"``).
