@@ -31,7 +31,6 @@ import argparse
 import gc
 import json
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -40,10 +39,23 @@ import torch
 from torch import nn
 
 import freqnn
+from freqnn.sfm.kernels.parallel_compiled import ROWS
 from freqnn.sfm.parallel import ParallelSFMCell, chunked_scan
 
-# benchmarks/sfm.py: parameter matching, peak-memory probes and the machine description
-from sfm import _reset_peak, _rss_kib, count, load_average, machine, matched_hidden
+# benchmarks/sfm.py: parameter matching, peak-memory probes, the machine description, pairs
+from sfm import (
+    _reset_peak,
+    _rss_kib,
+    count,
+    in_fresh_process,
+    load_average,
+    machine,
+    matched_hidden,
+    pair_summary,
+    print_pairs,
+    thread_counts,
+    timed_pair,
+)
 
 SPEED = {"T": 10_000, "B": 16, "N": 88, "D": 50, "K": 4, "M": 50}
 REGIMES = {"near 1": (-1e-3, 0.0), "mixed": (-5.0, 0.0), "near 0": (-40.0, -20.0)}
@@ -226,6 +238,89 @@ def layer_benchmark(cfg: dict[str, int], repeats: int) -> dict:
     return {"config": cfg, "params": params, "hidden": hidden, "times": result}
 
 
+# --------------------------------------------------------------------------- pair, GEMM rates
+def pair_point(spec: dict) -> dict:
+    """ParallelSFM (default path) against the nn.LSTM of its parameter count, alone in this
+    process, interleaved (``benchmarks/sfm.py``'s pairs)."""
+    torch.set_num_threads(spec["threads"])
+    models = build(spec)
+    x = torch.randn(spec["T"], spec["B"], spec["N"], requires_grad=True)
+    start_load = load_average()
+    times = timed_pair(fwd_bwd(models["psfm"], x), fwd_bwd(models["lstm"], x), spec["rounds"])
+    result = pair_summary(times)
+    result.update(params={"model": count(models["psfm"]), "baseline": count(models["lstm"])},
+                  hidden=models["lstm"].hidden_size, load_average=[start_load, load_average()])
+    return result
+
+
+def _median_time(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def gemm_rates(cfg: dict[str, int], repeats: int) -> dict:
+    """The core's SGEMM rate (square 2048 matrices) and the rate of each of ParallelSFM's GEMMs
+    at the layer's shapes, forward + backward: the gate projection over all T * B rows (N to
+    G = 3D + K + KM), and the read-out inside the kernel, K GEMMs of D to 2M per chunk of
+    ``ROWS`` rows (forward; the backward's weight and input gradients)."""
+    T, B, N, D, K, M = (cfg[k] for k in "TBNDKM")
+    G, rows = 3 * D + K + K * M, T * B
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    peak = 2 * n**3 / _median_time(lambda: a @ b, repeats) / 1e9
+    x, w, bias, g = torch.randn(rows, N), torch.randn(G, N), torch.randn(G), torch.randn(rows, G)
+    amp, wa, dp = torch.randn(ROWS, D), torch.randn(2 * M, D), torch.randn(ROWS, 2 * M)
+    chunks = rows // ROWS * K  # read-out GEMMs per pass
+
+    def readout(fn: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(chunks):
+                fn()
+
+        return run
+
+    parts = {
+        "projection forward (addmm)": (lambda: torch.addmm(bias, x, w.t()), rows * N * G),
+        "projection weight gradient": (lambda: g.t() @ x, rows * N * G),
+        "projection input gradient": (lambda: g @ w, rows * N * G),
+        "read-out forward (K per chunk)": (readout(lambda: amp @ wa.t()), rows * K * D * 2 * M),
+        "read-out weight gradient": (readout(lambda: dp.t() @ amp), rows * K * D * 2 * M),
+        "read-out input gradient": (readout(lambda: dp @ wa), rows * K * D * 2 * M),
+    }
+    result: dict = {"sgemm_gflops": peak, "parts": {}}
+    for name, (fn, macs) in parts.items():
+        seconds = _median_time(fn, repeats)
+        result["parts"][name] = {"s": seconds, "gflop": 2 * macs / 1e9,
+                                 "gflops": 2 * macs / seconds / 1e9}
+    total = sum(p["s"] for p in result["parts"].values())
+    result["gemm_s"] = total
+    result["gemm_gflop"] = sum(p["gflop"] for p in result["parts"].values())
+    result["gemm_gflops"] = result["gemm_gflop"] / total
+    return result
+
+
+def print_gemm(res: dict, layer_s: float) -> None:
+    peak = res["sgemm_gflops"]
+    print("\n### GEMMs of ParallelSFM (each timed alone at the layer's shapes)\n")
+    print(f"Core's SGEMM rate (2048 x 2048 x 2048): {peak:.0f} GFLOP/s.\n")
+    print("| GEMM | GFLOP | time (s) | GFLOP/s | of the SGEMM rate |")
+    print("|---|---:|---:|---:|---:|")
+    for name, p in res["parts"].items():
+        print(f"| {name} | {p['gflop']:.2f} | {p['s']:.3f} | {p['gflops']:.0f} | "
+              f"{p['gflops'] / peak:.0%} |")
+    print(f"| all | {res['gemm_gflop']:.1f} | {res['gemm_s']:.3f} | {res['gemm_gflops']:.0f} | "
+          f"{res['gemm_gflops'] / peak:.0%} |")
+    print(f"\nThe layer's forward + backward (median of the pair) took {layer_s:.3f} s: its "
+          f"GEMMs alone are {res['gemm_s'] / layer_s:.0%} of it; GEMM FLOP / layer time = "
+          f"{res['gemm_gflop'] / layer_s:.0f} GFLOP/s ({res['gemm_gflop'] / layer_s / peak:.0%} "
+          "of the SGEMM rate).")
+
+
 # --------------------------------------------------------------------------- scaling
 def memory_point(spec: dict) -> dict:
     """One scaling point (run in a fresh process): times and peak RSS rise of forward +
@@ -265,9 +360,7 @@ def scaling_benchmark(threads: int, Ts: list[int], repeats: int) -> list[dict]:
         for model in models:
             spec = {**SPEED, "T": T, "model": model, "threads": threads,
                     "repeats": repeats if T < 10_000 else 1}
-            cmd = [sys.executable, __file__, "--memory-point", json.dumps(spec)]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            rows.append({**spec, **json.loads(out.strip().splitlines()[-1])})
+            rows.append({**spec, **in_fresh_process(__file__, "--memory-point", spec)})
             print(f"  scaling T={T} {model}: {rows[-1].get('cpu_s', 0):.3f} s CPU",
                   file=sys.stderr)
     return rows
@@ -322,33 +415,53 @@ def print_scaling(rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=thread_counts, default=[1],
+                        help="torch thread counts of the pair and GEMM parts, e.g. 1,2 (the "
+                        "other parts run with the first)")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of the pair")
     parser.add_argument("--quick", action="store_true", help="small T everywhere (smoke test)")
     parser.add_argument("--skip-scan", action="store_true")
+    parser.add_argument("--skip-layers", action="store_true",
+                        help="no round-robin table of every variant (the pair still runs)")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--json", help="write every number to this file")
     parser.add_argument("--memory-point", help=argparse.SUPPRESS)
+    parser.add_argument("--pair-point", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.memory_point:
-        print(json.dumps(memory_point(json.loads(args.memory_point))))
+    if args.memory_point or args.pair_point:
+        point = memory_point if args.memory_point else pair_point
+        print(json.dumps(point(json.loads(args.memory_point or args.pair_point))))
         return
-    torch.set_num_threads(args.threads)
-    report: dict = {"machine": machine(), "threads": args.threads,
+    m = machine()
+    report: dict = {"machine": m, "threads": args.threads,
                     "chunk_size": ParallelSFMCell.chunk_size,
                     "block_size": ParallelSFMCell.block_size,
-                    "command": " ".join(["python", *sys.argv])}
-    print(f"Machine: {report['machine']}\nThreads: {args.threads}; load average at start: "
-          f"{report['machine']['load_average']}")
+                    "command": " ".join(["python", *sys.argv]), "pairs": {}, "gemm": {}}
+    print(f"CPU: {m['cpu']} ({m['cores']} cores), torch CPU capability {m['cpu_capability']}, "
+          f"torch {m['torch']}\nMachine: {m}\nLoad average at start: {m['load_average']}")
     T = 400 if args.quick else SPEED["T"]
+    cfg = {**SPEED, "T": T}
+    for threads in args.threads:
+        spec = {**cfg, "threads": threads, "rounds": args.rounds}
+        pair = in_fresh_process(__file__, "--pair-point", spec)
+        report["pairs"][threads] = pair
+        dims = ", ".join(f"{k}={v}" for k, v in cfg.items())
+        print_pairs(f"ParallelSFM / nn.LSTM, {threads} thread(s), {dims}, forward + backward",
+                    {"ParallelSFM": {"runs": [pair]}}, 1, "s")  # fmt: skip
+        torch.set_num_threads(threads)
+        report["gemm"][threads] = gemm_rates(cfg, args.repeats)
+        print_gemm(report["gemm"][threads], pair["model"]["median_s"])
+    torch.set_num_threads(args.threads[0])
     if not args.skip_scan:
         report["scan"] = scan_benchmark(T, args.repeats)
         print_scan(report["scan"])
-    report["layers"] = layer_benchmark({**SPEED, "T": T}, args.repeats)
-    print_layers(report["layers"])
+    if not args.skip_layers:
+        report["layers"] = layer_benchmark(cfg, args.repeats)
+        print_layers(report["layers"])
     if not args.skip_scaling:
         Ts = [100, 300] if args.quick else [100, 1000, 10_000, 100_000]
-        report["scaling"] = scaling_benchmark(args.threads, Ts, args.repeats)
+        report["scaling"] = scaling_benchmark(args.threads[0], Ts, args.repeats)
         print_scaling(report["scaling"])
     report["load_average_end"] = load_average()
     print(f"\nLoad average at end: {report['load_average_end']}")

@@ -181,11 +181,11 @@ def pair_summary(times: dict[str, list[float]]) -> dict:
             "round_ratios": [min(rounds), max(rounds)]}  # fmt: skip
 
 
-def in_fresh_process(flag: str, spec: dict) -> dict:
-    """Run this script with ``flag`` and ``spec`` (JSON) in a new interpreter: its last line
-    of output is the result. A fresh process holds nothing from earlier cases (allocator
+def in_fresh_process(script: str, flag: str, spec: dict) -> dict:
+    """Run ``script`` with ``flag`` and ``spec`` (JSON) in a new interpreter: its last line of
+    output is the result. A fresh process holds nothing from earlier cases (allocator
     caches, the pages of a case that allocated gigabytes) that could slow one of the pair."""
-    cmd = [sys.executable, __file__, flag, json.dumps(spec)]
+    cmd = [sys.executable, script, flag, json.dumps(spec)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -248,7 +248,7 @@ def pairs_benchmark(kind: str, cfg: dict[str, int], variants: list[str], threads
     for variant in variants:
         spec = {"kind": kind, "config": cfg, "variant": variant, "threads": threads,
                 "rounds": rounds, "warmup": warmup, **extra}  # fmt: skip
-        runs = [in_fresh_process("--pair-point", spec) for _ in range(2 if check else 1)]
+        runs = [in_fresh_process(__file__, "--pair-point", spec) for _ in range(2 if check else 1)]
         result[variant] = {"runs": runs}
         print(f"  {kind} {variant}: " + ", ".join(f"{r['ratio']:.3f}x" for r in runs),
               file=sys.stderr)
@@ -434,7 +434,7 @@ def scaling_benchmark(threads: int, Ts: list[int], Ks: list[int], repeats: int) 
         spec = {**SCALING_BASE, "threads": threads, "repeats": repeats, **spec}
         if spec["T"] >= 5000 or (spec["T"] >= 1000 and spec["model"] == "sfm-reference"):
             spec["repeats"] = 1
-        result = in_fresh_process("--memory-point", spec)
+        result = in_fresh_process(__file__, "--memory-point", spec)
         result.update(spec)
         if spec["model"] != "lstm":
             saved = saved_floats(spec["T"], spec["B"], spec["D"], spec["K"], spec["M"])
