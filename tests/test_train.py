@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -279,18 +280,43 @@ def test_task_param_groups_must_cover_the_model_once() -> None:
 
     task = get_task("signal_type")
     model = torch.nn.Linear(2, 2)
-    (group,) = param_groups(task, model, {})
+    one = {"recurrent_lr_scale": 1.0}
+    (group,) = param_groups(task, model, one)
     assert [id(p) for p in group["params"]] == [id(p) for p in model.parameters()]
     own = dataclasses.replace(task, param_groups=lambda m, cfg: [
         {"params": [m.weight]}, {"params": [m.bias], "lr": cfg["lr"] / 10}])
-    assert param_groups(own, model, {"lr": 1.0})[1]["lr"] == 0.1
+    assert param_groups(own, model, {"lr": 1.0, **one})[1]["lr"] == 0.1
     for groups in ([{"params": [model.weight]}],
                    [{"params": [model.weight, model.bias]}, {"params": [model.bias]}],
                    [{"params": [model.weight, model.bias, torch.nn.Parameter(torch.ones(1))]}]):
         bad = dataclasses.replace(task, param_groups=lambda m, cfg, g=groups: g)
         with pytest.raises(ValueError, match=r"param_groups: expected every parameter of the "
                            r"model in exactly one group \(2 parameters\), got \d entries"):
-            param_groups(bad, model, {})
+            param_groups(bad, model, one)
+
+
+def test_recurrent_lr_scale_puts_weight_hh_in_groups_of_their_own() -> None:
+    from freqnn.models import SequenceModel
+    from freqnn.train import param_groups
+
+    task = get_task("signal_type")
+    model = SequenceModel("sfm", 1, 2, hidden_size=4, state_size=2, num_freqs=2)
+    cfg = {"lr": 0.01, "recurrent_lr_scale": 0.3, "model": "sfm"}
+    rest, recurrent = param_groups(task, model, cfg)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert [names[id(p)] for p in recurrent["params"]] == ["body.cells.0.weight_hh"]
+    assert recurrent["lr"] == pytest.approx(0.003) and "lr" not in rest
+    assert len(rest["params"]) == len(list(model.parameters())) - 1
+    # a task's own groups are split group by group, each at its own rate
+    own = dataclasses.replace(task, param_groups=lambda m, c: [
+        {"params": list(m.body.parameters()), "lr": 0.1},
+        {"params": list(m.readout.parameters())}])
+    rates = [g.get("lr") for g in param_groups(own, model, cfg)]
+    assert rates == pytest.approx([0.1, 0.03, None])
+    psfm = SequenceModel("psfm", 1, 2, hidden_size=4, state_size=2, num_freqs=2)
+    with pytest.raises(ValueError, match=r"recurrent_lr_scale: expected 1 for model 'psfm', "
+                       r"which has no recurrent weights .* got 0.3"):
+        param_groups(task, psfm, {**cfg, "model": "psfm"})
 
 
 def test_trainer_and_checkpoint_models_share_state_dict_keys(tmp_path: Path) -> None:
@@ -331,8 +357,8 @@ def test_lr_factor_warms_up_linearly_then_follows_a_cosine_to_zero() -> None:
     assert cosine(10) == pytest.approx(1.0) and cosine(60) == pytest.approx(0.5)
     assert cosine(110) == pytest.approx(0.0, abs=1e-15) and cosine(500) == cosine(110)
     factors = [cosine(s) for s in range(111)]
-    assert all(a <= b for a, b in zip(factors[:10], factors[1:11]))  # rising warm-up
-    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))  # falling cosine
+    assert all(a <= b for a, b in itertools.pairwise(factors[:11]))  # rising warm-up
+    assert all(a >= b for a, b in itertools.pairwise(factors[10:]))  # falling cosine
     constant = lr_factor("constant", warmup=4, total=100)
     assert [constant(s) for s in (0, 2, 4, 99)] == pytest.approx([0.01, 0.505, 1.0, 1.0])
     assert lr_factor("cosine", warmup=0, total=1)(0) == 1.0  # no warm-up: starts at lr

@@ -71,6 +71,7 @@ DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "lr_schedule": "constant",
     "warmup_epochs": 0.0,
+    "recurrent_lr_scale": 1.0,
     "optimizer": "adam",
     "weight_decay": 0.0,
     "clip": 1.0,
@@ -133,6 +134,11 @@ class RunConfig(BaseModel):
     warmup_epochs: float = Field(ge=0, description="linear warm-up of the learning rate from "
                                  "lr / 100 to lr over that many epochs (fractions allowed; "
                                  "0: none), per optimiser step")
+    recurrent_lr_scale: float = Field(
+        gt=0, description="the learning rate of the recurrent weights (weight_hh: z_{t-1} or "
+        "h_{t-1} to the gates) relative to lr; below 1 it keeps SFM's loop through z_{t-1} "
+        "from drifting into exploding gradients (docs/sfm.md, Training SFM); models without "
+        "weight_hh (ParallelSFM) refuse other values than 1")
     optimizer: Literal["adam", "adadelta"] = Field(
         description="Adam, or Adadelta with rho 0.95, eps 1e-6 (the SFM authors' optimiser; "
         "use it with lr 1)")

@@ -334,24 +334,43 @@ def lr_factor(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
 def param_groups(task: Task, model: torch.nn.Module, cfg: dict[str, Any]
                  ) -> list[dict[str, Any]]:
     """The optimiser's parameter groups: the task's (:attr:`freqnn.tasks.Task.param_groups`),
-    else one group of every parameter of ``model``.
+    else one group of every parameter of ``model``; with ``recurrent_lr_scale`` other than 1,
+    each group's recurrent weights (the parameters named ``weight_hh``: z_{t-1} or h_{t-1} to
+    the gates) in a group of their own at the group's rate times the scale.
 
     Raises
     ------
     ValueError
-        The task's groups leave out a parameter of ``model``, repeat one or hold another.
+        The task's groups leave out a parameter of ``model``, repeat one or hold another; or
+        ``recurrent_lr_scale`` is not 1 and the model has no recurrent weights.
     """
     if task.param_groups is None:
-        return [{"params": list(model.parameters())}]
-    groups = task.param_groups(model, cfg)
-    grouped = [id(p) for group in groups for p in group["params"]]
-    expected = {id(p) for p in model.parameters()}
-    if len(grouped) != len(set(grouped)) or set(grouped) != expected:
-        raise ValueError(f"param_groups: expected every parameter of the model in exactly one "
-                         f"group ({len(expected)} parameters), got {len(grouped)} entries, "
-                         f"{len(set(grouped) & expected)} of them the model's, from task "
-                         f"{task.name!r}")
-    return groups
+        groups = [{"params": list(model.parameters())}]
+    else:
+        groups = task.param_groups(model, cfg)
+        grouped = [id(p) for group in groups for p in group["params"]]
+        expected = {id(p) for p in model.parameters()}
+        if len(grouped) != len(set(grouped)) or set(grouped) != expected:
+            raise ValueError(
+                f"param_groups: expected every parameter of the model in exactly one group "
+                f"({len(expected)} parameters), got {len(grouped)} entries, "
+                f"{len(set(grouped) & expected)} of them the model's, from task {task.name!r}")
+    scale = float(cfg["recurrent_lr_scale"])
+    if scale == 1:
+        return groups
+    recurrent = {id(p) for name, p in model.named_parameters()
+                 if "weight_hh" in name.split(".")}
+    if not recurrent:
+        raise ValueError(f"recurrent_lr_scale: expected 1 for model {cfg['model']!r}, which has "
+                         f"no recurrent weights (parameters named weight_hh), got {scale:g}")
+    split = []
+    for group in groups:
+        rate = float(group.get("lr", cfg["lr"]))
+        rest = {k: v for k, v in group.items() if k != "params"}
+        split.append({**rest, "params": [p for p in group["params"] if id(p) not in recurrent]})
+        split.append({**rest, "lr": rate * scale,
+                      "params": [p for p in group["params"] if id(p) in recurrent]})
+    return [group for group in split if group["params"]]
 
 
 class TaskModule(L.LightningModule):
