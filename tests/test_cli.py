@@ -20,6 +20,7 @@ import torch
 
 from freqnn import cli
 from freqnn.checkpoint import load_checkpoint
+from freqnn.checks import EXPERIMENTS_HINT
 from freqnn.data.npz import save_npz
 from freqnn.data.waves import generate_waves
 
@@ -706,7 +707,8 @@ def test_missing_experiments_extra_names_it() -> None:
                           timeout=120)
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.strip() == ("freqnn: error: freqnn train needs the experiments extra, "
-                                   "got no module 'yaml': pip install \"freqnn[experiments]\"")
+                                   f"got no module 'yaml': {EXPERIMENTS_HINT}")
+    assert 'pip install -e ".[experiments]"' in EXPERIMENTS_HINT
 
 
 def test_train_help_is_the_schema(capsys: pytest.CaptureFixture) -> None:

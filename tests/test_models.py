@@ -357,3 +357,15 @@ def test_memory_reaches_the_sfm_bodies_only():
     chrono, _ = build_model("sfm", 2, 3, hidden_size=4, state_size=3, num_freqs=2,
                             forget_init="chrono")
     assert chrono.body.cells[0].forget_init == "chrono"
+
+
+def test_bidirectional_rnn_on_the_meta_device_equals_eager_construction() -> None:
+    torch.manual_seed(3)
+    eager = BidirectionalRNN("gru", 2, 3, 2)
+    with torch.device("meta"):
+        lazy = BidirectionalRNN("gru", 2, 3, 2)
+    lazy.to_empty(device="cpu")
+    torch.manual_seed(3)
+    lazy.reset_parameters()
+    for (name, a), b in zip(eager.state_dict().items(), lazy.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "EXPERIMENTS_HINT",
     "check_device",
     "check_devices",
     "check_finite",
@@ -35,6 +36,12 @@ __all__ = [
     "describe",
     "fail",
 ]
+
+
+#: How to install the experiments extra, for the messages of the modules that need it: freqnn
+#: is installed from a checkout (the extra's name alone is not on a package index)
+EXPERIMENTS_HINT = ('pip install -e ".[experiments]" in a checkout of freqnn (pip install '
+                    '"freqnn[experiments]" where freqnn comes from a package index)')
 
 
 def describe(x: object) -> str:

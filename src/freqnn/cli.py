@@ -538,9 +538,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("FREQNN_TRACEBACK") or (error.name or "").split(".")[0] not in \
                 EXTRA_MODULES:
             raise
+        from .checks import EXPERIMENTS_HINT
+
         command = " ".join(["freqnn", *argv[:1]])
         message = (f"{command} needs the experiments extra, got no module {error.name!r}: "
-                   'pip install "freqnn[experiments]"')
+                   f"{EXPERIMENTS_HINT}")
     except (ValueError, OSError) as error:
         if os.environ.get("FREQNN_TRACEBACK"):
             raise

@@ -311,6 +311,13 @@ class BidirectionalRNN(nn.Module):
         self.backward_layers = layers()
         self.dropout = nn.Dropout(dropout)
 
+    def reset_parameters(self) -> None:
+        """Initialise every layer as construction does, in its order (so a model built on the
+        meta device, then ``to_empty``, then this, equals one built eagerly from the same
+        seed)."""
+        for layer in (*self.forward_layers, *self.backward_layers):
+            layer.reset_parameters()
+
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         _check_batch(x, lengths, self.input_size)
         steps = x.shape[1]

@@ -63,6 +63,7 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
+from ..checks import EXPERIMENTS_HINT
 from ..io import atomic_write, fetch_verified, sha256sum
 from .paths import DATA_ENV, cache_dir, data_root
 
@@ -321,8 +322,7 @@ def load_mat(
     try:
         import scipy.io
     except ImportError as exc:  # pragma: no cover - scipy ships with the experiments extra
-        raise ImportError("reading .mat files needs scipy: pip install 'freqnn[experiments]'") \
-            from exc
+        raise ImportError(f"reading .mat files needs scipy: {EXPERIMENTS_HINT}") from exc
     try:
         content = scipy.io.loadmat(path)
     except Exception as exc:  # scipy raises many types for bad bytes; all mean "corrupt"
@@ -670,8 +670,7 @@ def _import_music21() -> Any:
     try:
         import music21
     except ImportError as exc:  # pragma: no cover - music21 ships with the experiments extra
-        raise ImportError("the 'bach' data set needs music21: pip install "
-                          "'freqnn[experiments]'") from exc
+        raise ImportError(f"the 'bach' data set needs music21: {EXPERIMENTS_HINT}") from exc
     return music21
 
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from ..checks import EXPERIMENTS_HINT
 from ..config import RunConfig
 from . import Task, TaskData, TensorDataset, classification_loss, classification_metrics
 
@@ -62,7 +63,7 @@ def load_images() -> tuple[np.ndarray, np.ndarray]:
     except ImportError as exc:
         raise ModuleNotFoundError(
             "the sequential_digits task needs scikit-learn (part of the experiments extra): "
-            'pip install "freqnn[experiments]" (or pip install "scikit-learn>=1.3")',
+            f'{EXPERIMENTS_HINT}, or pip install "scikit-learn>=1.3"',
             name="sklearn") from exc
     digits = load_digits()
     return digits.images.astype(np.float64) / 16.0, digits.target.astype(np.int64)
