@@ -39,7 +39,7 @@ def build(name: str, num_layers: int = 1, dtype: torch.dtype = torch.float64,
     model = cls(N, H, num_layers, dtype=dtype, **{**options, **kw})
     if name == "act":
         # a halting bias of 0 lets the halting sums cross 1 - eps after 2 to 4 ponder steps
-        for cell in model.cells:
+        for cell in model.all_cells():
             torch.nn.init.zeros_(cell.bias_halt)
     return model
 

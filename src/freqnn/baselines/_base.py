@@ -17,11 +17,13 @@ not move and the output is zero, so a padded sequence gives what it gives alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 from ..checks import (
     check_finite,
@@ -35,6 +37,7 @@ from ..checks import (
     describe,
     fail,
 )
+from ..sfm.directions import Reversal, check_bidirectional, pack_like, unpack
 from ..sfm.state import where_valid
 
 __all__ = ["RecurrentCell", "RecurrentLayer", "check_positive_int", "init_uniform"]
@@ -105,17 +108,28 @@ class RecurrentLayer(nn.Module):
         Input and output as (B, T, ...) instead of (T, B, ...). The state is never batch-first.
     dropout : float
         Dropout on the outputs of every layer but the last (as ``nn.LSTM``).
+    bidirectional : bool
+        A second stack of cells (``cells_reverse``) reads each sequence backwards, within its
+        length, as ``nn.LSTM``: outputs [forward, backward] of size 2H, layer l > 0 reads 2H
+        features, per-layer state fields have 2L layers (layer l's directions at 2l, 2l + 1).
+        A clock (timestamps, step counter) is reflected for the backward direction
+        ([`freqnn.sfm.directions`][freqnn.sfm.directions]); the state's clock is the forward
+        one's.
 
     Notes
     -----
     ``forward(x, state=None, *, lengths=None) -> (output, state)``
 
     * ``x``: (T, B, N), (B, T, N) with ``batch_first``, or unbatched (T, N); the module's dtype.
+      Or a ``torch.nn.utils.rnn.PackedSequence``: the output is then packed the same way, and
+      ``lengths`` is not given.
     * ``state``: the model's state ``NamedTuple``; ``None`` means zeros (and a clock at 0).
-      Per-layer fields are (L, B, ...), the clock (B,); unbatched: no B axis.
+      Per-layer fields are (L, B, ...) (2L when bidirectional), the clock (B,); unbatched: no B
+      axis.
     * ``lengths``: (B,) true lengths of a padded batch, in [0, T]: padded steps change nothing,
       their output is zero and the returned state is each sequence's state at its last step.
-    * ``output``: (T, B, H) (or batch-first / unbatched to match ``x``), the top layer's h_t.
+    * ``output``: (T, B, H) (or batch-first / unbatched to match ``x``), the top layer's h_t;
+      (T, B, 2H) when bidirectional.
 
     Passing the returned state to the next call continues the sequence exactly: a sequence in
     chunks gives the outputs of one pass. Nothing is kept on the module between calls.
@@ -126,6 +140,8 @@ class RecurrentLayer(nn.Module):
     #: dtype of the per-sequence clock field, ``None`` for models without a clock
     clock_dtype: ClassVar[torch.dtype | None] = None
     cells: nn.ModuleList
+    #: the backward direction's layers (None unless ``bidirectional``)
+    cells_reverse: nn.ModuleList | None
 
     def __init__(
         self,
@@ -135,8 +151,10 @@ class RecurrentLayer(nn.Module):
         *,
         batch_first: bool = False,
         dropout: float = 0.0,
+        bidirectional: bool = False,
     ) -> None:
         super().__init__()
+        self.bidirectional = check_bidirectional(bidirectional)
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
             check_positive_int(name, value)
@@ -162,13 +180,41 @@ class RecurrentLayer(nn.Module):
         """Valid hidden sizes are the multiples of this (for the model built with ``options``)."""
         return 1
 
-    def layer_input_sizes(self) -> list[int]:
-        """Input size of each layer: N for the first, H for the others."""
-        return [self.input_size] + [self.hidden_size] * (self.num_layers - 1)
+    @staticmethod
+    def cell_input_sizes(input_size: int, hidden_size: int, num_layers: int,
+                         options: dict[str, Any]) -> list[int]:
+        """Input size of every cell of a model built with these arguments (``options``: its
+        other constructor arguments): N for the first layer, H (2H when bidirectional) for the
+        others, each twice when bidirectional."""
+        directions = 2 if options.get("bidirectional", False) else 1
+        return ([input_size] + [hidden_size * directions] * (num_layers - 1)) * directions
+
+    @property
+    def num_directions(self) -> int:
+        """2 when bidirectional, else 1."""
+        return 2 if self.bidirectional else 1
+
+    def _build_cells(self, make: Callable[[int], RecurrentCell]) -> None:
+        """``cells`` (and ``cells_reverse``) from ``make(input size of the layer)``."""
+        sizes = [self.input_size] + [self.hidden_size * self.num_directions] * (
+            self.num_layers - 1)
+        self.cells = nn.ModuleList(make(n) for n in sizes)
+        self.cells_reverse = (nn.ModuleList(make(n) for n in sizes) if self.bidirectional
+                              else None)
+
+    def _layer_cells(self) -> list[tuple[RecurrentCell, ...]]:
+        """Each layer's cells, the forward direction's first (the order of the state's layers)."""
+        if self.cells_reverse is None:
+            return [(cell,) for cell in self.cells]
+        return list(zip(self.cells, self.cells_reverse, strict=True))
+
+    def all_cells(self) -> list[RecurrentCell]:
+        """Every cell, layer by layer, the forward direction's first."""
+        return [cell for cells in self._layer_cells() for cell in cells]
 
     def reset_parameters(self) -> None:
         """Re-initialise every layer."""
-        for cell in self.cells:
+        for cell in self.all_cells():
             cell.reset_parameters()
 
     def extra_repr(self) -> str:
@@ -179,6 +225,8 @@ class RecurrentLayer(nn.Module):
             s += ", batch_first=True"
         if self.dropout:
             s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
         return s
 
     # ------------------------------------------------------------------ model hooks
@@ -204,7 +252,7 @@ class RecurrentLayer(nn.Module):
     def _state_spec(self, batch: tuple[int, ...], dtype: torch.dtype
                     ) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
         fields = self.state_type._fields  # type: ignore[attr-defined]
-        lead = (self.num_layers, *batch)
+        lead = (self.num_layers * self.num_directions, *batch)
         shapes = self._state_shapes()
         spec = {name: ((*lead, *shape), dtype)
                 for name, shape in zip(fields[: len(shapes)], shapes, strict=True)}
@@ -251,13 +299,17 @@ class RecurrentLayer(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(
-        self, x: Tensor, state: tuple | None = None, *, lengths: Tensor | None = None
-    ) -> tuple[Tensor, tuple]:
+        self, x: Tensor | PackedSequence, state: tuple | None = None, *,
+        lengths: Tensor | None = None
+    ) -> tuple[Tensor | PackedSequence, tuple]:
         return self._run(x, state, lengths)
 
     def _run(
-        self, x: Tensor, state: tuple | None, lengths: Tensor | None, **clock_args: Any
-    ) -> tuple[Tensor, tuple]:
+        self, x: Tensor | PackedSequence, state: tuple | None, lengths: Tensor | None,
+        **clock_args: Any
+    ) -> tuple[Tensor | PackedSequence, tuple]:
+        packed = x if isinstance(x, PackedSequence) else None
+        x, lengths = unpack(x, lengths, self.batch_first)
         x = check_sequence(x, self.input_size, self.batch_first, next(self.parameters()).dtype)
         unbatched = x.dim() == 2
         if unbatched:
@@ -286,14 +338,29 @@ class RecurrentLayer(nn.Module):
             clock_values, final = self._clock(state[-1], steps, mask, **clock_args)
             clock_final = (final,)
 
+        reverse = None
+        if self.bidirectional:
+            reverse = Reversal(steps, None if mask is None else steps_taken, mask)
+
         finals, extras = [], []
         layer_input = x
-        for layer, cell in enumerate(self.cells):
-            carry = tuple(field[layer] for field in state[:fields])
-            carry += self._extra_carry(batch, x)
-            layer_input, carry = self._scan(cell, layer_input, carry, clock_values, mask)
-            finals.append(carry[:fields])
-            extras.append(carry[fields:])
+        for layer, cells in enumerate(self._layer_cells()):
+            outputs = []
+            for direction, cell in enumerate(cells):
+                k = len(finals)
+                carry = tuple(field[k] for field in state[:fields])
+                carry += self._extra_carry(batch, x)
+                if direction == 0:
+                    out, carry = self._scan(cell, layer_input, carry, clock_values, mask)
+                else:  # the backward direction, on the reversed sequences
+                    assert reverse is not None
+                    clock = None if clock_values is None else reverse.reflect(clock_values)
+                    out, carry = self._scan(cell, reverse(layer_input), carry, clock, mask)
+                    out = reverse(out)
+                outputs.append(out)
+                finals.append(carry[:fields])
+                extras.append(carry[fields:])
+            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
             if self.dropout and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, self.training)
         self._finish(extras, steps_taken)
@@ -306,6 +373,8 @@ class RecurrentLayer(nn.Module):
             new_state = self._batch_axis(new_state, squeeze=True)
         elif self.batch_first:
             out = out.transpose(0, 1)
+        if packed is not None:
+            return pack_like(out, steps_taken, packed, self.batch_first), new_state
         return out, new_state
 
     @staticmethod

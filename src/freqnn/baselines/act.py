@@ -144,6 +144,8 @@ class ACTRNN(RecurrentLayer):
         As ``torch.nn.GRU``.
     dropout
         As ``torch.nn.GRU``.
+    bidirectional
+        As ``torch.nn.GRU``.
     device
         As ``torch.nn.GRU``.
     dtype
@@ -189,20 +191,19 @@ class ACTRNN(RecurrentLayer):
         time_penalty: float = 0.01,
         batch_first: bool = False,
         dropout: float = 0.0,
+        bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(input_size, hidden_size, num_layers, batch_first=batch_first,
-                         dropout=dropout)
+                         dropout=dropout, bidirectional=bidirectional)
         self.max_ponder = check_positive_int("max_ponder", max_ponder)
         if (isinstance(time_penalty, bool) or not isinstance(time_penalty, (int, float))
                 or not 0 <= time_penalty < math.inf):  # NaN fails too
             fail("time_penalty", "a finite non-negative float", repr(time_penalty))
         self.time_penalty = float(time_penalty)
         self.ponder_cost: Tensor | None = None
-        self.cells = nn.ModuleList(
-            ACTCell(n, hidden_size, max_ponder, device, dtype) for n in self.layer_input_sizes()
-        )
+        self._build_cells(lambda n: ACTCell(n, hidden_size, max_ponder, device, dtype))
 
     @staticmethod
     def parameter_count(input_size: int, hidden_size: int, num_layers: int = 1,
@@ -210,7 +211,8 @@ class ACTRNN(RecurrentLayer):
         """Parameters: per layer a GRU with N_l + 1 inputs, 3 H (N_l + 1 + H + 2), and the
         halting unit, H + 1."""
         H = hidden_size
-        return sum(3 * H * (n + H + 3) + H + 1 for n in [input_size] + [H] * (num_layers - 1))
+        sizes = RecurrentLayer.cell_input_sizes(input_size, H, num_layers, options)
+        return sum(3 * H * (n + H + 3) + H + 1 for n in sizes)
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, max_ponder={self.max_ponder}, "

@@ -142,6 +142,8 @@ class AssociativeLSTM(RecurrentLayer):
         As ``torch.nn.LSTM``.
     dropout
         As ``torch.nn.LSTM``.
+    bidirectional
+        As ``torch.nn.LSTM``.
     device
         As ``torch.nn.LSTM``.
     dtype
@@ -179,25 +181,24 @@ class AssociativeLSTM(RecurrentLayer):
         copies: int = 4,
         batch_first: bool = False,
         dropout: float = 0.0,
+        bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(input_size, hidden_size, num_layers, batch_first=batch_first,
-                         dropout=dropout)
+                         dropout=dropout, bidirectional=bidirectional)
         if hidden_size % 2:
             fail("hidden_size", "an even int (H / 2 complex units)", repr(hidden_size))
         self.copies = check_positive_int("copies", copies)
-        self.cells = nn.ModuleList(
-            AssociativeCell(n, hidden_size, copies, device, dtype)
-            for n in self.layer_input_sizes()
-        )
+        self._build_cells(lambda n: AssociativeCell(n, hidden_size, copies, device, dtype))
 
     @staticmethod
     def parameter_count(input_size: int, hidden_size: int, num_layers: int = 1,
                         **options: Any) -> int:
         """Parameters: per layer 9 (H / 2) (N_l + H + 1) (the copies add none)."""
         H = hidden_size
-        return sum(9 * (H // 2) * (n + H + 1) for n in [input_size] + [H] * (num_layers - 1))
+        sizes = RecurrentLayer.cell_input_sizes(input_size, H, num_layers, options)
+        return sum(9 * (H // 2) * (n + H + 1) for n in sizes)
 
     @staticmethod
     def hidden_size_step(**options: Any) -> int:

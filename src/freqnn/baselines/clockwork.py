@@ -152,6 +152,8 @@ class ClockworkRNN(RecurrentLayer):
         As ``torch.nn.RNN``.
     dropout
         As ``torch.nn.RNN``.
+    bidirectional
+        As ``torch.nn.RNN``.
     device
         As ``torch.nn.RNN``.
     dtype
@@ -188,19 +190,17 @@ class ClockworkRNN(RecurrentLayer):
         periods: int | Sequence[int] = 4,
         batch_first: bool = False,
         dropout: float = 0.0,
+        bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(input_size, hidden_size, num_layers, batch_first=batch_first,
-                         dropout=dropout)
+                         dropout=dropout, bidirectional=bidirectional)
         self.periods = _periods(periods)
         if hidden_size % len(self.periods):
             fail("hidden_size", f"a multiple of the number of modules g={len(self.periods)}",
                  repr(hidden_size))
-        self.cells = nn.ModuleList(
-            ClockworkCell(n, hidden_size, self.periods, device, dtype)
-            for n in self.layer_input_sizes()
-        )
+        self._build_cells(lambda n: ClockworkCell(n, hidden_size, self.periods, device, dtype))
 
     @staticmethod
     def parameter_count(input_size: int, hidden_size: int, num_layers: int = 1, *,
@@ -209,7 +209,8 @@ class ClockworkRNN(RecurrentLayer):
         g = len(_periods(periods))
         k = hidden_size // g
         return sum(hidden_size * (n + 1) + k * k * g * (g + 1) // 2
-                   for n in [input_size] + [hidden_size] * (num_layers - 1))
+                   for n in RecurrentLayer.cell_input_sizes(input_size, hidden_size, num_layers,
+                                                            options))
 
     @staticmethod
     def hidden_size_step(*, periods: int | Sequence[int] = 4, **options: Any) -> int:

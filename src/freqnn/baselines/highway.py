@@ -107,6 +107,8 @@ class RHN(RecurrentLayer):
         As ``torch.nn.RNN``.
     dropout
         As ``torch.nn.RNN``.
+    bidirectional
+        As ``torch.nn.RNN``.
     device
         As ``torch.nn.RNN``.
     dtype
@@ -138,15 +140,14 @@ class RHN(RecurrentLayer):
         depth: int = 4,
         batch_first: bool = False,
         dropout: float = 0.0,
+        bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(input_size, hidden_size, num_layers, batch_first=batch_first,
-                         dropout=dropout)
+                         dropout=dropout, bidirectional=bidirectional)
         self.depth = check_positive_int("depth", depth)
-        self.cells = nn.ModuleList(
-            RHNCell(n, hidden_size, depth, device, dtype) for n in self.layer_input_sizes()
-        )
+        self._build_cells(lambda n: RHNCell(n, hidden_size, depth, device, dtype))
 
     @staticmethod
     def parameter_count(input_size: int, hidden_size: int, num_layers: int = 1, *,
@@ -154,7 +155,7 @@ class RHN(RecurrentLayer):
         """Parameters: per layer 2 H N_l input weights and d (2 H^2 + 2 H) recurrent ones."""
         H = hidden_size
         return sum(2 * H * n + depth * 2 * H * (H + 1)
-                   for n in [input_size] + [H] * (num_layers - 1))
+                   for n in RecurrentLayer.cell_input_sizes(input_size, H, num_layers, options))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, depth={self.depth}"

@@ -192,6 +192,8 @@ class PhasedLSTM(RecurrentLayer):
         As ``torch.nn.LSTM``.
     dropout
         As ``torch.nn.LSTM``.
+    bidirectional
+        As ``torch.nn.LSTM``.
     device
         As ``torch.nn.LSTM``.
     dtype
@@ -238,11 +240,12 @@ class PhasedLSTM(RecurrentLayer):
         period_range: tuple[float, float] = (1.0, 1000.0),
         batch_first: bool = False,
         dropout: float = 0.0,
+        bidirectional: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(input_size, hidden_size, num_layers, batch_first=batch_first,
-                         dropout=dropout)
+                         dropout=dropout, bidirectional=bidirectional)
         if isinstance(r_on, bool) or not isinstance(r_on, (int, float)) or not 0 < r_on <= 1:
             fail("r_on", "a float in (0, 1]", repr(r_on))
         if (
@@ -258,10 +261,8 @@ class PhasedLSTM(RecurrentLayer):
                  repr(period_range))
         self.r_on = float(r_on)
         self.period_range = (float(period_range[0]), float(period_range[1]))
-        self.cells = nn.ModuleList(
-            PhasedLSTMCell(n, hidden_size, self.r_on, 0.0, self.period_range, device, dtype)
-            for n in self.layer_input_sizes()
-        )
+        self._build_cells(lambda n: PhasedLSTMCell(n, hidden_size, self.r_on, 0.0,
+                                                   self.period_range, device, dtype))
         self.alpha = alpha  # validated and given to every layer by the setters
         self.eval_alpha = eval_alpha
 
@@ -272,7 +273,7 @@ class PhasedLSTM(RecurrentLayer):
 
     @alpha.setter
     def alpha(self, value: float) -> None:
-        for cell in self.cells:
+        for cell in self.all_cells():
             cell.alpha = _leak(value, "alpha")
 
     @property
@@ -283,7 +284,7 @@ class PhasedLSTM(RecurrentLayer):
 
     @eval_alpha.setter
     def eval_alpha(self, value: float | None) -> None:
-        for cell in self.cells:
+        for cell in self.all_cells():
             cell.eval_alpha = None if value is None else _leak(value, "eval_alpha")
 
     @staticmethod
@@ -292,7 +293,8 @@ class PhasedLSTM(RecurrentLayer):
         """Parameters: per layer 4 H (N_l + H + 1) weights and biases, 3 H peepholes, H periods
         and H shifts."""
         H = hidden_size
-        return sum(4 * H * (n + H + 1) + 5 * H for n in [input_size] + [H] * (num_layers - 1))
+        sizes = RecurrentLayer.cell_input_sizes(input_size, H, num_layers, options)
+        return sum(4 * H * (n + H + 1) + 5 * H for n in sizes)
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, r_on={self.r_on}, alpha={self.alpha}, "

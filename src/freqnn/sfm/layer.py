@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 from ..checks import (
     check_lengths,
@@ -13,6 +14,7 @@ from ..checks import (
     fail,
 )
 from .cell import AdaptiveSFMCell, SFMCell, check_phase
+from .directions import Reversal, check_bidirectional, pack_like, unpack
 from .state import SFMState, check_state, map_batch_axis, zero_state
 
 __all__ = ["SFM", "AdaptiveSFM"]
@@ -43,6 +45,12 @@ class SFM(nn.Module):
         Input and output as (B, T, ...) instead of (T, B, ...). The state is never batch-first.
     dropout : float
         Dropout on the outputs of every layer but the last (as ``nn.LSTM``).
+    bidirectional : bool
+        A second stack of cells reads each sequence backwards (``cells_reverse``), as
+        ``nn.LSTM``: outputs [forward, backward] of size 2M, layer l > 0 reads 2M features, the
+        state has 2L layers (layer l's directions at 2l, 2l + 1). The backward direction runs
+        over each sequence's own length and on reflected timestamps (``docs/sfm.md``,
+        "Interface").
     frequencies : {"paper", "half", "dct"} or Tensor [shape=(K,)]
         Frequency grid in rad per unit of time ([`freqnn.frequencies`][freqnn.frequencies]).
     learn_frequencies : bool
@@ -63,17 +71,19 @@ class SFM(nn.Module):
     -----
     ``forward(x, state=None, *, times=None, lengths=None) -> (output, state)``
 
-    * ``x``: (T, B, N), (B, T, N) with ``batch_first``, or unbatched (T, N).
-    * ``state``: [`freqnn.SFMState`][freqnn.SFMState] with a leading layer dimension; ``None`` means
-      zeros
-      at time 0.
+    * ``x``: (T, B, N), (B, T, N) with ``batch_first``, unbatched (T, N), or a
+      ``torch.nn.utils.rnn.PackedSequence`` (then the output is one too, and ``lengths`` is
+      not given).
+    * ``state``: [`freqnn.SFMState`][freqnn.SFMState] with a leading layer dimension (L, or 2L
+      when bidirectional); ``None`` means zeros at time 0.
     * ``times``: real timestamps of the steps, (T,) or (B, T) (also with ``batch_first=False``);
       the phase of step t is omega * times[t]. Default: the absolute steps time + 1, time + 2, ...
       continuing from ``state.time``. (The authors' code divides time by the sequence length;
       pass ``times=torch.arange(1, T + 1) / T`` to reproduce it.)
     * ``lengths``: (B,) true lengths of a padded batch, in [0, T]: padded steps change nothing,
       their output is zero and the returned state is each sequence's state at its last step.
-    * ``output``: (T, B, M) (or batch-first / unbatched to match x), the top layer's z_t.
+    * ``output``: (T, B, M) (or batch-first / unbatched to match x), the top layer's z_t;
+      (T, B, 2M) when bidirectional, the forward direction's z_t first.
     """
 
     cell_type: type[SFMCell] = SFMCell
@@ -89,6 +99,7 @@ class SFM(nn.Module):
         bias: bool = True,
         batch_first: bool = False,
         dropout: float = 0.0,
+        bidirectional: bool = False,
         frequencies: str | Tensor = "paper",
         learn_frequencies: bool = False,
         memory: str = "paper",
@@ -98,6 +109,7 @@ class SFM(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        self.bidirectional = check_bidirectional(bidirectional)
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
             fail("num_layers", "a positive int", repr(num_layers))
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
@@ -110,23 +122,30 @@ class SFM(nn.Module):
         self.num_layers = num_layers
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
-        self.cells = nn.ModuleList(
-            self.cell_type(
-                input_size if layer == 0 else hidden_size,
-                hidden_size,
-                state_size,
-                num_freqs,
-                bias=bias,
-                frequencies=frequencies,
-                learn_frequencies=learn_frequencies,
-                memory=memory,
-                forget_init=forget_init,
-                readout=readout,
-                device=device,
-                dtype=dtype,
+        options = {"bias": bias, "frequencies": frequencies, "learn_frequencies": learn_frequencies,
+                   "memory": memory, "forget_init": forget_init, "readout": readout,
+                   "device": device, "dtype": dtype}
+        sizes = [input_size] + [hidden_size * self.num_directions] * (num_layers - 1)
+
+        def stack() -> nn.ModuleList:
+            return nn.ModuleList(
+                self.cell_type(n, hidden_size, state_size, num_freqs, **options) for n in sizes
             )
-            for layer in range(num_layers)
-        )
+
+        self.cells = stack()
+        #: the backward direction's layers (None unless ``bidirectional``)
+        self.cells_reverse = stack() if self.bidirectional else None
+
+    @property
+    def num_directions(self) -> int:
+        """2 when bidirectional, else 1."""
+        return 2 if self.bidirectional else 1
+
+    def _layer_cells(self) -> list[tuple[SFMCell, ...]]:
+        """Each layer's cells, the forward direction's first (the order of the state's layers)."""
+        if self.cells_reverse is None:
+            return [(cell,) for cell in self.cells]
+        return list(zip(self.cells, self.cells_reverse, strict=True))
 
     @property
     def adaptive(self) -> bool:
@@ -135,14 +154,19 @@ class SFM(nn.Module):
     def reset_parameters(self) -> None:
         """Re-initialise every layer (see
         [`SFMCell.reset_parameters`][freqnn.SFMCell.reset_parameters])."""
-        for cell in self.cells:
-            cell.reset_parameters()
+        for cells in self._layer_cells():
+            for cell in cells:
+                cell.reset_parameters()
 
-    def paper_parameters(self, layer: int = 0) -> dict[str, Tensor]:
-        """Parameters of ``layer`` with the names and shapes of ``docs/sfm.md`` (shared storage)."""
-        if not 0 <= layer < self.num_layers:
+    def paper_parameters(self, layer: int = 0, *, reverse: bool = False) -> dict[str, Tensor]:
+        """Parameters of ``layer`` with the names and shapes of ``docs/sfm.md`` (shared storage);
+        with ``reverse``, those of its backward direction (bidirectional layers)."""
+        if isinstance(layer, bool) or not isinstance(layer, int) \
+                or not 0 <= layer < self.num_layers:
             fail("layer", f"an int in [0, {self.num_layers - 1}]", repr(layer))
-        return self.cells[layer].paper_parameters()
+        if reverse and self.cells_reverse is None:
+            fail("reverse", "False (the layer is not bidirectional)", repr(reverse))
+        return (self.cells_reverse if reverse else self.cells)[layer].paper_parameters()
 
     def extra_repr(self) -> str:
         s = self.cells[0].extra_repr()
@@ -152,39 +176,48 @@ class SFM(nn.Module):
             s += ", batch_first=True"
         if self.dropout:
             s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
         return s
 
     # ------------------------------------------------------------------ forward
     def forward(
         self,
-        x: Tensor,
+        x: Tensor | PackedSequence,
         state: SFMState | None = None,
         *,
         times: Tensor | None = None,
         lengths: Tensor | None = None,
-    ) -> tuple[Tensor, SFMState]:
+    ) -> tuple[Tensor | PackedSequence, SFMState]:
         """Run the layers over a sequence (or a padded batch of them).
 
         Parameters
         ----------
-        x : Tensor [shape=(T, B, N)]
-            The input; (B, T, N) with ``batch_first``, (T, N) unbatched.
+        x : Tensor [shape=(T, B, N)] or PackedSequence
+            The input; (B, T, N) with ``batch_first``, (T, N) unbatched; or a
+            ``PackedSequence`` (its sequences in their original batch order are the B of
+            ``state`` and ``times``, T the longest).
         state : SFMState or None
-            The state to continue from, with a leading layer dimension; None: zeros at time 0.
+            The state to continue from, with a leading layer dimension (2L when
+            bidirectional); None: zeros at time 0.
         times : Tensor [shape=(T,) or (B, T)], optional
             Real timestamps of the steps (the phase of step t is omega * times[t]); default
-            the steps ``state.time + 1, state.time + 2, ...``.
+            the steps ``state.time + 1, state.time + 2, ...``. The backward direction of a
+            bidirectional layer uses them reflected within each sequence (``docs/sfm.md``).
         lengths : Tensor [shape=(B,)], optional
             True lengths of a padded batch, in [0, T]: padded steps change nothing and output
-            zeros.
+            zeros. Not with a ``PackedSequence``.
 
         Returns
         -------
-        output : Tensor [shape=(T, B, M)]
-            The top layer's z_t (batch-first or unbatched as ``x``).
+        output : Tensor [shape=(T, B, M)] or PackedSequence
+            The top layer's z_t (batch-first or unbatched as ``x``, packed as a packed ``x``);
+            (T, B, 2M) when bidirectional, [forward, backward].
         state : SFMState
             The state after each sequence's last valid step.
         """
+        packed = x if isinstance(x, PackedSequence) else None
+        x, lengths = unpack(x, lengths, self.batch_first)
         x = check_sequence(x, self.input_size, self.batch_first, self.cells[0].weight_ih.dtype)
         unbatched = x.dim() == 2
         if unbatched:
@@ -193,9 +226,10 @@ class SFM(nn.Module):
             x = x.transpose(0, 1)
         steps, batch = x.shape[0], x.shape[1]
         dims = (self.hidden_size, self.state_size, self.num_freqs, self.adaptive)
-        lead = (self.num_layers,)
+        layers = self._layer_cells()
+        lead = (self.num_layers * self.num_directions,)
         if state is None:
-            origins = [cell.initial_phase() for cell in self.cells]
+            origins = [cell.initial_phase() for cells in layers for cell in cells]
             phase0 = None if origins[0] is None else torch.stack(origins)
             state = zero_state(
                 lead, (batch,), *dims, dtype=x.dtype, device=x.device, phase0=phase0
@@ -215,21 +249,33 @@ class SFM(nn.Module):
         if lengths is not None:
             lengths = check_lengths(lengths, steps, batch, x.device)
             mask = torch.arange(steps, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)
+        reverse = Reversal(steps, lengths, mask) if self.bidirectional else None
 
         finals = []
         layer_input = x
-        for layer, cell in enumerate(self.cells):
-            layer_state = SFMState(
-                state.z[layer],
-                state.re[layer],
-                state.im[layer],
-                state.time,
-                None if state.phase is None else state.phase[layer],
-            )
-            layer_input, final = cell.scan(
-                cell.input_projection(layer_input), layer_state, times, mask
-            )
-            finals.append(final)
+        for layer, cells in enumerate(layers):
+            outputs = []
+            for direction, cell in enumerate(cells):
+                k = len(finals)
+                layer_state = SFMState(
+                    state.z[k],
+                    state.re[k],
+                    state.im[k],
+                    state.time,
+                    None if state.phase is None else state.phase[k],
+                )
+                if direction == 0:
+                    out, final = cell.scan(
+                        cell.input_projection(layer_input), layer_state, times, mask
+                    )
+                else:  # the backward direction, on the reversed sequences
+                    assert reverse is not None
+                    out, final = cell.scan(cell.input_projection(reverse(layer_input)),
+                                           layer_state, reverse.reflect(times), mask)
+                    out = reverse(out)
+                outputs.append(out)
+                finals.append(final)
+            layer_input = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
             if self.dropout and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, self.training)
 
@@ -237,7 +283,7 @@ class SFM(nn.Module):
             z=torch.stack([f.z for f in finals]),
             re=torch.stack([f.re for f in finals]),
             im=torch.stack([f.im for f in finals]),
-            time=finals[-1].time,
+            time=finals[0].time,
             phase=torch.stack([f.phase for f in finals]) if self.adaptive else None,
         )
         out = layer_input
@@ -246,6 +292,9 @@ class SFM(nn.Module):
             new_state = map_batch_axis(new_state, 1, squeeze=True)
         elif self.batch_first:
             out = out.transpose(0, 1)
+        if packed is not None:
+            assert lengths is not None
+            return pack_like(out, lengths, packed, self.batch_first), new_state
         return out, new_state
 
 
@@ -275,6 +324,8 @@ class AdaptiveSFM(SFM):
     batch_first
         As [`SFM`][freqnn.SFM].
     dropout
+        As [`SFM`][freqnn.SFM].
+    bidirectional
         As [`SFM`][freqnn.SFM].
     frequencies
         As [`SFM`][freqnn.SFM]; ``frequencies`` is the grid b_omega starts from.
@@ -316,6 +367,7 @@ class AdaptiveSFM(SFM):
         bias: bool = True,
         batch_first: bool = False,
         dropout: float = 0.0,
+        bidirectional: bool = False,
         frequencies: str | Tensor = "paper",
         learn_frequencies: bool = False,
         memory: str = "paper",
@@ -328,7 +380,8 @@ class AdaptiveSFM(SFM):
         phase = check_phase(phase)  # before anything is built
         super().__init__(
             input_size, hidden_size, state_size, num_freqs, num_layers, bias=bias,
-            batch_first=batch_first, dropout=dropout, frequencies=frequencies,
+            batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
+            frequencies=frequencies,
             learn_frequencies=learn_frequencies, memory=memory, forget_init=forget_init,
             readout=readout, device=device, dtype=dtype,
         )
@@ -343,5 +396,6 @@ class AdaptiveSFM(SFM):
     @phase.setter
     def phase(self, value: str) -> None:
         value = check_phase(value)
-        for cell in self.cells:
-            cell.phase = value
+        for cells in self._layer_cells():
+            for cell in cells:
+                cell.phase = value

@@ -177,6 +177,8 @@ class StockSFM(SFM):
         As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
     dropout
         As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+    bidirectional
+        As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
     frequencies
         As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
     learn_frequencies
@@ -206,6 +208,7 @@ class StockSFM(SFM):
         bias: bool = True,
         batch_first: bool = False,
         dropout: float = 0.0,
+        bidirectional: bool = False,
         frequencies: str | Tensor = "paper",
         learn_frequencies: bool = False,
         device: torch.device | str | None = None,
@@ -220,6 +223,7 @@ class StockSFM(SFM):
             bias=bias,
             batch_first=batch_first,
             dropout=dropout,
+            bidirectional=bidirectional,
             frequencies=frequencies,
             learn_frequencies=learn_frequencies,
             device=device,
