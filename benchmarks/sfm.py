@@ -547,7 +547,7 @@ def run_threads(args: argparse.Namespace, threads: int) -> dict:
     variants = list(VARIANTS)[: None if args.all else CORE_VARIANTS]
     rounds = args.repeats or (3 if args.quick else 0)
     for name, cfg in CONFIGS.items():
-        if args.only and name != args.only:
+        if (args.only and name != args.only) or args.skip_pairs:
             continue
         cfg = dict(cfg)
         small = name == "small"
@@ -560,8 +560,9 @@ def run_threads(args: argparse.Namespace, threads: int) -> dict:
                                     threads, rounds or (11 if small else 5), small or args.quick,
                                     args.check)  # fmt: skip
             part["pairs"][f"{name} {kind}"] = pairs
-            print_pairs(f"{name} ({dims}), {label}, / nn.LSTM", pairs, 1e3, "ms")
-    for batch in (1, 32):
+            print_pairs(f"{name} ({dims}), {label}, / nn.LSTM", pairs,
+                        *((1e3, "ms") if small else (1, "s")))  # fmt: skip
+    for batch in () if args.skip_pairs else (1, 32):
         pairs = pairs_benchmark("stream", CONFIGS["small"], variants[:CORE_VARIANTS], threads,
                                 rounds or 11, True, args.check, batch=batch,
                                 steps=100)  # fmt: skip
@@ -600,6 +601,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--json", metavar="PATH", help="write all numbers to PATH")
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--skip-pairs", action="store_true",
+                        help="no pairs (with --profile or --torch-compile: those parts only)")
     parser.add_argument("--only", choices=sorted(CONFIGS), help="run one configuration only")
     parser.add_argument(
         "--repeats",
