@@ -207,16 +207,20 @@ class ParallelSFMCell(SFMCell):
         check_placement(state, gx.device)  # the operator reads re and im
         phases = phase(self.frequencies(), times)  # (T, B, K), float64 reduced mod 2 pi
         cos, sin = torch.cos(phases), torch.sin(phases)
-        pieces = _pieces(gx.shape[0], self.block_size, self.chunk_size)
-        lengths = [length for length, _ in pieces]
-        # split, not slicing: the backward of a slice is a full-size gradient per piece
-        parts = [t.split(lengths) for t in (gx, cos, sin)]
-        masks = [None] * len(pieces) if mask is None else mask.split(lengths)
         recompute = torch.is_grad_enabled() and (
             self.checkpoint
             if self.checkpoint is not None
             else not kernel.applies(gx, self.weight_a)
         )
+        # the compiled kernel keeps its own chunks in cache: one call for the whole sequence
+        # (blocks would add a call per block and a cat of their gradients in the backward)
+        whole = not recompute and kernel.compiled(gx, self.weight_a)
+        steps = gx.shape[0]
+        pieces = _pieces(steps, steps if whole else self.block_size, self.chunk_size)
+        lengths = [length for length, _ in pieces]
+        # split, not slicing: the backward of a slice is a full-size gradient per piece
+        parts = [t.split(lengths) if len(pieces) > 1 else (t,) for t in (gx, cos, sin)]
+        masks = [None] * len(pieces) if mask is None else mask.split(lengths)
         re, im = state.re, state.im
         outputs = []
         for (_, chunk), gx_p, cos_p, sin_p, mask_p in zip(pieces, *parts, masks, strict=True):
@@ -226,7 +230,7 @@ class ParallelSFMCell(SFMCell):
             else:
                 z, re, im = self._block(*args)
             outputs.append(z)
-        out = torch.cat(outputs)
+        out = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
         final = SFMState(
             _at_last_step(out, mask, state.z), re, im, last_time(times, mask, state.time), None
         )

@@ -24,7 +24,10 @@ from torch import Tensor
 from . import abi
 from .pytorch import Grads, Inputs, Saved, forward_torch, history_layout, time_steps
 
-__all__ = ["Projection", "backward_compiled", "empty_cache", "forward_compiled", "self_test"]
+__all__ = [
+    "Projection", "backward_compiled", "empty_cache", "forward_compiled", "reusable_empty",
+    "self_test",
+]
 
 
 # --------------------------------------------------------------------------- buffer cache
@@ -96,6 +99,12 @@ class _HostCache:
 
 
 _cache = _HostCache()
+
+
+def reusable_empty(shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """An uninitialised contiguous tensor of ``shape`` (``like``'s dtype and device) from the
+    cache of large CPU buffers: what a kernel fills whole (saved values, gradients)."""
+    return _cache.empty(shape, like)
 
 
 def empty_cache() -> None:

@@ -31,7 +31,7 @@ from .parallel_compiled import run_backward, run_forward
 from .parallel_torch import block_torch
 from .path import get_path
 
-__all__ = ["BlockFunction", "applies", "block", "psfm_block", "psfm_block_backward"]
+__all__ = ["BlockFunction", "applies", "block", "compiled", "psfm_block", "psfm_block_backward"]
 
 #: the tensor arguments of the operators, as abi.check_placement names them (gx first: the
 #: device every other must be on)
@@ -54,6 +54,12 @@ def applies(gx: Tensor, weight_a: Tensor) -> bool:
         and gx.dtype in (torch.float32, torch.float64)
         and gx.dtype == weight_a.dtype
     )
+
+
+def compiled(gx: Tensor, weight_a: Tensor) -> bool:
+    """Whether the operator runs the compiled kernel (it :func:`applies` and the library
+    loads), not its PyTorch fallback."""
+    return applies(gx, weight_a) and _library(gx.dtype) is not None
 
 
 def _library(dtype: torch.dtype) -> ctypes.CDLL | None:

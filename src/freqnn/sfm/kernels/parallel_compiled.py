@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from . import abi
+from .compiled import reusable_empty
 from .parallel_torch import block_torch
 
 __all__ = ["ROWS", "run_backward", "run_forward", "self_test"]
@@ -97,7 +98,7 @@ def run_forward(
         out=gx.new_empty(L, B, M),
         ref=gx.new_empty(B, D, K),
         imf=gx.new_empty(B, D, K),
-        saved=gx.new_empty(L, B, 2 * K * (D + M)) if keep else None,
+        saved=reusable_empty((L, B, 2 * K * (D + M)), gx) if keep else None,
     )
     dims = _dims(gx, re0, weight_a, keep, rows)
     abi.call(_entry(lib, "forward", gx.dtype), dims, abi.PSFM_FORWARD, arrays)
@@ -132,7 +133,7 @@ def run_backward(
         gout=gout.contiguous(),
         gref=gre.contiguous(),
         gimf=gim.contiguous(),
-        dgx=new(L, B, G),
+        dgx=reusable_empty((L, B, G), gx),
         dre0=new(re0.shape),
         dim0=new(re0.shape),
         dcos=new(L, B, K),
