@@ -13,6 +13,7 @@ import torch
 import freqnn
 from freqnn.frequencies import frequency_grid
 from freqnn.sfm import ParallelSFM, use_path, use_reference
+from freqnn.sfm.kernels import parallel as kernel
 from freqnn.sfm.parallel import ParallelSFMCell, chunked_scan
 
 from .kernels.common import assert_float32_accurate, float64_twin
@@ -28,6 +29,7 @@ def small_pieces(monkeypatch):
     2 steps, so every boundary of the scan is crossed."""
     monkeypatch.setattr(ParallelSFMCell, "block_size", 6)
     monkeypatch.setattr(ParallelSFMCell, "chunk_size", 3)
+    monkeypatch.setattr(kernel, "PROJECTION_ROWS", 12)  # blocked projection, a partial block
 
 
 def make(*args, **kw) -> ParallelSFM:
@@ -381,7 +383,7 @@ def test_errors_name_the_argument():
         module(torch.randn(5, 2, N))
 
 
-def test_func_grad_on_the_default_path():
+def test_func_grad_on_the_default_path(small_pieces):
     """torch.func.grad of a model through the fused operator (an autograd.Function with
     setup_context) equals autograd's gradients; a second derivative still raises."""
     torch.manual_seed(0)

@@ -145,6 +145,13 @@ class ParallelSFMCell(SFMCell):
         finally:
             del self._parameters["weight_hh"]
 
+    def input_projection(self, x: Tensor) -> Tensor:
+        """V_* x + b_* for every gate at once, (..., N) -> (..., G): for a long sequence on the
+        compiled kernel in cache-sized blocks into a reusable buffer
+        (:func:`freqnn.sfm.kernels.parallel.projection`), else :meth:`SFMCell.input_projection`."""
+        gx = kernel.projection(x, self.weight_ih, self.bias_ih)
+        return super().input_projection(x) if gx is None else gx
+
     def paper_parameters(self) -> dict[str, Tensor]:
         """``V_ste, V_g, V_i`` (D, N), ``V_fre`` (K, N), ``V_o`` (K, M, N), ``b_*``, ``U_o``,
         ``W_z`` (K, M, D), ``b_z`` (K, M) and ``omega`` (K,): views sharing storage."""

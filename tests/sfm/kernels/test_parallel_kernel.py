@@ -26,6 +26,7 @@ def small_pieces(monkeypatch):
     monkeypatch.setattr(ParallelSFMCell, "chunk_size", 3)
     # chunks of 2 steps of 4 sequences inside the kernel
     monkeypatch.setattr(parallel_compiled, "ROWS", 8)
+    monkeypatch.setattr(kernel, "PROJECTION_ROWS", 12)  # blocked projection, a partial block
 
 
 def run(module, x, path, **kw):
@@ -124,3 +125,24 @@ def test_second_derivatives_raise_clearly_and_the_pytorch_path_has_them():
         torch.autograd.grad(g.sum(), x)
     with use_path("pytorch"):
         assert torch.autograd.gradgradcheck(lambda v: module(v)[0], (x[:3, :1],))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_blocked_projection_equals_linear(monkeypatch, bias):
+    """ProjectionFunction (GEMMs over blocks of rows into a reusable buffer) against F.linear:
+    output and the gradients of x, weight and bias, with a partial last block; gradcheck."""
+    monkeypatch.setattr(kernel, "PROJECTION_ROWS", 4)
+    x = torch.randn(5, 3, N, dtype=torch.float64, requires_grad=True)  # 15 rows
+    w = torch.randn(7, N, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(7, dtype=torch.float64, requires_grad=True) if bias else None
+    got = kernel.projection(x, w, b)
+    want = torch.nn.functional.linear(x, w, b)
+    leaves = [x, w] + ([b] if bias else [])
+    g = torch.randn_like(want)
+    for a, e in zip(torch.autograd.grad(got, leaves, g), torch.autograd.grad(want, leaves, g),
+                    strict=True):  # fmt: skip
+        torch.testing.assert_close(a, e)
+    torch.testing.assert_close(got, want)
+    assert torch.autograd.gradcheck(kernel.ProjectionFunction.apply, (x, w, b))
+    with use_path("pytorch"):  # elsewhere the layer projects with F.linear
+        assert kernel.projection(x, w, b) is None
