@@ -10,9 +10,10 @@ Remove every weight on z_{t-1} (W_ste, W_fre, W_g, W_i, W_o) from the SFM step o
     z_t   = sum_k sigmoid(U_o^k A_t^k + V_o^k x_t + b_o^k) * tanh(W_z^k A_t^k + b_z^k)
 
 The memory is then a diagonal linear recurrence with coefficients F_t in (0, 1)^{D x K}, so a
-layer is one GEMM for the gates of all steps (:meth:`SFMCell.input_projection`), then, block by
-block of ``block_size`` steps (blocks keep the tensors cache-sized), a scan for S and one batched
-GEMM for the read-out of all the block's steps. The equations are those of
+layer is one GEMM for the gates of all steps (:meth:`ParallelSFMCell.input_projection`), then,
+block by block of ``block_size`` steps (blocks keep the tensors cache-sized), a scan for S and
+one batched GEMM for the read-out of all the block's steps; on the CPU, the fused operator of
+:mod:`freqnn.sfm.kernels.parallel` does all of it in one call. The equations are those of
 :mod:`freqnn.sfm.step` (``split_gates``, ``memory_update``, ``amplitude``, ``output``), phases
 are :func:`freqnn.frequencies.phase` (float64, reduced modulo 2 pi).
 
@@ -80,8 +81,10 @@ class ParallelSFMCell(SFMCell):
     chunk_size : int
         Steps per chunk of :func:`chunked_scan`.
     block_size : int
-        Steps computed together (gates, scan, read-out); blocks run in order, carrying S, so
-        that their tensors stay small. A multiple of ``chunk_size``.
+        Steps computed together (gates, scan, read-out) by the PyTorch algorithm and under
+        checkpointing; blocks run in order, carrying S, so that their tensors stay small. A
+        multiple of ``chunk_size``. The compiled kernel without checkpointing takes the whole
+        sequence in one call (it keeps chunks of ``ROWS`` rows in cache itself).
     checkpoint : bool or None
         Recompute each block in the backward instead of keeping its activations. None (the
         default): only on the PyTorch algorithm, whose activations are large (at T = 10^4,
