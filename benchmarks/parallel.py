@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 import freqnn
+from freqnn.sfm.kernels.parallel import ProjectionFunction
 from freqnn.sfm.kernels.parallel_compiled import ROWS
 from freqnn.sfm.parallel import ParallelSFMCell, chunked_scan
 
@@ -266,8 +267,9 @@ def _median_time(fn: Callable[[], object], repeats: int) -> float:
 def gemm_rates(cfg: dict[str, int], repeats: int) -> dict:
     """The core's SGEMM rate (square 2048 matrices) and the rate of each of ParallelSFM's GEMMs
     at the layer's shapes, forward + backward: the gate projection over all T * B rows (N to
-    G = 3D + K + KM), and the read-out inside the kernel, K GEMMs of D to 2M per chunk of
-    ``ROWS`` rows (forward; the backward's weight and input gradients)."""
+    G = 3D + K + KM; forward as the layer runs it, ``ProjectionFunction``), and the read-out
+    inside the kernel, K GEMMs of D to 2M per chunk of ``ROWS`` rows (forward; the backward's
+    weight and input gradients)."""
     T, B, N, D, K, M = (cfg[k] for k in "TBNDKM")
     G, rows = 3 * D + K + K * M, T * B
     n = 2048
@@ -285,7 +287,8 @@ def gemm_rates(cfg: dict[str, int], repeats: int) -> dict:
         return run
 
     parts = {
-        "projection forward (addmm)": (lambda: torch.addmm(bias, x, w.t()), rows * N * G),
+        "projection forward (blocks of PROJECTION_ROWS)": (
+            lambda: ProjectionFunction.apply(x, w, bias), rows * N * G),
         "projection weight gradient": (lambda: g.t() @ x, rows * N * G),
         "projection input gradient": (lambda: g @ w, rows * N * G),
         "read-out forward (K per chunk)": (readout(lambda: amp @ wa.t()), rows * K * D * 2 * M),
