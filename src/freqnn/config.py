@@ -135,10 +135,10 @@ class RunConfig(BaseModel):
                                  "lr / 100 to lr over that many epochs (fractions allowed; "
                                  "0: none), per optimiser step")
     recurrent_lr_scale: float = Field(
-        gt=0, description="the learning rate of the recurrent weights (weight_hh: z_{t-1} or "
-        "h_{t-1} to the gates) relative to lr; below 1 it keeps SFM's loop through z_{t-1} "
-        "from drifting into exploding gradients (docs/sfm.md, Training SFM); models without "
-        "weight_hh (ParallelSFM) refuse other values than 1")
+        gt=0, description="SFM / A-SFM: the learning rate of the recurrent weights W_hh "
+        "(z_{t-1} to the gates) relative to lr; below 1 it keeps the loop through z_{t-1} "
+        "from drifting into exploding gradients (docs/sfm.md, Training SFM); the other models "
+        "ignore it")
     optimizer: Literal["adam", "adadelta"] = Field(
         description="Adam, or Adadelta with rho 0.95, eps 1e-6 (the SFM authors' optimiser; "
         "use it with lr 1)")

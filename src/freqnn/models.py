@@ -65,6 +65,7 @@ __all__ = [
     "ARCHS",
     "ARCH_LABELS",
     "BIDIRECTIONAL_ARCHS",
+    "OPTION_ARCHS",
     "TIME_MODES",
     "BidirectionalRNN",
     "SequenceModel",
@@ -97,8 +98,9 @@ ARCH_LABELS = {
     "act": "ACT-RNN",
 }
 _SFM_ARCHS = ("sfm", "asfm", "sfm-stock", "psfm")
-#: the bodies with the options memory, forget_init and readout (SFMCell's): SFM and A-SFM
-_OPTION_ARCHS = ("sfm", "asfm")
+#: the bodies with the options memory, forget_init and readout (SFMCell's), and the runner's
+#: recurrent_lr_scale: SFM and A-SFM
+OPTION_ARCHS = ("sfm", "asfm")
 #: those options' defaults, the paper's model (the only values the other bodies take)
 _OPTION_DEFAULTS = {"memory": "paper", "forget_init": "uniform", "readout": "sum"}
 #: values of ``time`` (module docstring)
@@ -424,7 +426,7 @@ class SequenceModel(nn.Module):
             fail("arch", f"one of {', '.join(ARCHS)}", repr(arch))
         options = {"memory": memory, "forget_init": forget_init, "readout": readout}
         for key, default in _OPTION_DEFAULTS.items():
-            if options[key] != default and arch not in _OPTION_ARCHS:
+            if options[key] != default and arch not in OPTION_ARCHS:
                 fail(key, f"{default!r} for model {arch!r} (an option of SFM and A-SFM, models "
                      "'sfm' and 'asfm')", repr(options[key]))
         if phase != "accumulate" and arch != "asfm":
@@ -470,7 +472,7 @@ class SequenceModel(nn.Module):
                 frequencies=frequencies,
                 learn_frequencies=learn_frequencies,
                 **({"phase": phase} if arch == "asfm" else {}),
-                **(options if arch in _OPTION_ARCHS else {}),
+                **(options if arch in OPTION_ARCHS else {}),
             )
         elif arch in _BIDIRECTIONAL:
             self.body = BidirectionalRNN(
@@ -640,7 +642,7 @@ def build_model(
             and options == _OPTION_DEFAULTS
             else SequenceModel(arch, input_size, output_size, hidden_size=size, phase=phase,
                                time=time, **sfm_kw, **common,
-                               **(options if arch in _OPTION_ARCHS else {}))
+                               **(options if arch in OPTION_ARCHS else {}))
         )
     return model, {"params": count_parameters(model), "sfm_params": sfm_params,
                    "hidden_size": size}

@@ -90,6 +90,7 @@ from .checkpoint import (
 )
 from .config import DEFAULTS, make_config
 from .io import atomic_write
+from .models import OPTION_ARCHS
 from .tasks import Task, TaskData, collate, task_for
 
 __all__ = [
@@ -334,15 +335,15 @@ def lr_factor(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
 def param_groups(task: Task, model: torch.nn.Module, cfg: dict[str, Any]
                  ) -> list[dict[str, Any]]:
     """The optimiser's parameter groups: the task's (:attr:`freqnn.tasks.Task.param_groups`),
-    else one group of every parameter of ``model``; with ``recurrent_lr_scale`` other than 1,
-    each group's recurrent weights (the parameters named ``weight_hh``: z_{t-1} or h_{t-1} to
-    the gates) in a group of their own at the group's rate times the scale.
+    else one group of every parameter of ``model``. For SFM and A-SFM with
+    ``recurrent_lr_scale`` other than 1, each group's recurrent weights (the parameters named
+    ``weight_hh``: z_{t-1} to the gates) go in a group of their own at the group's rate times
+    the scale; the other models ignore the key, like SFM's other options.
 
     Raises
     ------
     ValueError
-        The task's groups leave out a parameter of ``model``, repeat one or hold another; or
-        ``recurrent_lr_scale`` is not 1 and the model has no recurrent weights.
+        The task's groups leave out a parameter of ``model``, repeat one or hold another.
     """
     if task.param_groups is None:
         groups = [{"params": list(model.parameters())}]
@@ -356,13 +357,10 @@ def param_groups(task: Task, model: torch.nn.Module, cfg: dict[str, Any]
                 f"({len(expected)} parameters), got {len(grouped)} entries, "
                 f"{len(set(grouped) & expected)} of them the model's, from task {task.name!r}")
     scale = float(cfg["recurrent_lr_scale"])
-    if scale == 1:
+    if scale == 1 or cfg["model"] not in OPTION_ARCHS:
         return groups
     recurrent = {id(p) for name, p in model.named_parameters()
                  if "weight_hh" in name.split(".")}
-    if not recurrent:
-        raise ValueError(f"recurrent_lr_scale: expected 1 for model {cfg['model']!r}, which has "
-                         f"no recurrent weights (parameters named weight_hh), got {scale:g}")
     split = []
     for group in groups:
         rate = float(group.get("lr", cfg["lr"]))

@@ -54,6 +54,10 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 32,
     # the LSTM / GRU pilot's rate; also SFM's with the mean read-out (docs/results/signal_type.md)
     "lr": 1e-2,
+    # SFM / A-SFM: the recurrent weights W_hh at lr / 10, which keeps the loop through z_{t-1}
+    # from drifting into exploding gradients (docs/sfm.md, "Training SFM"; chosen on
+    # validation); the other models ignore it
+    "recurrent_lr_scale": 0.1,
     "patience": 5,
     # one thread: these small recurrences gain nothing from intra-op threads, and on a busy
     # 2-core machine two threads made an LSTM step 100x slower (spinning OpenMP workers)
