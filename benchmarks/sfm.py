@@ -287,12 +287,14 @@ def profile_benchmark(cfg: dict[str, int], repeats: int) -> dict:
         ph = freqnn.frequencies.phase(cell.frequencies(), times)
         cos, sin = torch.cos(ph), torch.sin(ph)
         zero = x.new_zeros
+        # the paper's SFM: authors, normalised, mean_readout off; keep the histories
         args = (gx, zero(B, M), zero(B, D, K), zero(B, D, K), None, cos, sin, None, times,
                 torch.zeros(B, dtype=torch.float64), None, cell.weight_hh, cell.weight_a,
-                cell.b_z, True)  # fmt: skip
+                cell.b_z, False, False, False, True)  # fmt: skip
         saved = torch.ops.freqnn.sfm_scan(*args)[5]
     grads = (x.new_ones(T, B, M), zero(B, M), zero(B, D, K), zero(B, D, K), None)
-    rest = (cos, sin, times, args[9], None, cell.weight_hh, cell.weight_a, cell.b_z, saved)
+    rest = (cos, sin, times, args[9], None, cell.weight_hh, cell.weight_a, cell.b_z, False,
+            False, False, saved)  # fmt: skip
 
     def projection() -> None:
         w = cell.weight_ih.detach().requires_grad_()
