@@ -187,7 +187,10 @@ def check_step_times(times: object, steps: int, batch: int, device: torch.device
     """
     if not isinstance(times, Tensor) or times.dtype == torch.bool or times.is_complex():
         fail("times", "a real-valued tensor of shape (T,) or (B, T)", describe(times), TypeError)
-    if tuple(times.shape) not in ((steps,), (batch, steps)):
+    # rank first: comparing (T,) with (B, T) element-wise would make a symbolic T (export) be
+    # guarded T != B
+    shape = tuple(times.shape)
+    if shape != ((steps,) if times.dim() == 1 else (batch, steps)):
         fail("times", f"shape ({steps},) or ({batch}, {steps}) (T={steps}, B={batch})",
              describe(times))
     times = times.to(device=device, dtype=torch.float64)

@@ -11,8 +11,9 @@ validation and state passing. A baseline subclasses it with
 * ``RecurrentLayer._state_shapes`` (trailing shapes of the per-layer fields) and, with a
   clock, ``RecurrentLayer._clock``.
 
-The scan runs the cell's step one time step after the other. At a padded step the state does
-not move and the output is zero, so a padded sequence gives what it gives alone.
+The scan runs the cell's step one time step after the other (``freqnn.sfm.export.run_steps``:
+torch's scan operator under ``torch.export``, so T stays symbolic). At a padded step the state
+does not move and the output is zero, so a padded sequence gives what it gives alone.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from ..checks import (
     fail,
 )
 from ..sfm.directions import Reversal, check_bidirectional, pack_like, unpack
-from ..sfm.state import where_valid
+from ..sfm.export import portable, run_steps
 
 __all__ = ["RecurrentCell", "RecurrentLayer", "check_positive_int", "init_uniform"]
 
@@ -130,6 +131,9 @@ class RecurrentLayer(nn.Module):
       their output is zero and the returned state is each sequence's state at its last step.
     * ``output``: (T, B, H) (or batch-first / unbatched to match ``x``), the top layer's h_t;
       (T, B, 2H) when bidirectional.
+
+    Under ``torch.export`` the time loop is torch's scan operator (T stays symbolic) and the
+    returned state a plain tuple of its fields ([`freqnn.sfm.export`][freqnn.sfm.export]).
 
     Passing the returned state to the next call continues the sequence exactly: a sequence in
     chunks gives the outputs of one pass. Nothing is kept on the module between calls.
@@ -373,6 +377,7 @@ class RecurrentLayer(nn.Module):
             new_state = self._batch_axis(new_state, squeeze=True)
         elif self.batch_first:
             out = out.transpose(0, 1)
+        new_state = portable(new_state)  # a plain tuple under export
         if packed is not None:
             return pack_like(out, steps_taken, packed, self.batch_first), new_state
         return out, new_state
@@ -381,20 +386,15 @@ class RecurrentLayer(nn.Module):
     def _scan(
         cell: RecurrentCell, x: Tensor, carry: Carry, clock: Tensor | None, mask: Tensor | None
     ) -> tuple[Tensor, Carry]:
-        """One layer over the whole sequence: x (T, B, N) -> output (T, B, H), final carry."""
-        gx = cell.project(x, clock)
+        """One layer over the whole sequence: x (T, B, N) -> output (T, B, H), final carry (a
+        Python loop; torch's scan operator under export, ``freqnn.sfm.export``)."""
         weight = cell.recurrent_weight()
-        outputs = []
-        # unbind, not gx[t]: the backward of T selections would add T full-size gradients
-        for t, gx_t in enumerate(gx.unbind(0)):
-            out, new = cell.step(gx_t, weight, carry, None if clock is None else clock[t])
-            if mask is not None:
-                valid = mask[t]
-                new = where_valid(valid, new, carry)
-                out = out * valid.unsqueeze(1).to(out.dtype)
-            carry = new
-            outputs.append(out)
-        return torch.stack(outputs), carry
+
+        def step(carry: Carry, x_t: tuple[Tensor, ...]) -> tuple[Tensor, Carry]:
+            return cell.step(x_t[0], weight, carry, x_t[1] if len(x_t) > 1 else None)
+
+        xs = (cell.project(x, clock),) if clock is None else (cell.project(x, clock), clock)
+        return run_steps(step, carry, xs, mask)
 
     def _batch_axis(self, state: tuple, squeeze: bool) -> tuple:
         """Remove (``squeeze``) or insert the batch axis of an unbatched state: axis 1 of the

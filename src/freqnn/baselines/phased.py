@@ -136,7 +136,8 @@ class PhasedLSTMCell(RecurrentCell):
         H = self.hidden_size
         k = gx[:, 4 * H:]
         gi, gf, gc, go = torch.addmm(gx[:, : 4 * H], h, weight.t()).chunk(4, dim=1)
-        w_i, w_f, w_o = self.weight_ch
+        # unbind, not tuple unpacking: export's scan took the unpacked rows for aliased inputs
+        w_i, w_f, w_o = self.weight_ch.unbind(0)
         i = torch.sigmoid(gi + w_i * c)
         f = torch.sigmoid(gf + w_f * c)
         c_new = f * c + i * torch.tanh(gc)

@@ -22,7 +22,8 @@ from ..checks import (
 )
 from ..frequencies import fold_frequency, frequency_grid, phase
 from . import kernels
-from .state import SFMState, check_state, last_time, map_batch_axis, where_valid, zero_state
+from .export import exporting, run_steps
+from .state import SFMState, check_state, last_time, map_batch_axis, zero_state
 from .step import Gates, advance_phase, amplitude, memory_update, output, split_gates
 
 __all__ = [
@@ -325,8 +326,10 @@ class SFMCell(DerivedBuffers):
         (``freqnn.sfm.kernels``: a hand-written backward-through-time, compiled on the CPU
         where a C++ compiler is available). Inside ``with freqnn.sfm.use_reference():`` (or
         with ``FREQNN_SFM_PATH=reference``), and under ONNX export, it
-        runs the reference below: the step equations of ``freqnn.sfm.step``, one step at a
-        time, differentiated by autograd. Both give the same outputs and gradients.
+        runs the reference: the step equations of ``freqnn.sfm.step``, one step at a
+        time, differentiated by autograd. Both give the same outputs and gradients. Under
+        ``torch.export`` (and the dynamo ONNX exporter) the reference's loop is torch's scan
+        operator ([`freqnn.sfm.export`][freqnn.sfm.export]): T stays symbolic.
 
         Parameters
         ----------
@@ -347,54 +350,86 @@ class SFMCell(DerivedBuffers):
         output : Tensor [shape=(T, B, M)], z_t (zeros at padded steps)
         state : SFMState at each sequence's last valid step
         """
-        result = None if record is not None else kernels.scan(self, gx, state, times, mask)
-        if result is not None:
-            return result
-        D, K, M = self.state_size, self.num_freqs, self.hidden_size
-        z, re, im, time, phi = state
-        authors = self.carries_omega
-        if authors:
-            pass  # phi carries omega_{t-1}; the phase of step t is omega_{t-1} * t
-        elif self.adaptive:
-            prev = torch.cat([time.unsqueeze(0), times[:-1]])
-            dt = (times - prev).to(gx.dtype)
+        if record is None:
+            if exporting():
+                return self._reference_scan(gx, state, times, mask)
+            if self._has_kernel():
+                result = kernels.scan(self, gx, state, times, mask)
+                if result is not None:
+                    return result
+        return self._reference_scan(gx, state, times, mask, record)
+
+    def _has_kernel(self) -> bool:
+        """Whether the registered operator computes this cell's recurrence (SFM's and A-SFM's
+        equations; a subclass with a step of its own has only the reference)."""
+        return type(self)._step is SFMCell._step and type(self).scan is SFMCell.scan
+
+    def _reference_scan(
+        self,
+        gx: Tensor,
+        state: SFMState,
+        times: Tensor,
+        mask: Tensor | None,
+        record: list[tuple[Gates, Tensor]] | None = None,
+    ) -> tuple[Tensor, SFMState]:
+        """The step equations over the sequence (``freqnn.sfm.export.run_steps``: a Python loop,
+        torch's scan operator under export); arguments and results as ``scan``."""
+        carry = tuple(v for v in (state.z, state.re, state.im, state.phase) if v is not None)
+        if record is None:
+            step = self._step
         else:
-            phases = phase(self.frequencies(), times)
-            # unbind, not indexing [t]: the backward of T selections would add T full-size
-            # gradients (quadratic in T); that of unbind is one stack
-            cos_steps, sin_steps = torch.cos(phases).unbind(0), torch.sin(phases).unbind(0)
-        outputs = []
-        for t, gx_t in enumerate(gx.unbind(0)):
-            gates = split_gates(torch.addmm(gx_t, z, self.weight_hh.t()), D, K, M)
-            if authors:
-                # float64 omega_{t-1} * t reduced modulo 2*pi, as SFM's phases; omega_t is
-                # carried to step t + 1
-                angle = phase(phi, times[t])
-                cos_t, sin_t = torch.cos(angle), torch.sin(angle)
-                phi_new = gates.omega
-            elif self.adaptive:
-                phi_new = advance_phase(phi, gates.omega, dt[t])
-                cos_t, sin_t = torch.cos(phi_new), torch.sin(phi_new)
-            else:
-                cos_t, sin_t = cos_steps[t], sin_steps[t]
-            re_new, im_new = memory_update(gates, re, im, cos_t, sin_t,
-                                           self.memory == "normalised")
-            A_t = amplitude(re_new, im_new)
-            if record is not None:
-                record.append((gates, A_t))
-            z_new = output(gates, A_t, self.weight_a, self.b_z, self.readout == "mean")
-            if mask is None:
-                z, re, im = z_new, re_new, im_new
-                phi = phi_new if self.adaptive else None
-                outputs.append(z)
-            else:
-                m = mask[t]
-                z, re, im = where_valid(m, (z_new, re_new, im_new), (z, re, im))
-                if self.adaptive:
-                    (phi,) = where_valid(m, (phi_new,), (phi,))
-                outputs.append(z_new * m[:, None].to(z_new.dtype))
-        final = SFMState(z, re, im, last_time(times, mask, state.time), phi)
-        return torch.stack(outputs), final
+            def step(carry: tuple[Tensor, ...], clock_t: tuple[Tensor, ...]
+                     ) -> tuple[Tensor, tuple[Tensor, ...]]:
+                return self._step(carry, clock_t, record)
+        out, final = run_steps(step, carry, (gx, *self._clocks(state, times, gx.dtype)), mask)
+        z, re, im, *phi = final
+        return out, SFMState(z, re, im, last_time(times, mask, state.time),
+                             phi[0] if phi else None)
+
+    def _clocks(self, state: SFMState, times: Tensor, dtype: torch.dtype) -> tuple[Tensor, ...]:
+        """What every step needs of the time axis, (T, B, ...) each: cos and sin of SFM's phases
+        omega * t (float64, reduced modulo 2*pi, then cast); A-SFM's time increments dt
+        (accumulated phase); the float64 timestamps (the authors' phase rule)."""
+        if self.carries_omega:
+            return (times,)
+        if self.adaptive:
+            # the previous timestamps as [time0, times][:-1]: slicing times[:-1] first made
+            # export guard T != 2 (and torch.diff has no legacy ONNX export)
+            prev = torch.cat([state.time.unsqueeze(0), times])[:-1]
+            return ((times - prev).to(dtype),)
+        phases = phase(self.frequencies(), times)
+        return torch.cos(phases), torch.sin(phases)
+
+    def _step(
+        self,
+        carry: tuple[Tensor, ...],
+        x_t: tuple[Tensor, ...],
+        record: list[tuple[Gates, Tensor]] | None = None,
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """One step of the equations: carry (z, re, im[, phi]) at t - 1 and ``x_t`` (the input
+        projection (B, G) and the step's ``_clocks``) -> (z_t, carry at t)."""
+        D, K, M = self.state_size, self.num_freqs, self.hidden_size
+        gx_t, *clock_t = x_t
+        z, re, im, *phi = carry
+        gates = split_gates(torch.addmm(gx_t, z, self.weight_hh.t()), D, K, M)
+        new_phi: tuple[Tensor, ...] = ()
+        if self.carries_omega:
+            # float64 omega_{t-1} * t reduced modulo 2*pi, as SFM's phases; omega_t is carried
+            # to step t + 1
+            angle = phase(phi[0], clock_t[0])
+            cos_t, sin_t = torch.cos(angle), torch.sin(angle)
+            new_phi = (gates.omega,)
+        elif self.adaptive:
+            new_phi = (advance_phase(phi[0], gates.omega, clock_t[0]),)
+            cos_t, sin_t = torch.cos(new_phi[0]), torch.sin(new_phi[0])
+        else:
+            cos_t, sin_t = clock_t
+        re_new, im_new = memory_update(gates, re, im, cos_t, sin_t, self.memory == "normalised")
+        A_t = amplitude(re_new, im_new)
+        if record is not None:
+            record.append((gates, A_t))
+        z_new = output(gates, A_t, self.weight_a, self.b_z, self.readout == "mean")
+        return z_new, (z_new, re_new, im_new, *new_phi)
 
     # ------------------------------------------------------------------ one step
     def forward(
@@ -403,7 +438,7 @@ class SFMCell(DerivedBuffers):
         """One step: ``x`` (B, N) or (N,) -> ``(z_t, state)`` with z_t (B, M) or (M,)."""
         # eager CPU inference: one kernel call, for the cells whose recurrence is the kernel's
         # (a subclass with equations of its own overrides scan and keeps the general path)
-        if type(self).scan is SFMCell.scan:
+        if self._has_kernel():
             fast = kernels.step(self, x, state, t)
             if fast is not None:
                 return fast

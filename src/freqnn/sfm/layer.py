@@ -15,6 +15,7 @@ from ..checks import (
 )
 from .cell import AdaptiveSFMCell, SFMCell, check_phase
 from .directions import Reversal, check_bidirectional, pack_like, unpack
+from .export import portable
 from .state import SFMState, check_state, map_batch_axis, zero_state
 
 __all__ = ["SFM", "AdaptiveSFM"]
@@ -214,7 +215,9 @@ class SFM(nn.Module):
             The top layer's z_t (batch-first or unbatched as ``x``, packed as a packed ``x``);
             (T, B, 2M) when bidirectional, [forward, backward].
         state : SFMState
-            The state after each sequence's last valid step.
+            The state after each sequence's last valid step (under ``torch.export`` a plain
+            tuple of its fields, so that a saved program loads without freqnn:
+            [`freqnn.sfm.export.portable`][freqnn.sfm.export.portable]).
         """
         packed = x if isinstance(x, PackedSequence) else None
         x, lengths = unpack(x, lengths, self.batch_first)
@@ -292,6 +295,7 @@ class SFM(nn.Module):
             new_state = map_batch_axis(new_state, 1, squeeze=True)
         elif self.batch_first:
             out = out.transpose(0, 1)
+        new_state = portable(new_state)
         if packed is not None:
             assert lengths is not None
             return pack_like(out, lengths, packed, self.batch_first), new_state

@@ -29,10 +29,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..frequencies import phase
 from .cell import SFMCell
 from .layer import SFM
-from .state import SFMState, last_time, where_valid
 
 __all__ = ["StockSFM", "StockSFMCell", "hard_sigmoid"]
 
@@ -101,56 +99,27 @@ class StockSFMCell(SFMCell):
             out["b_a"] = self.bias_a
 
     # ------------------------------------------------------------------ equations
-    def scan(
-        self,
-        gx: Tensor,
-        state: SFMState,
-        times: Tensor,
-        mask: Tensor | None = None,
-    ) -> tuple[Tensor, SFMState]:
-        """Run the recurrence over a whole sequence (a plain time loop, autograd backward).
-
-        Parameters
-        ----------
-        gx : Tensor [shape=(T, B, 4D + K)], input projections V_* x_t + b_* from
-            ``input_projection``
-        state : SFMState, initial state of this layer (no layer dimension; ``phase`` None)
-        times : Tensor [shape=(T, B)], float64 timestamps of the steps (phase omega * t is
-            computed in float64 and reduced modulo 2 pi)
-        mask : Tensor [shape=(T, B)] bool or None, False at padded steps (they change nothing)
-
-        Returns
-        -------
-        output : Tensor [shape=(T, B, D)], z_t (zeros at padded steps)
-        state : SFMState at each sequence's last valid step
-        """
+    def _step(
+        self, carry: tuple[Tensor, ...], x_t: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """One step of the equations of the module docstring: carry (z, re, im) at t - 1 and
+        ``x_t`` = (V_* x_t + b_* (B, 4D + K), cos and sin of omega * t (B, K)) -> (z_t, carry
+        at t). [`SFMCell.scan`][freqnn.SFMCell.scan] runs it over a sequence (a plain time
+        loop differentiated by autograd, torch's scan operator under export)."""
         D, K = self.state_size, self.num_freqs
-        z, re, im, time, _ = state
-        phases = phase(self.frequencies(), times)  # (T, B, K)
-        # unbind, not [t]: the backward of T selections is quadratic in T, that of unbind linear
-        cos_steps, sin_steps = torch.cos(phases).unbind(0), torch.sin(phases).unbind(0)
-        w_hh_t = self.weight_hh.t()
-        outputs = []
-        for t, gx_t in enumerate(gx.unbind(0)):
-            pre = torch.addmm(gx_t, z, w_hh_t)
-            ste, g, i, fre, o = pre.split([D, D, D, K, D], dim=-1)
-            f_t = hard_sigmoid(ste).unsqueeze(-1) * hard_sigmoid(fre).unsqueeze(-2)
-            write = (hard_sigmoid(g) * torch.tanh(i)).unsqueeze(-1)
-            re_new = f_t * re + write * cos_steps[t].unsqueeze(-2)
-            im_new = f_t * im + write * sin_steps[t].unsqueeze(-2)
-            A = re_new * re_new + im_new * im_new
-            a_pre = torch.matmul(A, self.weight_a)
-            if self.bias_a is not None:
-                a_pre = a_pre + self.bias_a
-            z_new = hard_sigmoid(o) * torch.tanh(a_pre)
-            if mask is None:
-                z, re, im = z_new, re_new, im_new
-                outputs.append(z)
-            else:
-                m = mask[t]
-                z, re, im = where_valid(m, (z_new, re_new, im_new), (z, re, im))
-                outputs.append(z_new * m[:, None].to(z_new.dtype))
-        return torch.stack(outputs), SFMState(z, re, im, last_time(times, mask, time), None)
+        gx_t, cos_t, sin_t = x_t
+        z, re, im = carry
+        ste, g, i, fre, o = torch.addmm(gx_t, z, self.weight_hh.t()).split([D, D, D, K, D], -1)
+        f_t = hard_sigmoid(ste).unsqueeze(-1) * hard_sigmoid(fre).unsqueeze(-2)
+        write = (hard_sigmoid(g) * torch.tanh(i)).unsqueeze(-1)
+        re_new = f_t * re + write * cos_t.unsqueeze(-2)
+        im_new = f_t * im + write * sin_t.unsqueeze(-2)
+        A = re_new * re_new + im_new * im_new
+        a_pre = torch.matmul(A, self.weight_a)
+        if self.bias_a is not None:
+            a_pre = a_pre + self.bias_a
+        z_new = hard_sigmoid(o) * torch.tanh(a_pre)
+        return z_new, (z_new, re_new, im_new)
 
 
 class StockSFM(SFM):
