@@ -66,7 +66,8 @@ class Reversal:
         if self.index is None:
             return seq.flip(0)
         index = self.index.view(*self.index.shape, *(1,) * (seq.dim() - 2))
-        return torch.take_along_dim(seq, index, dim=0)
+        # gather on the expanded index, not take_along_dim: export specialised T on that
+        return seq.gather(0, index.expand_as(seq))
 
     def reflect(self, clock: Tensor) -> Tensor:
         """The backward direction's clock from the forward one's, (T, B) -> (T, B):
