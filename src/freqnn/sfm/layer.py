@@ -50,8 +50,8 @@ class SFM(nn.Module):
         A second stack of cells reads each sequence backwards (``cells_reverse``), as
         ``nn.LSTM``: outputs [forward, backward] of size 2M, layer l > 0 reads 2M features, the
         state has 2L layers (layer l's directions at 2l, 2l + 1). The backward direction runs
-        over each sequence's own length and on reflected timestamps (``docs/sfm.md``,
-        "Interface").
+        over each sequence's own length and on reflected timestamps
+        ([`freqnn.sfm.directions`][freqnn.sfm.directions]).
     frequencies : {"paper", "half", "dct"} or Tensor [shape=(K,)]
         Frequency grid in rad per unit of time ([`freqnn.frequencies`][freqnn.frequencies]).
     learn_frequencies : bool
@@ -204,7 +204,8 @@ class SFM(nn.Module):
         times : Tensor [shape=(T,) or (B, T)], optional
             Real timestamps of the steps (the phase of step t is omega * times[t]); default
             the steps ``state.time + 1, state.time + 2, ...``. The backward direction of a
-            bidirectional layer uses them reflected within each sequence (``docs/sfm.md``).
+            bidirectional layer uses them reflected within each sequence
+            ([`freqnn.sfm.directions`][freqnn.sfm.directions]).
         lengths : Tensor [shape=(B,)], optional
             True lengths of a padded batch, in [0, T]: padded steps change nothing and output
             zeros. Not with a ``PackedSequence``.
