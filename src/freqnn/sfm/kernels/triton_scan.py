@@ -14,7 +14,7 @@ batch tile are padded to powers of two >= 16 (``tl.dot`` operands on a GPU); the
 load zeros, which keep the memory and the outputs of padded lanes at zero.
 
 On CUDA tensors the kernels compile for the GPU; on CPU tensors they run only in Triton's
-interpreter (``TRITON_INTERPRET=1`` set before this module is imported), which is how the tests
+interpreter (``TRITON_INTERPRET=1`` set before triton is first imported), which is how the tests
 check them without a GPU. The interpreter runs each program with NumPy: it checks the algorithm,
 the indexing and the masks, not the GPU compiler's limits (register pressure, shared memory,
 layouts); :func:`plan` states those limits and the tests assert them.
@@ -96,14 +96,14 @@ def plan(B: int, D: int, K: int, M: int) -> Plan:
 
 def interpreted() -> bool:
     """Whether this module's kernels run in Triton's interpreter (``TRITON_INTERPRET=1`` was set
-    when it was imported)."""
+    when triton and this module were imported)."""
     return not isinstance(_forward_kernel, triton.runtime.JITFunction)
 
 
 def _check_device(t: Tensor) -> None:
     if t.device.type == "cpu" and not interpreted():
         fail("device", "CUDA tensors for the Triton SFM kernel (CPU tensors only under "
-             "TRITON_INTERPRET=1, set before freqnn.sfm.kernels.triton_scan is imported)",
+             "TRITON_INTERPRET=1, set before triton is first imported)",
              "CPU tensors", RuntimeError)
     if t.dtype != torch.float32:
         fail("dtype", "float32 for the Triton SFM kernel", str(t.dtype), TypeError)
