@@ -29,7 +29,7 @@ pytest.importorskip("triton")
 
 import freqnn
 from freqnn.sfm import kernels
-from freqnn.sfm.kernels import op, pytorch
+from freqnn.sfm.kernels import pytorch
 
 from ..reference import randomise_
 from .common import AuthorsASFM, NormalisedMeanSFM, irregular_times, run
@@ -40,7 +40,7 @@ OUT_TOL = 1e-5
 GRAD_RTOL = 1e-4
 CLASSES = [freqnn.SFM, freqnn.AdaptiveSFM, AuthorsASFM, NormalisedMeanSFM]
 MODULE = "freqnn.sfm.kernels.triton_scan"
-ROUTED = "pytorch"
+ROUTED = "triton"
 INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 #: the tests that run kernels: only in the interpreter's process
 interpreter = pytest.mark.skipif(not INTERPRETED, reason="run by test_interpreter_subprocess")
@@ -70,9 +70,9 @@ def ts():
 
 @pytest.fixture
 def on_triton(ts, monkeypatch):
-    """The op's PyTorch algorithm replaced by the Triton kernels, and ``ROUTED`` the process
-    default path (the backward runs after the ``use_path`` block); yields the count of each
-    kernel's calls, and the test must have run the forward."""
+    """``ROUTED`` ("triton") the process default path (the backward runs after the ``use_path``
+    block), the kernels counted; yields the count of each kernel's calls, and the test must
+    have run the forward."""
     calls = {"forward": 0, "backward": 0}
 
     def counted(name, fn):
@@ -82,8 +82,8 @@ def on_triton(ts, monkeypatch):
 
         return call
 
-    monkeypatch.setattr(op, "forward_torch", counted("forward", ts.forward_triton))
-    monkeypatch.setattr(op, "backward_torch", counted("backward", ts.backward_triton))
+    monkeypatch.setattr(ts, "forward_triton", counted("forward", ts.forward_triton))
+    monkeypatch.setattr(ts, "backward_triton", counted("backward", ts.backward_triton))
     before = kernels.get_path()
     kernels.set_path(ROUTED)
     try:

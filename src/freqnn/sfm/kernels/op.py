@@ -32,6 +32,7 @@ histories in one flat buffer (:func:`~.pytorch.history_layout`), empty without `
 from __future__ import annotations
 
 import ctypes
+from types import ModuleType
 
 import torch
 from torch import Tensor
@@ -40,7 +41,7 @@ from . import abi
 from .build import load_library
 from .compiled import backward_compiled, forward_compiled
 from .path import get_path
-from .pytorch import Inputs, Saved, backward_torch, forward_torch, history_layout
+from .pytorch import Inputs, Saved, backward_torch, forward_torch, history_layout, sizes
 
 __all__ = ["ScanFunction", "cpu_library", "scan_cpu", "sfm_scan", "sfm_scan_backward"]
 
@@ -52,12 +53,36 @@ def cpu_library(dtype: torch.dtype) -> ctypes.CDLL | None:
     """The compiled kernel for a CPU tensor of ``dtype`` on the current path, or None for the
     PyTorch algorithm."""
     path = get_path()
-    if path == "pytorch" or dtype not in (torch.float32, torch.float64):
+    if path in ("pytorch", "triton") or dtype not in (torch.float32, torch.float64):
         return None
     lib = load_library()
     if lib is None and path == "compiled":
         raise RuntimeError("the compiled SFM kernel is unavailable (see the warning above)")
     return lib
+
+
+def triton_kernels(t: Tensor, B: int, D: int, K: int, M: int) -> ModuleType | None:
+    """The module of the Triton kernels (:mod:`.triton_scan`) where they run ``t``'s recurrence
+    on the current path, else None (the PyTorch algorithm): path ``"triton"``, or ``"fast"`` on
+    a CUDA float32 tensor where triton imports and the layer fits the kernel. On ``"triton"``
+    what cannot run raises."""
+    path = get_path()
+    forced = path == "triton"
+    if not forced and not (path == "fast" and t.is_cuda and t.dtype == torch.float32):
+        return None
+    try:
+        from . import triton_scan
+    except ImportError:
+        if forced:
+            raise RuntimeError("path 'triton' needs triton: pip install 'freqnn[gpu]'") from None
+        return None
+    try:
+        triton_scan.plan(B, D, K, M)
+    except ValueError:
+        if forced:
+            raise
+        return None
+    return triton_scan
 
 
 _BACKWARD_ARGS = ("gout", "gz", "gre", "gim", "gphi", "cos", "sin", "times", "time0", "mask",
@@ -68,7 +93,9 @@ _BACKWARD_ARGS = ("gout", "gz", "gre", "gim", "gphi", "cos", "sin", "times", "ti
 def _forward(lib: ctypes.CDLL | None, p: Inputs, keep: bool) -> _Six:
     abi.check_placement(Inputs._fields, p)
     if lib is None:
-        out, saved = forward_torch(p, keep)
+        _, B, D, K, M, _ = sizes(p)
+        tk = triton_kernels(p.gx, B, D, K, M)
+        out, saved = forward_torch(p, keep) if tk is None else tk.forward_triton(p, keep)
         z, re, im, phi = saved.final()
     else:
         out, saved, (z, re, im, phi) = forward_compiled(lib, p, keep)
@@ -196,7 +223,10 @@ def _backward(
     )
     s = Saved.carve(saved, T, B, D, K, M, adaptive, True)
     shape = (T, B, D, K, M, G)
-    if lib is None:
+    tk = None if lib is not None else triton_kernels(gout, B, D, K, M)
+    if tk is not None:
+        g = tk.backward_triton(p, shape, s, gout, gz, gre, gim, gphi)
+    elif lib is None:
         g = backward_torch(p, shape, s, gout, gz, gre, gim, gphi)
     else:
         g = backward_compiled(lib, p, shape, s, gout, gz, gre, gim, gphi)

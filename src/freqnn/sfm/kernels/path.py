@@ -5,6 +5,10 @@
     float64, a kernel that builds), the PyTorch algorithm otherwise.
 ``"compiled"`` / ``"pytorch"``
     The op, forced to one implementation (``"compiled"`` raises where it cannot run).
+``"triton"``
+    The op on the Triton kernels (:mod:`.triton_scan`; what ``"fast"`` selects for CUDA float32
+    tensors where triton is installed and the layer fits the kernel). CPU tensors run them only
+    in Triton's interpreter (``TRITON_INTERPRET=1``); elsewhere they raise.
 ``"reference"``
     The step equations of :mod:`freqnn.sfm.step`, one step at a time, differentiated by
     autograd: the tests' oracle (and the only path with second derivatives).
@@ -27,7 +31,7 @@ from ...checks import fail
 
 __all__ = ["PATHS", "PATH_ENV", "get_path", "set_path", "use_path", "use_reference"]
 
-PATHS = ("fast", "compiled", "pytorch", "reference")
+PATHS = ("fast", "compiled", "pytorch", "triton", "reference")
 PATH_ENV = "FREQNN_SFM_PATH"
 
 
@@ -54,7 +58,7 @@ def get_path() -> str:
 
 def set_path(path: str) -> None:
     """Set the process-wide default path: ``"fast"`` | ``"compiled"`` | ``"pytorch"`` |
-    ``"reference"`` (initially ``$FREQNN_SFM_PATH`` or ``"fast"``)."""
+    ``"triton"`` | ``"reference"`` (initially ``$FREQNN_SFM_PATH`` or ``"fast"``)."""
     global _default_path
     _default_path = _check_path(path)
 
