@@ -1,6 +1,7 @@
 """The export path (freqnn.sfm.export): under torch.export every recurrence is torch's scan
-operator with a symbolic T; the saved program and an AOTInductor package run in a process that
-never imports freqnn; the dynamo ONNX exporter emits a Scan that onnxruntime runs at any length.
+operator with a symbolic T (ParallelSFM: its chunked scan, the chunks joined by torch's scan);
+the saved program and an AOTInductor package run in a process that never imports freqnn; the
+dynamo ONNX exporter emits a Scan that onnxruntime runs at any length.
 
 Exports take seconds each (tracing, not the model's size): the models are tiny."""
 
@@ -27,6 +28,7 @@ MODULES = {
     "asfm-authors": lambda: freqnn.AdaptiveSFM(N, M, 3, 2, phase="authors"),
     "stock": lambda: freqnn.StockSFM(N, M, 2),
     "sfm-bidirectional": lambda: freqnn.SFM(N, M, 3, 2, num_layers=2, bidirectional=True),
+    "psfm": lambda: freqnn.ParallelSFM(N, M, 3, 2, num_layers=2),
     "cwrnn": lambda: ClockworkRNN(N, 6, periods=(1, 2, 5)),
     "plstm": lambda: PhasedLSTM(N, M),
     "rhn": lambda: RHN(N, M, depth=2),
@@ -114,8 +116,9 @@ def run_without_freqnn(script: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_saved_program_runs_without_freqnn(tmp_path):
-    module = MODULES["asfm"]().eval()
+@pytest.mark.parametrize("name", ["asfm", "psfm"])
+def test_saved_program_runs_without_freqnn(name, tmp_path):
+    module = MODULES[name]().eval()
     torch.export.save(export_symbolic(module), tmp_path / "sfm.pt2")
     x = torch.randn(11, B, N)
     torch.save(x, tmp_path / "x.pt")
@@ -143,7 +146,7 @@ def test_aoti_package_runs_without_freqnn(tmp_path):
     assert_outputs_close(torch.load(tmp_path / "out.pt"), module(x))
 
 
-@pytest.mark.parametrize("name", ["asfm", "rhn"])
+@pytest.mark.parametrize("name", ["asfm", "rhn", "psfm"])
 def test_onnx_scan_runs_at_any_length(name, tmp_path):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
@@ -155,7 +158,72 @@ def test_onnx_scan_runs_at_any_length(name, tmp_path):
     assert "Scan" in {node.op_type for node in graph.node}
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # T symbolic, not 5
     session = ort.InferenceSession(str(path))
-    for T in (2, 17):
+    for T in (2, 17):  # ParallelSFM: within one chunk of 16 steps and across two
         x = torch.randn(T, B, N)
         got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
         torch.testing.assert_close(torch.from_numpy(got[0]), module(x)[0], **TOL)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_parallel_sfm_exports_across_chunks(bidirectional):
+    """Item 4: ParallelSFM's chunked scan under export pads to whole chunks and joins them with
+    torch's scan: lengths within one chunk, at and across chunk boundaries (c = 16), padded
+    batches, and the fused operator nowhere in the program."""
+    module = freqnn.ParallelSFM(N, M, 3, 2, num_layers=2, bidirectional=bidirectional).eval()
+
+    class Padded(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = module
+
+        def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple:
+            return self.layer(x, lengths=lengths)
+
+    program = torch.export.export(Padded(), (torch.randn(5, B, N), torch.tensor([5, 2, 3])),
+                                  dynamic_shapes=({0: Dim("T")}, None))
+    graph = str(program.graph)
+    assert "torch.ops.higher_order.scan" in graph and "freqnn" not in graph
+    for T in (1, 16, 17, 40):
+        x, lengths = torch.randn(T, B, N), torch.tensor([T, max(T - 3, 0), 1])
+        assert_outputs_close(program.module()(x, lengths), module(x, lengths=lengths))
+
+
+def test_parallel_sfm_compiles_with_dynamic_T():
+    """torch.compile(dynamic=True, fullgraph=True) keeps the fused operator (one call for the
+    whole sequence) and one graph for every length."""
+    from torch._dynamo.testing import CompileCounter
+
+    module = freqnn.ParallelSFM(N, M, 3, 2).eval()
+    counter = CompileCounter()
+    compiled = torch.compile(module, dynamic=True, fullgraph=True, backend=counter)
+    for T in (5, 17, 300):
+        x = torch.randn(T, B, N)
+        assert_outputs_close(compiled(x), module(x))
+    assert counter.frame_count == 1
+
+
+def test_parallel_sfm_legacy_onnx_and_jit_trace_at_a_fixed_T(tmp_path):
+    """Legacy ONNX and jit.trace record the sizes of their example (T fixed): they trace the
+    PyTorch algorithm (ONNX) or the fused operator (jit.trace) in blocks."""
+    ort = pytest.importorskip("onnxruntime")
+    module = freqnn.ParallelSFM(N, M, 3, 2, num_layers=2).eval()
+    output = OutputOnly(module)
+    x = torch.randn(20, B, N)
+    path = tmp_path / "legacy.onnx"
+    torch.onnx.export(output, (x,), str(path), dynamo=False)
+    session = ort.InferenceSession(str(path))
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(got[0]), module(x)[0], **TOL)
+    traced = torch.jit.trace(output, (x,), check_trace=False)
+    torch.testing.assert_close(traced(x), module(x)[0], **TOL)
+
+
+class OutputOnly(torch.nn.Module):
+    """A layer's output alone: jit.trace and legacy ONNX take no None (the state's phase)."""
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x)[0]

@@ -42,6 +42,7 @@ from torch.utils.checkpoint import checkpoint
 from ..checks import check_floating, check_rank, check_shape, fail
 from ..frequencies import phase
 from .cell import SFMCell
+from .export import exporting
 from .kernels import parallel as kernel
 from .kernels.parallel_torch import block_torch, chunked_scan
 from .layer import SFM
@@ -50,10 +51,12 @@ from .state import SFMState, check_placement, last_time
 __all__ = ["ParallelSFM", "ParallelSFMCell", "block_torch", "chunked_scan"]
 
 
-def _pieces(steps: int, block: int, chunk: int) -> list[tuple[int, int]]:
+def _pieces(steps: int | Tensor | torch.SymInt, block: int, chunk: int) -> list[tuple[int, int]]:
     """Cut ``steps`` into (length, chunk) pieces: whole blocks, whole chunks, then the rest
     (fewer than ``chunk`` steps) as one chunk of its own."""
-    blocks, rest = divmod(steps, block)
+    # int(): under jit.trace (legacy ONNX) a size is a traced tensor, and T fixed there anyway;
+    # a SymInt of torch.compile(dynamic=True) is specialised (export never comes here)
+    blocks, rest = divmod(int(steps), block)
     whole = rest - rest % chunk
     pieces = [(block, chunk)] * blocks + [(whole, chunk)] * bool(whole)
     return pieces + [(rest - whole, rest - whole)] * bool(rest - whole)
@@ -222,11 +225,16 @@ class ParallelSFMCell(SFMCell):
             if self.checkpoint is not None
             else not kernel.applies(gx, self.weight_a)
         )
+        if exporting():  # T symbolic: PyTorch's operators only, the whole sequence at once
+            out, re, im = self._block_portable(gx, cos, sin, mask, state)
+            return out, self._final(out, re, im, state, times, mask)
         # the compiled kernel keeps its own chunks in cache: one call for the whole sequence
         # (blocks would add a call per block and a cat of their gradients in the backward)
         whole = not recompute and kernel.compiled(gx, self.weight_a)
         steps = gx.shape[0]
-        pieces = _pieces(steps, steps if whole else self.block_size, self.chunk_size)
+        # one piece without arithmetic on T, which torch.compile(dynamic=True) keeps symbolic
+        pieces = [(steps, self.chunk_size)] if whole else _pieces(
+            steps, self.block_size, self.chunk_size)
         lengths = [length for length, _ in pieces]
         # split, not slicing: the backward of a slice is a full-size gradient per piece
         parts = [t.split(lengths) if len(pieces) > 1 else (t,) for t in (gx, cos, sin)]
@@ -241,10 +249,25 @@ class ParallelSFMCell(SFMCell):
                 z, re, im = self._block(*args)
             outputs.append(z)
         out = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
-        final = SFMState(
+        return out, self._final(out, re, im, state, times, mask)
+
+    def _block_portable(
+        self, gx: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None, state: SFMState
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """:func:`block_torch` over the whole sequence, whatever its length (its scan pads to
+        whole chunks and joins them with torch's scan operator under export): no custom op,
+        no arithmetic on T in Python, so an exported program keeps T symbolic."""
+        valid = None if mask is None else mask.to(gx.dtype)
+        return block_torch(gx, cos, sin, valid, state.re, state.im, self.weight_a, self.b_z,
+                           self.chunk_size)
+
+    @staticmethod
+    def _final(out: Tensor, re: Tensor, im: Tensor, state: SFMState, times: Tensor,
+               mask: Tensor | None) -> SFMState:
+        """The state after each sequence's last valid step from the outputs and final S."""
+        return SFMState(
             _at_last_step(out, mask, state.z), re, im, last_time(times, mask, state.time), None
         )
-        return out, final
 
 
 class ParallelSFM(SFM):

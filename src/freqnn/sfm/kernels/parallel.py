@@ -316,11 +316,11 @@ def projection(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor | None:
     with at least :data:`PROJECTION_ROWS` rows (eagerly, without autocast); None elsewhere:
     the caller projects with ``F.linear``."""
     if (
-        x.numel() < PROJECTION_ROWS * x.shape[-1]
+        torch.compiler.is_compiling()  # first: the size test would guard a symbolic T
+        or torch.jit.is_tracing()
+        or x.numel() < PROJECTION_ROWS * x.shape[-1]
         or x.dtype != weight.dtype
         or torch.is_autocast_enabled("cpu")
-        or torch.compiler.is_compiling()
-        or torch.jit.is_tracing()
         or not compiled(x, weight)
     ):
         return None

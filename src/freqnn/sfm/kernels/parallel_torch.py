@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..export import exporting, run_steps
 from ..step import amplitude, memory_update, output, split_gates
 
 __all__ = ["block_torch", "chunked_scan"]
@@ -29,10 +30,14 @@ def chunked_scan(
     P = exp(cumsum(log_forget)) in [0, 1], is formed; then the chunks are joined in order:
     h_t = local_t + P_t * h_{chunk start - 1}. Python steps: ``chunk`` + L / ``chunk``.
 
+    Under ``torch.export`` (L symbolic) the sequence is padded to whole chunks with steps that
+    change nothing (log F = 0, u = 0) and the join over the chunks is torch's scan operator
+    (:func:`freqnn.sfm.export.run_steps`); the arithmetic is the same.
+
     Parameters
     ----------
     log_forget : Tensor [shape=(L, ...)]
-        log F_t <= 0, L a multiple of ``chunk``.
+        log F_t <= 0, L a multiple of ``chunk`` (any L under export).
     inputs : tuple of Tensor [shape=(L, ...)]
         u_t of each sequence.
     start : tuple of Tensor [shape=(...)]
@@ -45,27 +50,63 @@ def chunked_scan(
     tuple of Tensor [shape=(L, ...)], h_1 .. h_L of each sequence.
     """
     steps = log_forget.shape[0]
-    n = steps // chunk
-    log_f = log_forget.unflatten(0, (n, chunk))  # (n, c, ...)
+    symbolic = exporting()
+    # under export at least 2 chunks for every T (1 or 2 of them padding): with a count that
+    # could be 1, the shape checks of the chunked tensors guard n == 1 and so fix T
+    n = steps // chunk + 2 if symbolic else steps // chunk
+    # (n, c, ...); under export padded with steps that hold the state
+    log_f, *u_chunks = (_chunks(t, n, chunk) if symbolic else t.unflatten(0, (n, chunk))
+                        for t in (log_forget, *inputs))
     # unbind, not indexing: the backward of c selections would add c full-size gradients
     forget = torch.exp(log_f).unbind(1)
     decay = torch.exp(torch.cumsum(log_f, dim=1))  # P relative to the chunk start, in [0, 1]
-    decay_end = decay[:, -1].unbind(0)
+    decay_end = () if symbolic else decay[:, -1].unbind(0)  # (n symbolic: no unbind)
     results = []
-    for u, h0 in zip(inputs, start, strict=True):
-        u_steps = u.unflatten(0, (n, chunk)).unbind(1)
+    for u, h0 in zip(u_chunks, start, strict=True):
+        u_steps = u.unbind(1)
         h = u_steps[0]
         local = [h]
         for i in range(1, chunk):
             h = torch.addcmul(u_steps[i], forget[i], h)
             local.append(h)
-        carry, starts = h0, []
-        for p_end, h_end in zip(decay_end, h.unbind(0), strict=True):
-            starts.append(carry)
-            carry = torch.addcmul(h_end, p_end, carry)
-        joined = torch.addcmul(torch.stack(local, 1), decay, torch.stack(starts).unsqueeze(1))
-        results.append(joined.flatten(0, 1))
+        if symbolic:
+            starts = _join_scan(decay[:, -1], h, h0)
+        else:
+            carry, start_list = h0, []
+            for p_end, h_end in zip(decay_end, h.unbind(0), strict=True):
+                start_list.append(carry)
+                carry = torch.addcmul(h_end, p_end, carry)
+            starts = torch.stack(start_list)
+        joined = torch.addcmul(torch.stack(local, 1), decay, starts.unsqueeze(1))
+        if symbolic:  # back to (L, ...) by indexing: a view would guard on n == 1
+            t = torch.arange(steps, device=joined.device)
+            results.append(joined[t // chunk, t % chunk])
+        else:
+            results.append(joined.flatten(0, 1))
     return tuple(results)
+
+
+def _chunks(t: Tensor, n: int | torch.SymInt, chunk: int) -> Tensor:
+    """``t`` (L, ...) as (n, chunk, ...), n * chunk >= L, the steps past L zero. An indexing
+    of the last step, masked, not a cat of zeros and a view: export guarded on their sizes
+    (the padding 0 or 1, n == 1) and so fixed T."""
+    starts = torch.arange(n, device=t.device).unsqueeze(1) * chunk
+    steps = starts + torch.arange(chunk, device=t.device)  # (n, c), no view of a flat range
+    last = t.shape[0] - 1
+    kept = (steps <= last).to(t.dtype)[(..., *(None,) * (t.dim() - 1))]
+    return t[steps.clamp(max=last)] * kept
+
+
+def _join_scan(p_end: Tensor, h_end: Tensor, h0: Tensor) -> Tensor:
+    """The chunks' starting states (n, ...) as a scan over the n chunks: the state before
+    chunk j, carry_j = h_end_{j-1} + P_end_{j-1} * carry_{j-1} from carry_0 = h0."""
+
+    def join(carry: tuple[Tensor, ...], x: tuple[Tensor, ...]) -> tuple[Tensor, tuple[Tensor]]:
+        p, h = x
+        return carry[0], (torch.addcmul(h, p, carry[0]),)
+
+    starts, _ = run_steps(join, (h0,), (p_end, h_end))
+    return starts
 
 
 def block_torch(
