@@ -1,5 +1,5 @@
-"""Bidirectional SFM / A-SFM / StockSFM and PackedSequence input, against one-directional layers
-run by hand (tests/bidirectional.py), in float64."""
+"""Bidirectional SFM / A-SFM / StockSFM / ParallelSFM and PackedSequence input, against
+one-directional layers run by hand (tests/bidirectional.py), in float64."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ KINDS = {
     "asfm": (freqnn.AdaptiveSFM, {}),
     "asfm-authors": (freqnn.AdaptiveSFM, {"phase": "authors"}),
     "stock": (freqnn.StockSFM, {}),
+    "psfm": (freqnn.ParallelSFM, {"frequencies": "dct"}),
 }
 
 
@@ -62,7 +63,7 @@ def test_bidirectional_equals_two_directions_by_hand(kind, use_times):
             torch.testing.assert_close(value, want, rtol=1e-10, atol=1e-10, msg=name)
 
 
-@pytest.mark.parametrize("kind", ["sfm", "asfm"])
+@pytest.mark.parametrize("kind", ["sfm", "asfm", "psfm"])
 def test_bidirectional_without_padding_and_batch_first(kind):
     """No lengths: each direction reads all T steps; batch_first only transposes."""
     bi = build(kind, bidirectional=True, batch_first=True)
@@ -102,14 +103,14 @@ def test_bidirectional_structure():
     assert all(cell.phase == "authors" for cell in bi.cells_reverse)
 
 
-@pytest.mark.parametrize("kind", ["sfm", "asfm", "stock"])
+@pytest.mark.parametrize("kind", ["sfm", "asfm", "stock", "psfm"])
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("enforce_sorted", [False, True])
 def test_packed_sequence_equals_padded_with_lengths(kind, batch_first, enforce_sorted):
     lengths = torch.tensor([6, 3, 5, 1])
     if enforce_sorted:
         lengths = lengths.sort(descending=True).values
-    module = build(kind, bidirectional=kind == "sfm", batch_first=batch_first)
+    module = build(kind, bidirectional=kind in ("sfm", "psfm"), batch_first=batch_first)
     x = torch.randn(*((B, T) if batch_first else (T, B)), N, dtype=torch.float64)
     times = torch.cumsum(torch.rand(B, T, dtype=torch.float64) + 0.1, 1)
     packed = pack_padded_sequence(x, lengths, batch_first=batch_first,
@@ -135,14 +136,16 @@ def test_packed_sequence_with_lengths_is_refused():
         build("sfm")(packed, lengths=LENGTHS)
 
 
+@pytest.mark.parametrize("kind", ["sfm", "psfm"])
 @pytest.mark.parametrize("value", [1, "yes", None])
-def test_bidirectional_must_be_a_bool(value):
+def test_bidirectional_must_be_a_bool(kind, value):
     with pytest.raises(TypeError, match=r"bidirectional: expected a bool"):
-        build("sfm", bidirectional=value)
+        build(kind, bidirectional=value)
 
 
-def test_bidirectional_state_needs_both_directions():
-    bi, one = build("sfm", bidirectional=True), build("sfm")
+@pytest.mark.parametrize("kind", ["sfm", "psfm"])
+def test_bidirectional_state_needs_both_directions(kind):
+    bi, one = build(kind, bidirectional=True), build(kind)
     _, state = one(torch.randn(T, B, N, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"state\.z: expected shape \(4, 4, 4\)"):
         bi(torch.randn(T, B, N, dtype=torch.float64), state)
@@ -151,3 +154,25 @@ def test_bidirectional_state_needs_both_directions():
 def test_paper_parameters_reverse_needs_bidirectional():
     with pytest.raises(ValueError, match=r"reverse: expected False \(the layer is not bidir"):
         build("sfm").paper_parameters(0, reverse=True)
+
+
+def test_parallel_sfm_long_bidirectional_crosses_blocks():
+    """ParallelSFM's blocks and chunks (block 32, chunk 8 here) on reversed padded sequences:
+    the fused operator in one call and the PyTorch algorithm in blocks agree with the layers
+    run by hand."""
+    bi = build("psfm", bidirectional=True, num_layers=1)
+    for cell in (*bi.cells, *bi.cells_reverse):
+        cell.chunk_size, cell.block_size = 8, 32
+    steps, lengths = 70, torch.tensor([70, 33, 0, 9])
+    x = torch.randn(steps, B, N, dtype=torch.float64)
+    state = random_state(bi, B)
+    expected, _ = by_hand(bi, lambda n: build("psfm", n, num_layers=1), x, state, lengths, "time")
+    for path in ("fast", "pytorch"):
+        with freqnn.sfm.use_path(path):
+            out, _ = bi(x, state, lengths=lengths)
+        torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10, msg=path)
+
+
+def test_parallel_sfm_step_refuses_bidirectional():
+    with pytest.raises(ValueError, match=r"bidirectional: expected False for step\(\)"):
+        build("psfm", bidirectional=True).step(torch.randn(B, N, dtype=torch.float64))

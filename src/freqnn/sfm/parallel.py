@@ -281,7 +281,8 @@ class ParallelSFM(SFM):
     The constructor, ``forward(x, state=None, *, times=None, lengths=None) -> (output, state)``
     and the state (:class:`freqnn.SFMState`, ``phase=None``) are those of :class:`freqnn.SFM`:
     ``batch_first``, ``num_layers``, ``dropout``, ``frequencies``, ``learn_frequencies``,
-    timestamps, padded batches, unbatched input, streaming by passing the state back.
+    timestamps, padded batches, unbatched input, streaming by passing the state back,
+    ``bidirectional`` and ``PackedSequence`` input (:mod:`freqnn.sfm.directions`).
     :meth:`paper_parameters` gives SFM's names without W_ste, W_fre, W_g, W_i and W_o;
     :meth:`step` runs one time step.
     """
@@ -306,7 +307,16 @@ class ParallelSFM(SFM):
         -------
         z : Tensor [shape=(B, M) or (M,)], the top layer's output
         state : SFMState after the step
+
+        Raises
+        ------
+        ValueError
+            On a bidirectional model: its backward direction starts at each sequence's end,
+            which a stream does not have (call the model on the whole sequence).
         """
+        if self.bidirectional:
+            fail("bidirectional", "False for step() (the backward direction reads each sequence "
+                 "from its end: run the whole sequence with forward)", "True")
         check_floating(x, "x")
         check_rank(x, "x", (1, 2), "of shape (batch, input_size) or (input_size,)")
         times = None
