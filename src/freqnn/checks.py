@@ -134,8 +134,19 @@ def check_shape(x: Tensor, name: str, shape: Sequence[int], meaning: str = "") -
 
 
 def _no_values(x: Tensor) -> bool:
-    """Whether the values of ``x`` cannot be read: while tracing, or on the meta device."""
-    return torch.compiler.is_compiling() or x.is_meta
+    """Whether the values of ``x`` cannot be read: while tracing, on the meta device, or under
+    ``torch.func.vmap`` (a batched tensor has no single value to read)."""
+    return torch.compiler.is_compiling() or x.is_meta or vmapping()
+
+
+def vmapping() -> bool:
+    """Whether a ``torch.func.vmap`` transform is active (at any level of nested transforms)."""
+    if torch._C._functorch.peek_interpreter_stack() is None:  # no transform: the usual case
+        return False
+    from torch._C._functorch import TransformType
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
+    return any(i.key() == TransformType.Vmap for i in retrieve_all_functorch_interpreters())
 
 
 def check_finite(x: Tensor, name: str) -> None:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as Fn
-from .checks import check_finite, check_floating, describe, fail
+from .checks import check_finite, check_floating, describe, fail, vmapping
 from .frequencies import fold_frequency
 
 __all__ = [
@@ -265,10 +265,10 @@ class CosineTransform(nn.Module):
             fail("direction", "'analysis' or 'synthesis'", repr(direction))
         offset = self.w_offset if direction == "analysis" else self._synthesis_offset()
         tracing = torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
-        if self.grid is None or self._trained_now(offset) or tracing:
+        if self.grid is None or self._trained_now(offset) or tracing or vmapping():
             # while torch.compile / torch.export / ONNX export trace, the choice may not depend
-            # on the parameters' values (and ONNX has no DCT through the FFT): the matrix path
-            # serves every case
+            # on the parameters' values (and ONNX has no DCT through the FFT), nor under vmap
+            # (the parameters may be batched): the matrix path serves every case
             return False
         return not bool(torch.count_nonzero(offset.detach()))
 
@@ -292,6 +292,12 @@ class CosineTransform(nn.Module):
 
     def _basis(self, direction: str, offset: Tensor, dtype: torch.dtype) -> Tensor:
         """Cosine basis (M, N) of ``offset`` in ``dtype``, cached while ``offset`` is unchanged."""
+        if vmapping():
+            # torch.func.vmap: plain operations (vmap has a rule for each), not the basis's
+            # autograd.Function (it has none) nor the cache (its test reads values)
+            rows = Fn._row_chunks(offset.shape[0], self.n)
+            return torch.cat([Fn._cos_sin(offset, r, self.n, self.grid, "cos") for r in rows]
+                             ).to(dtype)
         name = "w" if (direction == "analysis" or self.tied) else "v"
         key = ("basis", name, dtype, offset.device)
         cached = self._cached(key, (offset.detach(),))

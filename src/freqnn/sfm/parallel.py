@@ -62,6 +62,11 @@ def _pieces(steps: int | Tensor | torch.SymInt, block: int, chunk: int) -> list[
     return pieces + [(rest - whole, rest - whole)] * bool(rest - whole)
 
 
+def _functorch_active() -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, ...) is running."""
+    return torch._C._functorch.peek_interpreter_stack() is not None
+
+
 def _at_last_step(values: Tensor, mask: Tensor | None, start: Tensor) -> Tensor:
     """``values`` (T, B, M) at each sequence's last valid step; ``start`` (B, M) for a sequence
     without one (the rule of :func:`freqnn.sfm.state.last_time`, for vectors)."""
@@ -89,7 +94,8 @@ class ParallelSFMCell(SFMCell):
         multiple of ``chunk_size``. The compiled kernel without checkpointing takes the whole
         sequence in one call (it keeps chunks of ``ROWS`` rows in cache itself).
     checkpoint : bool or None
-        Recompute each block in the backward instead of keeping its activations. None (the
+        Recompute each block in the backward instead of keeping its activations (never under
+        ``torch.func`` transforms, which refuse its saved-tensor hooks). None (the
         default): only on the PyTorch algorithm, whose activations are large (at T = 10^4,
         B=16, N=88, D=50, K=4, M=50 a forward + backward peaks at 1.3 GB instead of 2.7 GB, for
         1.2x the time); the fused CPU operator keeps 2KD + 2KM values per step and sequence
@@ -220,7 +226,8 @@ class ParallelSFMCell(SFMCell):
         check_placement(state, gx.device)  # the operator reads re and im
         phases = phase(self.frequencies(), times)  # (T, B, K), float64 reduced mod 2 pi
         cos, sin = torch.cos(phases), torch.sin(phases)
-        recompute = torch.is_grad_enabled() and (
+        # not under torch.func transforms: they refuse checkpoint's saved-tensor hooks
+        recompute = torch.is_grad_enabled() and not _functorch_active() and (
             self.checkpoint
             if self.checkpoint is not None
             else not kernel.applies(gx, self.weight_a)

@@ -135,6 +135,8 @@ def sfm_scan(
 def scan_cpu(*args: Tensor | bool | None) -> _Six:
     """The CPU kernel (the arguments of :func:`sfm_scan`): the compiled loop where it applies,
     else the PyTorch algorithm."""
+    if torch._C._functorch.peek_interpreter_stack() is not None:  # a torch.func transform:
+        return ScanFunction.apply(*args)  # the tensors may be batched (vmap's rule is there)
     p = Inputs(*args[:-1])
     return _forward(cpu_library(p.gx.dtype), p, args[-1])
 
@@ -261,6 +263,19 @@ def _sfm_scan_backward_fake(
 
 
 # --------------------------------------------------------------------------- autograd
+def _vmap_by_slices(function, info, in_dims, *args):  # type: ignore[no-untyped-def]
+    """``torch.func.vmap``'s rule for the op, by a loop: ``function`` on each slice of the
+    vmapped axis, the results stacked on axis 0. The op's kernels take whole batches, but its
+    backward sums the weights' gradients over the batch, so folding the vmapped axis into B
+    would merge the per-sample gradients that ``vmap(grad(f))`` asks for."""
+    results = [
+        function(*(a if d is None else a.select(d, i) for a, d in zip(args, in_dims, strict=True)))
+        for i in range(info.batch_size)
+    ]
+    outputs = tuple(None if r[0] is None else torch.stack(r) for r in zip(*results, strict=True))
+    return outputs, tuple(None if o is None else 0 for o in outputs)
+
+
 class _ScanBackward(torch.autograd.Function):
     """``freqnn::sfm_scan_backward`` as a node that refuses to be differentiated: under
     ``create_graph=True`` (``torch.func.grad`` uses it) the first derivatives are computed, and
@@ -269,6 +284,10 @@ class _ScanBackward(torch.autograd.Function):
     @staticmethod
     def forward(*args):  # type: ignore[override]
         return torch.ops.freqnn.sfm_scan_backward(*args)
+
+    @staticmethod
+    def vmap(info, in_dims, *args):  # type: ignore[no-untyped-def]
+        return _vmap_by_slices(torch.ops.freqnn.sfm_scan_backward, info, in_dims, *args)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
@@ -359,6 +378,10 @@ class ScanFunction(torch.autograd.Function):
     @staticmethod
     def forward(*args):  # type: ignore[override]
         return torch.ops.freqnn.sfm_scan(*args)
+
+    @staticmethod
+    def vmap(info, in_dims, *args):  # type: ignore[no-untyped-def]
+        return _vmap_by_slices(torch.ops.freqnn.sfm_scan, info, in_dims, *args)
 
     setup_context = staticmethod(_setup_context)
     backward = staticmethod(_scan_backward)

@@ -25,6 +25,7 @@ import ctypes
 import torch
 from torch import Tensor
 
+from ...checks import vmapping
 from . import abi
 from .build import load_library
 from .compiled import reusable_empty
@@ -53,8 +54,8 @@ _Seven = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 
 def applies(gx: Tensor, weight_a: Tensor) -> bool:
     """Whether the layer runs its blocks on the operator (see the module docstring)."""
-    if get_path() not in ("fast", "compiled"):
-        return False
+    if get_path() not in ("fast", "compiled") or vmapping():
+        return False  # (vmap: the PyTorch algorithm, whose operations all have batching rules)
     if (torch.compiler.is_compiling() or torch.jit.is_tracing()) and torch.onnx.is_in_onnx_export():
         return False
     return (
