@@ -141,7 +141,9 @@ def _no_values(x: Tensor) -> bool:
 
 def vmapping() -> bool:
     """Whether a ``torch.func.vmap`` transform is active (at any level of nested transforms)."""
-    if torch._C._functorch.peek_interpreter_stack() is None:  # no transform: the usual case
+    # no transform: the usual case; and Dynamo cannot trace the interpreter stack (under
+    # torch.compile the value checks are skipped anyway)
+    if torch.compiler.is_compiling() or torch._C._functorch.peek_interpreter_stack() is None:
         return False
     from torch._C._functorch import TransformType
     from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters

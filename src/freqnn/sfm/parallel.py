@@ -63,7 +63,10 @@ def _pieces(steps: int | Tensor | torch.SymInt, block: int, chunk: int) -> list[
 
 
 def _functorch_active() -> bool:
-    """Whether a ``torch.func`` transform (grad, vmap, ...) is running."""
+    """Whether a ``torch.func`` transform (grad, vmap, ...) is running (never seen while
+    torch.compile traces: Dynamo cannot trace the interpreter stack)."""
+    if torch.compiler.is_compiling():
+        return False
     return torch._C._functorch.peek_interpreter_stack() is not None
 
 

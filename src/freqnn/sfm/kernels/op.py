@@ -135,7 +135,8 @@ def sfm_scan(
 def scan_cpu(*args: Tensor | bool | None) -> _Six:
     """The CPU kernel (the arguments of :func:`sfm_scan`): the compiled loop where it applies,
     else the PyTorch algorithm."""
-    if torch._C._functorch.peek_interpreter_stack() is not None:  # a torch.func transform:
+    if not torch.compiler.is_compiling() and torch._C._functorch.peek_interpreter_stack() \
+            is not None:  # a torch.func transform:
         return ScanFunction.apply(*args)  # the tensors may be batched (vmap's rule is there)
     p = Inputs(*args[:-1])
     return _forward(cpu_library(p.gx.dtype), p, args[-1])
