@@ -13,9 +13,6 @@ import freqnn
 
 from .test_meta_init import public_modules
 
-# ParallelSFM / ParallelSFMCell are being rewritten elsewhere (sfm/parallel.py); they join the
-# list when their constructors are spelt out
-
 MODULES = sorted(public_modules(), key=lambda cls: cls.__name__)
 
 
