@@ -214,3 +214,22 @@ def test_state_is_a_pytree_of_its_tensors(name: str) -> None:
     assert type(detached) is type(state)
     assert all(not d.requires_grad and torch.equal(d, s)
                for d, s in zip(detached, state, strict=True))
+
+
+def test_func_grad_over_functional_call_equals_autograd(name: str) -> None:
+    """torch.func.grad through each baseline (issue 28: func.grad for every module)."""
+    model = build(name)
+    x = torch.randn(4, 2, N, dtype=torch.float64)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss(values: dict[str, torch.Tensor]) -> torch.Tensor:
+        out, _ = functional_call(model, values, (x,), {"lengths": torch.tensor([4, 3])})
+        return out.square().sum()
+
+    got = torch.func.grad(loss)(params)
+    model.zero_grad()
+    out, _ = model(x, lengths=torch.tensor([4, 3]))
+    out.square().sum().backward()
+    for key, parameter in model.named_parameters():
+        want = torch.zeros_like(parameter) if parameter.grad is None else parameter.grad
+        torch.testing.assert_close(got[key], want, **TIGHT)

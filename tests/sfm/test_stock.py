@@ -222,3 +222,21 @@ def test_cell_steps_without_gradients_follow_the_stock_equations(mode) -> None:
             z, st = cell(x[t], st)
             got.append(z)
     torch.testing.assert_close(torch.stack(got), torch.stack(want), atol=1e-12, rtol=0)
+
+
+def test_func_grad_over_functional_call_equals_autograd() -> None:
+    """torch.func.grad through StockSFM (issue 28: func.grad for every module)."""
+    from torch.func import functional_call, grad
+
+    model = StockSFM(3, 5, 4, num_layers=2).double()
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss(values: dict[str, torch.Tensor]) -> torch.Tensor:
+        return functional_call(model, values, (x,))[0].square().sum()
+
+    got = grad(loss)(params)
+    model(x)[0].square().sum().backward()
+    for key, parameter in model.named_parameters():
+        want = torch.zeros_like(parameter) if parameter.grad is None else parameter.grad
+        torch.testing.assert_close(got[key], want, rtol=1e-12, atol=1e-12)
