@@ -128,14 +128,12 @@ class AssociativeLSTM(RecurrentLayer):
     Parameters
     ----------
     input_size
-        As ``torch.nn.LSTM``; ``hidden_size`` counts real outputs (H / 2 complex units,
-        real parts first), so it must be even.
+        As ``torch.nn.LSTM``.
     hidden_size
         As ``torch.nn.LSTM``; ``hidden_size`` counts real outputs (H / 2 complex units,
         real parts first), so it must be even.
     num_layers
-        As ``torch.nn.LSTM``; ``hidden_size`` counts real outputs (H / 2 complex units,
-        real parts first), so it must be even.
+        As ``torch.nn.LSTM``.
     copies : int
         Redundant copies of the memory, default 4 as in the SFM paper's table.
     batch_first

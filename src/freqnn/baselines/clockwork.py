@@ -140,11 +140,11 @@ class ClockworkRNN(RecurrentLayer):
     Parameters
     ----------
     input_size
-        As ``torch.nn.RNN``; ``hidden_size`` must be a multiple of g.
+        As ``torch.nn.RNN``.
     hidden_size
         As ``torch.nn.RNN``; ``hidden_size`` must be a multiple of g.
     num_layers
-        As ``torch.nn.RNN``; ``hidden_size`` must be a multiple of g.
+        As ``torch.nn.RNN``.
     periods : int or sequence of int
         The module periods: an int g gives the paper's exponential clock 1, 2, 4, ...,
         2^(g-1); a sequence gives them explicitly (strictly increasing). Default 4 modules.

@@ -93,11 +93,9 @@ class RHN(RecurrentLayer):
     Parameters
     ----------
     input_size
-        As ``torch.nn.RNN`` (``num_layers`` stacks RHN layers; ``depth`` is the
-        recurrence depth inside one layer).
+        As ``torch.nn.RNN``.
     hidden_size
-        As ``torch.nn.RNN`` (``num_layers`` stacks RHN layers; ``depth`` is the
-        recurrence depth inside one layer).
+        As ``torch.nn.RNN``.
     num_layers
         As ``torch.nn.RNN`` (``num_layers`` stacks RHN layers; ``depth`` is the
         recurrence depth inside one layer).

@@ -502,21 +502,21 @@ class AdaptiveSFMCell(SFMCell):
     num_freqs
         As [`SFMCell`][freqnn.SFMCell].
     bias
-        As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
+        As [`SFMCell`][freqnn.SFMCell].
     frequencies
         As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
     learn_frequencies
-        As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
+        As [`SFMCell`][freqnn.SFMCell].
     memory
-        As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
+        As [`SFMCell`][freqnn.SFMCell].
     forget_init
-        As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
+        As [`SFMCell`][freqnn.SFMCell].
     readout
-        As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
+        As [`SFMCell`][freqnn.SFMCell].
     device
-        As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
+        As [`SFMCell`][freqnn.SFMCell].
     dtype
-        As [`SFMCell`][freqnn.SFMCell]; ``frequencies`` is the grid b_omega starts from.
+        As [`SFMCell`][freqnn.SFMCell].
     phase : {"accumulate", "authors"}
         The phase rule (stored as ``self.phase``):
 

@@ -335,17 +335,17 @@ class AdaptiveSFM(SFM):
     frequencies
         As [`SFM`][freqnn.SFM]; ``frequencies`` is the grid b_omega starts from.
     learn_frequencies
-        As [`SFM`][freqnn.SFM]; ``frequencies`` is the grid b_omega starts from.
+        As [`SFM`][freqnn.SFM].
     memory
-        As [`SFM`][freqnn.SFM]; ``frequencies`` is the grid b_omega starts from.
+        As [`SFM`][freqnn.SFM].
     forget_init
-        As [`SFM`][freqnn.SFM]; ``frequencies`` is the grid b_omega starts from.
+        As [`SFM`][freqnn.SFM].
     readout
-        As [`SFM`][freqnn.SFM]; ``frequencies`` is the grid b_omega starts from.
+        As [`SFM`][freqnn.SFM].
     device
-        As [`SFM`][freqnn.SFM]; ``frequencies`` is the grid b_omega starts from.
+        As [`SFM`][freqnn.SFM].
     dtype
-        As [`SFM`][freqnn.SFM]; ``frequencies`` is the grid b_omega starts from.
+        As [`SFM`][freqnn.SFM].
     phase : {"accumulate", "authors"}
         ``"accumulate"`` (default): the accumulated phase phi_t = phi_{t-1} + omega_t dt, omega_t
         used at its own step; the state's ``phase`` carries phi_t (zero at the start).

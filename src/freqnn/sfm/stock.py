@@ -141,21 +141,21 @@ class StockSFM(SFM):
     num_layers : int
         Stacked layers; layer l > 0 reads the output of layer l - 1.
     bias
-        As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+        As [`freqnn.SFM`][freqnn.SFM].
     batch_first
-        As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+        As [`freqnn.SFM`][freqnn.SFM].
     dropout
-        As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+        As [`freqnn.SFM`][freqnn.SFM].
     bidirectional
-        As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+        As [`freqnn.SFM`][freqnn.SFM].
     frequencies
-        As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+        As [`freqnn.SFM`][freqnn.SFM]; ``"paper"`` (2 pi k / K) is the released code's grid.
     learn_frequencies
-        As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+        As [`freqnn.SFM`][freqnn.SFM].
     device
-        As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+        As [`freqnn.SFM`][freqnn.SFM].
     dtype
-        As [`freqnn.SFM`][freqnn.SFM]; ``frequencies="paper"`` (2 pi k / K) is the released code's.
+        As [`freqnn.SFM`][freqnn.SFM].
 
     Notes
     -----
