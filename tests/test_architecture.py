@@ -17,6 +17,9 @@ CORE = [
 ]
 # filelock is a dependency of torch itself (the kernel cache locks its builds with it)
 ALLOWED = {"torch", "numpy", "freqnn", "filelock"}
+# optional back ends: the one module that may import an extra's package, imported on demand
+# only (never by `import freqnn`; test below)
+OPTIONAL = {"sfm/kernels/triton_scan.py": {"triton"}}
 
 
 def _core_files() -> list[Path]:
@@ -41,9 +44,19 @@ def test_core_modules_import_only_torch_numpy_stdlib():
                 continue
             for name in names:
                 top = name.split(".")[0]
-                if top not in ALLOWED and top not in stdlib:
-                    offenders.append(f"{path.relative_to(SRC)}: {name}")
+                relative = path.relative_to(SRC).as_posix()
+                if top not in ALLOWED | OPTIONAL.get(relative, set()) and top not in stdlib:
+                    offenders.append(f"{relative}: {name}")
     assert not offenders, offenders
+
+
+def test_importing_freqnn_imports_no_optional_back_end():
+    code = ("import sys, freqnn, freqnn.sfm.kernels.op; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'triton' "
+            "or m.endswith('triton_scan')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
 
 
 # what the core may not import from the package itself: the experiment stack and the data sets
