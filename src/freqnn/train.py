@@ -332,6 +332,11 @@ def lr_factor(schedule: str, warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
+def has_lr_schedule(cfg: dict[str, Any]) -> bool:
+    """Whether ``cfg`` changes the learning rate during the run (a warm-up or a cosine)."""
+    return cfg["lr_schedule"] != "constant" or float(cfg["warmup_epochs"]) > 0
+
+
 def param_groups(task: Task, model: torch.nn.Module, cfg: dict[str, Any]
                  ) -> list[dict[str, Any]]:
     """The optimiser's parameter groups: the task's (:attr:`freqnn.tasks.Task.param_groups`),
@@ -450,7 +455,7 @@ class TaskModule(L.LightningModule):
             mean = torch.stack(self._train_sum).mean().reshape(1)
             record["train_loss"] = float(self.trainer.strategy.reduce(mean, reduce_op="mean"))
         record.update(metrics)
-        if self.cfg["lr_schedule"] != "constant" or self.cfg["warmup_epochs"]:
+        if has_lr_schedule(self.cfg):
             record["lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])
         record["time_s"] = self.elapsed + time.perf_counter() - self._start
         if not math.isfinite(record.get("train_loss", 0.0)):
@@ -499,15 +504,15 @@ class TaskModule(L.LightningModule):
                 groups, lr=lr, rho=0.95, eps=1e-6, weight_decay=decay)
         else:
             optimizer = torch.optim.Adam(groups, lr=lr, weight_decay=decay)
-        warmup_epochs = float(self.cfg["warmup_epochs"])
-        if self.cfg["lr_schedule"] == "constant" and warmup_epochs == 0:
+        if not has_lr_schedule(self.cfg):
             return optimizer
         # optimiser steps of the whole run (every epoch, limit_train_batches counted); the
         # schedule is per step so that it does not depend on where an epoch ends
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = total / int(self.cfg["epochs"])
         factor = lr_factor(self.cfg["lr_schedule"],
-                           min(total, math.ceil(warmup_epochs * per_epoch)), total)
+                           min(total, math.ceil(float(self.cfg["warmup_epochs"]) * per_epoch)),
+                           total)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -901,7 +906,9 @@ def _train(cfg: dict[str, Any], run_dir: Path, resume: bool) -> dict[str, Any]:
     module.load_state_dict(best_state["state_dict"])
     trainer.test(module, datamodule=datamodule, verbose=False)
     best_record = best_state["freqnn"]["history"][-1]
-    trainer.loggers[1].log_hyperparams(hparams, {f"hp/best_{monitor}": best_record[monitor]})
+    for logger in trainer.loggers:  # TensorBoard's hparams view, with the best metric
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(hparams, {f"hp/best_{monitor}": best_record[monitor]})
     results = {
         "task": cfg["task"],
         "model": cfg["model"],
