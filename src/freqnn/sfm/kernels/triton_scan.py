@@ -145,6 +145,33 @@ def _dot(a, b):
 
 
 @triton.jit
+def _tile_grids(pid, B, D, K, M, BB: tl.constexpr, DP: tl.constexpr, KP: tl.constexpr,
+                MP: tl.constexpr):
+    """The index grids of program ``pid``'s tile of BB sequences, shared by the forward and the
+    backward (so both read and write the histories in one layout): the padded ranges and their
+    masks; (BB, X) and (KP, BB) offsets; the (KP, BB, X) offsets of the (B, D, K) states and of
+    the (., B, K, D) and (., B, K, M) histories, with their masks."""
+    b = pid * BB + tl.arange(0, BB)
+    d = tl.arange(0, DP)
+    k = tl.arange(0, KP)
+    m = tl.arange(0, MP)
+    bv, dv, kv, mv = b < B, d < D, k < K, m < M
+    bm, bm_ok = b[:, None] * M + m[None, :], bv[:, None] & mv[None, :]
+    bd_ok = bv[:, None] & dv[None, :]
+    kb_ok = kv[:, None] & bv[None, :]
+    bk = b[None, :] * K + k[:, None]
+    k3, b3 = k[:, None, None], b[None, :, None]
+    d3, m3 = d[None, None, :], m[None, None, :]
+    kbd_ok = (k3 < K) & (b3 < B) & (d3 < D)
+    kbm_ok = (k3 < K) & (b3 < B) & (m3 < M)
+    state3 = b3 * (D * K) + d3 * K + k3
+    hist3 = b3 * (K * D) + k3 * D + d3
+    read3 = b3 * (K * M) + k3 * M + m3
+    return (b, d, k, m, bv, dv, kv, mv, bm, bm_ok, bd_ok, kb_ok, bk, k3, b3, d3, m3, kbd_ok,
+            kbm_ok, state3, hist3, read3)
+
+
+@triton.jit
 def _forward_kernel(
     gx, z0, re0, im0, phi0, cos, sin, dt, times, mask, whh, wa, bz,
     out, zs, act, o_h, c_h, re_h, im_h, phi_h,
@@ -153,27 +180,11 @@ def _forward_kernel(
     MEAN: tl.constexpr, HAS_MASK: tl.constexpr, HAS_BZ: tl.constexpr, KEEP: tl.constexpr,
     BB: tl.constexpr, DP: tl.constexpr, KP: tl.constexpr, MP: tl.constexpr,
 ):  # fmt: skip
-    b = tl.program_id(0) * BB + tl.arange(0, BB)
-    d = tl.arange(0, DP)
-    k = tl.arange(0, KP)
-    m = tl.arange(0, MP)
-    bv, dv, kv, mv = b < B, d < D, k < K, m < M
+    (b, d, k, m, bv, dv, kv, mv, bm, bm_ok, bd_ok, kb_ok, bk, k3, b3, _d3, m3, kbd_ok, kbm_ok,
+     state3, hist3, read3) = _tile_grids(tl.program_id(0), B, D, K, M, BB, DP, KP, MP)
     A = 3 * D + K  # columns of the gate activations
     ob = A  # first o row of gx / weight_hh
     wb = A + K * M  # first omega row (A-SFM)
-    # (BB, X) and (KP, BB) grids
-    bm, bm_ok = b[:, None] * M + m[None, :], bv[:, None] & mv[None, :]
-    bd_ok = bv[:, None] & dv[None, :]
-    kb_ok = kv[:, None] & bv[None, :]
-    bk = b[None, :] * K + k[:, None]
-    # (KP, BB, X) grids
-    k3, b3 = k[:, None, None], b[None, :, None]
-    d3, m3 = d[None, None, :], m[None, None, :]
-    kbd_ok = (k3 < K) & (b3 < B) & (d3 < D)
-    kbm_ok = (k3 < K) & (b3 < B) & (m3 < M)
-    state3 = b3 * (D * K) + d3 * K + k3  # (B, D, K) states
-    hist3 = b3 * (K * D) + k3 * D + d3  # (., B, K, D) histories
-    read3 = b3 * (K * M) + k3 * M + m3  # (., B, K, M) histories
     # weight tiles, as index grids (loaded each step): W^T of the D-row blocks (MP, DP), the
     # K-row blocks (KP, MP), the o rows (KP, MP j, MP m), W_a's halves transposed (KP, DP, MP)
     wd = m[:, None] + d[None, :] * M
@@ -295,25 +306,11 @@ def _backward_kernel(
     BB: tl.constexpr, DP: tl.constexpr, KP: tl.constexpr, MP: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
-    b = pid * BB + tl.arange(0, BB)
-    d = tl.arange(0, DP)
-    k = tl.arange(0, KP)
-    m = tl.arange(0, MP)
-    bv, dv, kv, mv = b < B, d < D, k < K, m < M
-    A = 3 * D + K
-    ob = A
-    wb = A + K * M
-    bm, bm_ok = b[:, None] * M + m[None, :], bv[:, None] & mv[None, :]
-    bd_ok = bv[:, None] & dv[None, :]
-    kb_ok = kv[:, None] & bv[None, :]
-    bk = b[None, :] * K + k[:, None]
-    k3, b3 = k[:, None, None], b[None, :, None]
-    d3, m3 = d[None, None, :], m[None, None, :]
-    kbd_ok = (k3 < K) & (b3 < B) & (d3 < D)
-    kbm_ok = (k3 < K) & (b3 < B) & (m3 < M)
-    state3 = b3 * (D * K) + d3 * K + k3
-    hist3 = b3 * (K * D) + k3 * D + d3
-    read3 = b3 * (K * M) + k3 * M + m3
+    (b, d, k, m, bv, dv, kv, mv, bm, bm_ok, bd_ok, kb_ok, bk, k3, b3, d3, m3, kbd_ok, kbm_ok,
+     state3, hist3, read3) = _tile_grids(pid, B, D, K, M, BB, DP, KP, MP)
+    A = 3 * D + K  # columns of the gate activations
+    ob = A  # first o row of gx / weight_hh
+    wb = A + K * M  # first omega row (A-SFM)
     # weight tiles as the forward's, untransposed: the D-row blocks (DP, MP), the K-row blocks
     # (KP, MP), the o rows (KP, MP m, MP j), W_a's halves (KP, MP, DP)
     wd = d[:, None] * M + m[None, :]
